@@ -1,0 +1,239 @@
+"""Every payload that crosses MQTT, as pydantic models: the one contract edge, cloud and tests share.
+
+Each message carries `schema_version`; a consumer rejects versions it does not know rather than
+guessing. Times are timezone-aware UTC. Positions are metres along the camera's track.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from shared.ids import Identifier
+
+SCHEMA_VERSION: Literal[1] = 1
+PROD_FLOW = "prod"
+DEV_FLOW = "dev"
+# An extent may reach this far past the view it was seen in: calibration and pixel rounding.
+VIEW_SLACK_M = 0.5
+MAX_EXTENTS = 16
+MAX_THUMBNAIL_BYTES = 512 * 1024
+
+SchemaVersion = Literal[1]
+Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelRef(_Message):
+    """Which model produced a result, so results of two versions are never mixed up."""
+
+    name: Identifier = Field(description="Model name, e.g. 'lpe'.")
+    version: Identifier = Field(description="Model version, e.g. '1.0.0-int8'.")
+
+
+class CameraState(StrEnum):
+    """What a camera's watchdog concluded; `stalled`/`offline` mean its track segment is unseen."""
+
+    ONLINE = "online"
+    STALLED = "stalled"
+    OFFLINE = "offline"
+    DISABLED = "disabled"
+
+
+class CameraHealth(_Message):
+    """Camera health carried in every detection, so the cloud never mistakes unseen for empty."""
+
+    state: CameraState
+    fps: float = Field(ge=0, description="Frames per second captured over the last few seconds.")
+
+
+class TrackSpan(_Message):
+    """An interval of track metres."""
+
+    start_m: float
+    end_m: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.end_m < self.start_m:
+            raise ValueError(f"end_m ({self.end_m}) is below start_m ({self.start_m})")
+        return self
+
+
+class LocoExtent(TrackSpan):
+    """The part of one locomotive a camera sees; an end outside the view is flagged, not guessed."""
+
+    start_beyond_view: bool = Field(description="The lower end lies outside the view; start_m is the border.")
+    end_beyond_view: bool = Field(description="The upper end lies outside the view; end_m is the border.")
+    confidence: Confidence
+
+
+class Detection(_Message):
+    """What one camera's frame showed: the locomotive extents within its view."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    observation_id: UUID
+    node_id: Identifier
+    camera_id: Identifier
+    track_id: Identifier
+    flow: Identifier = PROD_FLOW
+    model: ModelRef
+    captured_at: AwareDatetime
+    seq: int = Field(ge=0, description="Per-node sequence number, monotonic across restarts.")
+    historical: bool = Field(False, description="Sent from the edge's backlog after an outage.")
+    view: TrackSpan = Field(description="The interval of the track the camera saw.")
+    extents: list[LocoExtent] = Field(max_length=MAX_EXTENTS)
+    camera: CameraHealth
+
+    @model_validator(mode="after")
+    def _extents_within_view(self) -> Self:
+        for i, ext in enumerate(self.extents):
+            if ext.start_m < self.view.start_m - VIEW_SLACK_M or ext.end_m > self.view.end_m + VIEW_SLACK_M:
+                raise ValueError(
+                    f"extents.{i} [{ext.start_m}, {ext.end_m}] m lies outside the view "
+                    f"[{self.view.start_m}, {self.view.end_m}] m"
+                )
+        return self
+
+
+class ThumbnailMeta(_Message):
+    """What a thumbnail shows and which observation it belongs to."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    thumbnail_id: UUID
+    observation_id: UUID
+    node_id: Identifier
+    camera_id: Identifier
+    track_id: Identifier
+    flow: Identifier = PROD_FLOW
+    captured_at: AwareDatetime
+    extent_index: int = Field(ge=0, lt=MAX_EXTENTS, description="Index into the detection's extents.")
+    span: TrackSpan = Field(description="Track metres the crop covers.")
+    bbox: tuple[int, int, int, int] = Field(description="Crop (x, y, width, height) in the full frame.")
+    content_type: Literal["image/jpeg"] = "image/jpeg"
+    historical: bool = False
+
+
+class Thumbnail(_Message):
+    """A JPEG crop and its metadata; travels in a binary frame (see `shared.codec`)."""
+
+    meta: ThumbnailMeta
+    jpeg: bytes = Field(min_length=4, max_length=MAX_THUMBNAIL_BYTES)
+
+    @model_validator(mode="after")
+    def _is_jpeg(self) -> Self:
+        if not self.jpeg.startswith(b"\xff\xd8\xff"):
+            raise ValueError("jpeg does not start with a JPEG SOI marker")
+        return self
+
+
+class NodeState(StrEnum):
+    """Whether a node is up; `offline` is also the Last Will."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class NodeLifecycle(_Message):
+    """Birth or death of an edge node (retained). `bd_seq` pairs a death with the birth it ends."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    node_id: Identifier
+    state: NodeState
+    bd_seq: int = Field(ge=0, description="Incremented at every connect; the Will carries the same value.")
+    at: AwareDatetime
+    software_version: str = Field("", max_length=64)
+    cameras: list[Identifier] = Field(default_factory=list, description="Cameras the node serves (birth).")
+    reason: str = Field("", max_length=200, description="Why the node went offline, where known.")
+
+
+def death_applies(current_birth_bd_seq: int | None, death: NodeLifecycle) -> bool:
+    """Whether a death message ends the node's current session; a late Will of an older one does not."""
+    return death.state is NodeState.OFFLINE and (
+        current_birth_bd_seq is None or death.bd_seq == current_birth_bd_seq
+    )
+
+
+class NodeStatus(_Message):
+    """Periodic health of an edge node (retained)."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    node_id: Identifier
+    at: AwareDatetime
+    uptime_s: float = Field(ge=0)
+    spool_depth: int = Field(ge=0, description="Messages waiting in the store-and-forward spool.")
+    spool_dropped_total: int = Field(ge=0, description="Messages the full spool has dropped since start.")
+    cameras_online: int = Field(ge=0)
+    cameras_total: int = Field(ge=0)
+
+
+class CameraStatus(_Message):
+    """Health of one camera as its watchdog sees it (retained)."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    node_id: Identifier
+    camera_id: Identifier
+    at: AwareDatetime
+    state: CameraState
+    fps_captured: float = Field(ge=0)
+    fps_inferred: float = Field(ge=0)
+    frames_dropped_total: int = Field(ge=0)
+    reconnects_last_hour: int = Field(ge=0)
+    last_frame_at: AwareDatetime | None = None
+    reason: str = Field("", max_length=200, description="Why the camera is not online, where known.")
+
+
+class Rebirth(_Message):
+    """Ask the node to republish its birth and all retained status."""
+
+    action: Literal["rebirth"] = "rebirth"
+
+
+class SetSampleRate(_Message):
+    """Change how many frames per second a camera feeds the estimator."""
+
+    action: Literal["set_sample_rate"] = "set_sample_rate"
+    camera_id: Identifier
+    fps: float = Field(gt=0, le=30)
+
+
+class SetCameraEnabled(_Message):
+    """Switch a camera on or off; a disabled camera reports `disabled`, its segment unseen."""
+
+    action: Literal["set_camera_enabled"] = "set_camera_enabled"
+    camera_id: Identifier
+    enabled: bool
+
+
+Command = Annotated[Rebirth | SetSampleRate | SetCameraEnabled, Field(discriminator="action")]
+
+
+class CommandRequest(_Message):
+    """A command sent by the cloud to one node."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    command_id: UUID
+    issued_at: AwareDatetime
+    issued_by: str = Field("", max_length=100, description="Who asked, for the audit trail.")
+    command: Command
+
+
+class CommandAck(_Message):
+    """A node's answer to a command: accepted and applied, or rejected with the reason."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    command_id: UUID | None = Field(description="None when the request was too malformed to carry an id.")
+    node_id: Identifier
+    at: AwareDatetime
+    accepted: bool
+    reason: str = Field("", max_length=500)
+
+
+JsonMessage = Detection | NodeLifecycle | NodeStatus | CameraStatus | CommandRequest | CommandAck
+Message = JsonMessage | Thumbnail

@@ -1,0 +1,360 @@
+"""Draws what one calibrated camera sees: the shop floor, rails, locomotives, workers, light, noise.
+
+Geometry is exact: every face is a plane mapped by a homography built from the camera derived from
+the calibration, so a locomotive's painted ends fall where the calibration maps its true metres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from shared.layout import Facility
+from shared.sim.fleet import Box, Color, boxes
+from shared.sim.projection import NEAR_PLANE_M, FloatArray, PinholeCamera
+from shared.sim.scenario import Conditions
+from shared.sim.textures import FaceTexture, end_texture, side_texture
+from shared.sim.world import LocoState, Worker, World
+
+Image = npt.NDArray[np.uint8]
+
+# Drawing reaches this far beyond the view so bodies that lean into the image are not cut off.
+SCENE_MARGIN_M = 40.0
+BACK_WALL_OFFSET_M = 9.0
+FLOOR: Color = (128, 128, 122)
+WALL: Color = (160, 165, 165)
+CEILING: Color = (92, 96, 100)
+RAIL: Color = (175, 175, 185)
+PIT: Color = (45, 45, 48)
+SAFETY_LINE: Color = (0, 200, 230)
+# Sodium-like shop lamps at night: warmer, and the frame darker away from the lamp pools.
+NIGHT_TINT = np.array([0.8, 0.95, 1.1], dtype=np.float32)
+NIGHT_FLOOR_GAIN = 0.22
+NOISE_BANK_SIZE = 4
+NOISE_BANK_SIGMA = 10.0
+_SUBPIXEL_SHIFT = 4
+
+
+@dataclass(frozen=True)
+class PlateLabel:
+    """Where a painted number appears in the frame (corners clockwise from top-left)."""
+
+    plate: str
+    quad: list[tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered frame and the painted numbers fully inside it."""
+
+    image: Image
+    plates: list[PlateLabel]
+
+
+@dataclass(frozen=True)
+class _Face:
+    corners: FloatArray  # 4×3, clockwise from top-left as seen from outside
+    normal: FloatArray
+    texture: FaceTexture | None
+    color: Color
+    plate: str = ""
+
+
+class CameraRenderer:
+    """Renders frames of one camera of a facility; cheap parts are cached at construction."""
+
+    def __init__(self, facility: Facility, camera_id: str, world: World) -> None:
+        cam = facility.cameras[camera_id]
+        self.camera_id = camera_id
+        self.track_id = cam.track
+        self.view = cam.view
+        self.world = world
+        w, h = cam.resolution
+        self.camera = PinholeCamera.from_calibration(cam.calibration.model, w, h, cam.hfov_deg)
+        self._background = self._draw_background()
+        self._night_gain = self._lamp_gain()
+
+    def render(self, t: float, conditions: Conditions | None = None) -> Rendered:
+        """The frame at simulation second t, before any camera fault."""
+        conditions = conditions or self.world.scenario.conditions
+        rng = np.random.default_rng(
+            [self.world.scenario.seed, abs(hash(self.camera_id)) % 2**31, int(t * 1000)]
+        )
+        img = self._background.copy()
+        plates: list[PlateLabel] = []
+        parts = self._scene_faces(
+            self.world.locos_at(t, self.track_id), self.world.workers_at(self.camera_id, t)
+        )
+        for face in parts:
+            plates.extend(self._draw_face(img, face))
+        img = self._expose(img, t, conditions, rng)
+        if conditions.timestamp_overlay:
+            self._overlay(img, t)
+        w, h = self.camera.width, self.camera.height
+        inside = [p for p in plates if all(0 <= u < w and 0 <= v < h for u, v in p.quad)]
+        return Rendered(img, inside)
+
+    # -- scene -------------------------------------------------------------------------------
+
+    def _scene_faces(self, locos: list[LocoState], workers: list[Worker]) -> list[_Face]:
+        """Faces in drawing order: locomotives far to near, each undercarriage first (cameras look down
+        on it, and its long box would otherwise sort in front of the bodies above it); then workers,
+        who stand between the cameras and the track."""
+        cam_pos = self.camera.position
+        ordered: list[tuple[float, list[_Face]]] = []
+        for state in locos:
+            if (
+                state.end_m < self.view.start_m - SCENE_MARGIN_M
+                or state.start_m > self.view.end_m + SCENE_MARGIN_M
+            ):
+                continue
+            under, *upper = (self._loco_box(state, box, cam_pos) for box in boxes(state.loco.series))
+            upper.sort(key=lambda item: -item[0])
+            centre = np.array([(state.start_m + state.end_m) / 2, 0.0, 0.0])
+            ordered.append(
+                (float(np.linalg.norm(cam_pos - centre)), under[1] + [f for _, fs in upper for f in fs])
+            )
+        ordered.sort(key=lambda item: -item[0])
+        people = sorted(
+            (solid for w in workers for solid in _worker_solids(w, cam_pos)), key=lambda item: -item[0]
+        )
+        return [face for _, faces in ordered + people for face in faces]
+
+    def _loco_box(self, state: LocoState, box: Box, cam_pos: FloatArray) -> tuple[float, list[_Face]]:
+        length = state.loco.length_m
+        if state.reversed:
+            s0, s1 = state.start_m + length - box.x1, state.start_m + length - box.x0
+            cab_lo, cab_hi = box.cab_at_x1, box.cab_at_x0
+        else:
+            s0, s1 = state.start_m + box.x0, state.start_m + box.x1
+            cab_lo, cab_hi = box.cab_at_x0, box.cab_at_x1
+        series, plate, hw = state.loco.series, state.loco.plate, box.half_width
+        faces = []
+        for face in _box_faces(s0, s1, 0.0, hw, box.z0, box.z1):
+            kind = face[0]
+            if kind == "side_neg":  # seen from the -offset side: left is low metres
+                tex: FaceTexture | None = side_texture(series, plate, box, cab_lo, cab_hi)
+            elif kind == "side_pos":
+                tex = side_texture(series, plate, box, cab_hi, cab_lo)
+            elif kind == "end_hi":
+                tex = end_texture(series, plate, box, cab_hi)
+            elif kind == "end_lo":
+                tex = end_texture(series, plate, box, cab_lo)
+            else:
+                tex = None
+            faces.append(_Face(face[1], face[2], tex, series.roof, plate))
+        return _visible(faces, cam_pos, np.array([(s0 + s1) / 2, 0.0, (box.z0 + box.z1) / 2]))
+
+    def _draw_background(self) -> Image:
+        img = np.empty((self.camera.height, self.camera.width, 3), np.uint8)
+        img[:] = CEILING
+        lo, hi = self.view.start_m - SCENE_MARGIN_M, self.view.end_m + SCENE_MARGIN_M
+        wall = BACK_WALL_OFFSET_M
+        self._fill(img, _quad_z(lo, hi, wall, 0.0, 9.0), WALL)
+        for s in np.arange(np.floor(lo / 6) * 6, hi, 6.0):
+            self._fill(img, _quad_z(s + 1.5, s + 4.5, wall - 0.01, 4.5, 7.5), (215, 220, 222))
+            self._fill(img, _quad_z(s - 0.25, s + 0.25, wall - 0.5, 0.0, 9.0), (120, 125, 130))
+        self._fill(img, _quad_ground(lo, hi, -15.0, wall), FLOOR)
+        self._fill(img, _quad_ground(lo, hi, -0.62, 0.62), PIT)
+        for centre in (-0.76, 0.76):
+            self._fill(img, _quad_ground(lo, hi, centre - 0.04, centre + 0.04), RAIL)
+        for centre in (-2.2, 2.2):
+            self._fill(img, _quad_ground(lo, hi, centre - 0.05, centre + 0.05), SAFETY_LINE)
+        mottling = cv2.resize(
+            np.random.default_rng(7).normal(0, 6, (self.camera.height // 16, self.camera.width // 16)),
+            (self.camera.width, self.camera.height),
+            interpolation=cv2.INTER_CUBIC,
+        )
+        return np.clip(img + mottling[..., None], 0, 255).astype(np.uint8)
+
+    def _lamp_gain(self) -> npt.NDArray[np.float32]:
+        """Per-pixel night gain: pools of light under ceiling lamps along the track."""
+        h, w = self.camera.height, self.camera.width
+        gain = np.full((h, w), NIGHT_FLOOR_GAIN, np.float32)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        for s in np.arange(self.view.start_m - 6, self.view.end_m + 6, 8.0):
+            uv, depth = self.camera.project(np.array([[s, 0.0, 0.0]]))
+            if depth[0] <= NEAR_PLANE_M:
+                continue
+            radius = float(self.camera.k[0, 0] * 4.0 / depth[0])
+            gain += 0.55 * np.exp(-((xx - uv[0, 0]) ** 2 + (yy - uv[0, 1]) ** 2) / (2 * radius**2))
+        return np.minimum(gain, 1.0)
+
+    # -- drawing -------------------------------------------------------------------------------
+
+    def _clip_project(self, corners: FloatArray) -> FloatArray | None:
+        """Clip a planar polygon at the near plane and project it; None if nothing is in front."""
+        pts = self.camera.to_camera(corners)
+        clipped = _clip_near(pts)
+        if len(clipped) < 3:
+            return None
+        uvw = clipped @ self.camera.k.T
+        return np.asarray(uvw[:, :2] / uvw[:, 2:3])
+
+    def _fill(self, img: Image, corners: FloatArray, color: Color) -> None:
+        uv = self._clip_project(corners)
+        if uv is None:
+            return
+        pts = np.round(uv * (1 << _SUBPIXEL_SHIFT)).astype(np.int64)
+        if np.abs(pts).max() > 2**30:
+            pts = np.clip(pts, -(2**30), 2**30)
+        cv2.fillPoly(img, [pts.astype(np.int32)], color, cv2.LINE_8, _SUBPIXEL_SHIFT)
+
+    def _draw_face(self, img: Image, face: _Face) -> list[PlateLabel]:
+        if face.texture is None:
+            self._fill(img, face.corners, face.color)
+            return []
+        uv = self._clip_project(face.corners)
+        if uv is None:
+            return []
+        h, w = img.shape[:2]
+        x0, y0 = np.floor(uv.min(axis=0)).astype(int)
+        x1, y1 = np.ceil(uv.max(axis=0)).astype(int)
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if x1 <= x0 or y1 <= y0:
+            return []
+        tex = face.texture.image
+        tl, tr, _, bl = face.corners
+        ex, ey = (tr - tl) / tex.shape[1], (bl - tl) / tex.shape[0]
+        r, t, k = self.camera.r, self.camera.t, self.camera.k
+        homography = k @ np.stack([r @ ex, r @ ey, r @ tl + t], axis=1)
+        shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], dtype=np.float64)
+        warped = cv2.warpPerspective(
+            tex,
+            shift @ homography,
+            (x1 - x0, y1 - y0),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        poly = np.round((uv - [x0, y0]) * (1 << _SUBPIXEL_SHIFT)).astype(np.int32)
+        cv2.fillPoly(mask, [poly], 255, cv2.LINE_8, _SUBPIXEL_SHIFT)
+        roi = img[y0:y1, x0:x1]
+        np.copyto(roi, warped, where=mask[..., None].astype(bool))
+        return [self._plate_label(face, homography, rect) for rect in face.texture.plates]
+
+    def _plate_label(
+        self, face: _Face, homography: FloatArray, rect: tuple[int, int, int, int]
+    ) -> PlateLabel:
+        x, y, w, h = rect
+        corners = np.array([[x, y, 1], [x + w, y, 1], [x + w, y + h, 1], [x, y + h, 1]], dtype=np.float64)
+        proj = corners @ homography.T
+        depth_ok = bool(np.all(proj[:, 2] > 0))
+        uv = proj[:, :2] / proj[:, 2:3] if depth_ok else np.full((4, 2), -1.0)
+        return PlateLabel(face.plate, [(float(u), float(v)) for u, v in uv])
+
+    # -- exposure ------------------------------------------------------------------------------
+
+    def _expose(self, img: Image, t: float, conditions: Conditions, rng: np.random.Generator) -> Image:
+        daylight = self.world.daylight(t)
+        frame = img.astype(np.float32)
+        if daylight < 1.0:
+            night = self._night_gain[..., None] * NIGHT_TINT
+            gain = daylight + (1.0 - daylight) * night
+            frame *= gain
+        else:
+            frame *= np.float32(1.0 + 0.04 * np.sin(t / 600.0))  # passing clouds
+        blur = rng.uniform(*conditions.blur_sigma_px)
+        if blur > 0.05:
+            frame = cv2.GaussianBlur(frame, (0, 0), blur)
+        shake = rng.uniform(*conditions.motion_blur_px)
+        if shake >= 1.5:
+            frame = cv2.filter2D(frame, -1, _motion_kernel(int(round(shake)), float(rng.uniform(0, 180))))
+        sigma = rng.uniform(*conditions.noise_sigma) * (2.0 - daylight)
+        if sigma > 0:
+            bank = _noise_bank(self.camera.height, self.camera.width)
+            noise = bank[int(rng.integers(len(bank)))]
+            frame += noise.astype(np.float32) * np.float32(sigma / NOISE_BANK_SIGMA)
+        return np.clip(frame, 0, 255).astype(np.uint8)
+
+    def _overlay(self, img: Image, t: float) -> None:
+        stamp = self.world.scenario.start + timedelta(seconds=t)
+        text = f"{self.camera_id}  {stamp:%Y-%m-%d %H:%M:%S}"
+        for color, thickness in (((0, 0, 0), 4), ((235, 235, 235), 1)):
+            cv2.putText(img, text, (16, 32), cv2.FONT_HERSHEY_SIMPLEX, 0.8, color, thickness, cv2.LINE_AA)
+
+
+def _box_faces(
+    s0: float, s1: float, d: float, hw: float, z0: float, z1: float
+) -> list[tuple[str, FloatArray, FloatArray]]:
+    """The five outer faces of a box (no floor), corners clockwise from top-left seen from outside."""
+    a, lo, hi = np.array, d - hw, d + hw
+    return [
+        ("side_neg", a([[s0, lo, z1], [s1, lo, z1], [s1, lo, z0], [s0, lo, z0]]), a([0.0, -1.0, 0.0])),
+        ("side_pos", a([[s1, hi, z1], [s0, hi, z1], [s0, hi, z0], [s1, hi, z0]]), a([0.0, 1.0, 0.0])),
+        ("end_hi", a([[s1, lo, z1], [s1, hi, z1], [s1, hi, z0], [s1, lo, z0]]), a([1.0, 0.0, 0.0])),
+        ("end_lo", a([[s0, hi, z1], [s0, lo, z1], [s0, lo, z0], [s0, hi, z0]]), a([-1.0, 0.0, 0.0])),
+        ("roof", a([[s0, hi, z1], [s1, hi, z1], [s1, lo, z1], [s0, lo, z1]]), a([0.0, 0.0, 1.0])),
+    ]
+
+
+def _visible(faces: list[_Face], cam_pos: FloatArray, centre: FloatArray) -> tuple[float, list[_Face]]:
+    """Faces turned towards the camera, and the solid's distance for back-to-front drawing."""
+    shown = [f for f in faces if float(np.dot(f.normal, cam_pos - f.corners.mean(axis=0))) > 0]
+    return float(np.linalg.norm(cam_pos - centre)), shown
+
+
+def _worker_solids(worker: Worker, cam_pos: FloatArray) -> list[tuple[float, list[_Face]]]:
+    s, d = worker.track_m, worker.offset_m
+    parts = [
+        (0.18, 0.12, 0.0, 0.85, (90, 50, 30)),  # legs
+        (0.24, 0.15, 0.85, 1.5, (0, 120, 255)),  # hi-vis jacket
+        (0.1, 0.1, 1.5, 1.72, (150, 170, 210)),  # head
+        (0.13, 0.13, 1.72, 1.82, (0, 215, 255)),  # helmet
+    ]
+    solids = []
+    for half_s, half_d, z0, z1, color in parts:
+        faces = [
+            _Face(corners, normal, None, color)
+            for _, corners, normal in _box_faces(s - half_s, s + half_s, d, half_d, z0, z1)
+        ]
+        # Stacked parts share a centre line; draw the upper ones last, as the camera looks down on them.
+        dist, shown = _visible(faces, cam_pos, np.array([s, d, 0.0]))
+        solids.append((dist - 0.01 * z0, shown))
+    return solids
+
+
+def _quad_ground(s0: float, s1: float, d0: float, d1: float) -> FloatArray:
+    return np.array([[s0, d0, 0.0], [s1, d0, 0.0], [s1, d1, 0.0], [s0, d1, 0.0]])
+
+
+def _quad_z(s0: float, s1: float, d: float, z0: float, z1: float) -> FloatArray:
+    return np.array([[s0, d, z1], [s1, d, z1], [s1, d, z0], [s0, d, z0]])
+
+
+def _clip_near(points: FloatArray) -> FloatArray:
+    """Sutherland–Hodgman clip of a polygon in camera coordinates against z = NEAR_PLANE_M."""
+    out = []
+    n = len(points)
+    for i in range(n):
+        cur, nxt = points[i], points[(i + 1) % n]
+        cur_in, nxt_in = cur[2] >= NEAR_PLANE_M, nxt[2] >= NEAR_PLANE_M
+        if cur_in:
+            out.append(cur)
+        if cur_in != nxt_in:
+            frac = (NEAR_PLANE_M - cur[2]) / (nxt[2] - cur[2])
+            out.append(cur + frac * (nxt - cur))
+    return np.array(out) if out else np.zeros((0, 3))
+
+
+def _motion_kernel(length: int, angle_deg: float) -> npt.NDArray[np.float32]:
+    kernel = np.zeros((length, length), np.float32)
+    kernel[length // 2, :] = 1.0
+    rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), angle_deg, 1.0)
+    kernel = cv2.warpAffine(kernel, rot, (length, length))
+    return np.asarray(kernel / max(float(kernel.sum()), 1e-6), dtype=np.float32)
+
+
+@lru_cache(maxsize=4)
+def _noise_bank(height: int, width: int) -> list[npt.NDArray[np.int8]]:
+    """A few noise fields shared by all cameras of one resolution; drawing fresh noise costs more."""
+    rng = np.random.default_rng(12345)
+    return [
+        np.clip(rng.normal(0, NOISE_BANK_SIGMA, (height, width, 3)), -127, 127).astype(np.int8)
+        for _ in range(NOISE_BANK_SIZE)
+    ]

@@ -1,0 +1,148 @@
+"""Painted faces of locomotive parts: livery, windows, grilles and the plate number.
+
+Textures are drawn once per (series, plate, part, face) and cached; the renderer maps them onto the
+projected faces. Rectangles of painted numbers are returned so datasets can label plates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from shared.sim.fleet import Box, Color, Series
+
+PX_PER_M = 60
+TEXTURE_CACHE_SIZE = 512
+GLASS: Color = (70, 58, 48)
+UNDER: Color = (38, 38, 40)
+DARK: Color = (22, 22, 24)
+_FONT = cv2.FONT_HERSHEY_DUPLEX
+
+Image = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class FaceTexture:
+    """A texture and the rectangles (x, y, w, h) of painted numbers on it, in texture pixels."""
+
+    image: Image
+    plates: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+
+def _px(metres: float) -> int:
+    return int(round(metres * PX_PER_M))
+
+
+def _shade(color: Color, factor: float) -> Color:
+    b, g, r = color
+    return (int(min(255, b * factor)), int(min(255, g * factor)), int(min(255, r * factor)))
+
+
+class _Canvas:
+    """A face texture addressed in metres: x from the left edge, z as height above the rail."""
+
+    def __init__(self, width_m: float, z0: float, z1: float, fill: Color) -> None:
+        self.z1 = z1
+        self.image: Image = np.empty((max(_px(z1 - z0), 2), max(_px(width_m), 2), 3), np.uint8)
+        self.image[:] = fill
+        self.plates: list[tuple[int, int, int, int]] = []
+
+    @property
+    def width_m(self) -> float:
+        return self.image.shape[1] / PX_PER_M
+
+    def row(self, z: float) -> int:
+        return _px(self.z1 - z)
+
+    def rect(self, x0: float, x1: float, z0: float, z1: float, color: Color, thickness: int = -1) -> None:
+        cv2.rectangle(self.image, (_px(x0), self.row(z1)), (_px(x1), self.row(z0)), color, thickness)
+
+    def circle(self, x: float, z: float, radius: float, color: Color, thickness: int = -1) -> None:
+        cv2.circle(self.image, (_px(x), self.row(z)), _px(radius), color, thickness, cv2.LINE_AA)
+
+    def text(
+        self, text: str, x: float, z_base: float, cap_m: float, color: Color, align_right: bool = False
+    ) -> None:
+        (w1, h1), _ = cv2.getTextSize(text, _FONT, 1.0, 2)
+        scale = _px(cap_m) / h1
+        thickness = max(2, int(round(scale * 2)))
+        (w, h), _ = cv2.getTextSize(text, _FONT, scale, thickness)
+        left = _px(x) - w if align_right else _px(x)
+        base = self.row(z_base)
+        cv2.putText(self.image, text, (left, base), _FONT, scale, color, thickness, cv2.LINE_AA)
+        pad = max(2, h // 5)
+        self.plates.append((left - pad, base - h - pad, w + 2 * pad, h + 2 * pad))
+
+    def done(self) -> FaceTexture:
+        return FaceTexture(self.image, self.plates)
+
+
+@lru_cache(maxsize=TEXTURE_CACHE_SIZE)
+def side_texture(series: Series, plate: str, box: Box, cab_left: bool, cab_right: bool) -> FaceTexture:
+    """The long side of a part, as seen from outside (left = lower x of the viewer's view)."""
+    length = box.x1 - box.x0
+    if box.part == "under":
+        return _under_side(length)
+    canvas = _Canvas(length, box.z0, box.z1, series.body if box.part != "gangway" else DARK)
+    if box.part == "gangway":
+        for x in np.arange(0.1, length, 0.12):
+            canvas.rect(x, x + 0.03, box.z0, box.z1, (45, 45, 45))
+        return canvas.done()
+    canvas.rect(0, length, box.z1 - 0.12, box.z1, _shade(series.body, 0.7))
+    canvas.rect(0, length, 2.0, 2.3, series.stripe)
+    if box.part in ("hood", "body"):
+        for x in np.arange(1.5, length - 1.5, 1.3):
+            if not (cab_left and x < 4.0) and not (cab_right and x > length - 4.0):
+                canvas.rect(x, x + 1.0, box.z0 + 0.3, box.z1 - 0.35, _shade(series.body, 0.8), 2)
+    if box.part == "cab":
+        canvas.rect(0.35, length - 0.35, 3.25, 4.1, GLASS)
+        canvas.text(plate, 0.3, 2.55, 0.3, series.lettering)
+        return canvas.done()
+    for at_left, present in ((True, cab_left), (False, cab_right)):
+        if not present:
+            continue
+        x_win = 0.5 if at_left else length - 1.7
+        canvas.rect(x_win, x_win + 1.2, 3.45, 4.2, GLASS)
+        x_door = 1.9 if at_left else length - 2.6
+        canvas.rect(x_door, x_door + 0.7, box.z0 + 0.15, 4.0, _shade(series.body, 0.6), 2)
+        x_text = 0.45 if at_left else length - 0.45
+        canvas.text(plate, x_text, 2.55, 0.3, series.lettering, align_right=not at_left)
+    return canvas.done()
+
+
+def _under_side(length: float) -> FaceTexture:
+    canvas = _Canvas(length, 0.0, 1.25, UNDER)
+    canvas.rect(0, length, 1.0, 1.25, _shade(UNDER, 1.5))
+    for start in (0.9, length - 4.6):
+        canvas.rect(start, start + 3.7, 0.3, 0.95, DARK)
+        for axle in range(3):
+            canvas.circle(start + 0.6 + axle * 1.25, 0.52, 0.5, (55, 55, 58), 3)
+    if length > 14:
+        canvas.rect(6.0, length - 6.0, 0.35, 0.95, (60, 60, 62))
+    return canvas.done()
+
+
+@lru_cache(maxsize=TEXTURE_CACHE_SIZE)
+def end_texture(series: Series, plate: str, box: Box, cab: bool) -> FaceTexture:
+    """An end face of a part; a cab end carries windows, headlight and the number."""
+    width = 2 * box.half_width
+    if box.part in ("under", "gangway"):
+        canvas = _Canvas(width, box.z0, box.z1, UNDER if box.part == "under" else DARK)
+        if box.part == "under":
+            canvas.rect(0, width, 0.75, 1.1, (30, 30, 160))
+            for x in (0.35, width - 0.35):
+                canvas.circle(x, 0.95, 0.18, (70, 70, 70))
+        return canvas.done()
+    canvas = _Canvas(width, box.z0, box.z1, series.body)
+    canvas.rect(0, width, 2.0, 2.3, series.stripe)
+    if cab:
+        top = box.z1 - 0.25
+        canvas.rect(0.15, width / 2 - 0.08, top - 0.75, top, GLASS)
+        canvas.rect(width / 2 + 0.08, width - 0.15, top - 0.75, top, GLASS)
+        canvas.circle(width / 2, top + 0.12, 0.09, (200, 240, 250))
+        canvas.text(plate, 0.2, 2.5, min(0.16, 0.9 * width / max(len(plate), 1) / 0.85), series.lettering)
+    return canvas.done()
