@@ -19,6 +19,7 @@ from shared.sim.fleet import Box, Color, boxes
 from shared.sim.projection import NEAR_PLANE_M, FloatArray, PinholeCamera
 from shared.sim.scenario import Conditions
 from shared.sim.textures import FaceTexture, end_texture, side_texture
+from shared.sim.truth import TruthPlate
 from shared.sim.world import LocoState, Worker, World
 
 Image = npt.NDArray[np.uint8]
@@ -34,18 +35,10 @@ PIT: Color = (45, 45, 48)
 SAFETY_LINE: Color = (0, 200, 230)
 # Sodium-like shop lamps at night: warmer, and the frame darker away from the lamp pools.
 NIGHT_TINT = np.array([0.8, 0.95, 1.1], dtype=np.float32)
-NIGHT_FLOOR_GAIN = 0.22
+NIGHT_FLOOR_GAIN = 0.12
 NOISE_BANK_SIZE = 4
 NOISE_BANK_SIGMA = 10.0
 _SUBPIXEL_SHIFT = 4
-
-
-@dataclass(frozen=True)
-class PlateLabel:
-    """Where a painted number appears in the frame (corners clockwise from top-left)."""
-
-    plate: str
-    quad: list[tuple[float, float]]
 
 
 @dataclass(frozen=True)
@@ -53,7 +46,7 @@ class Rendered:
     """A rendered frame and the painted numbers fully inside it."""
 
     image: Image
-    plates: list[PlateLabel]
+    plates: list[TruthPlate]
 
 
 @dataclass(frozen=True)
@@ -79,6 +72,11 @@ class CameraRenderer:
         self._background = self._draw_background()
         self._night_gain = self._lamp_gain()
 
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        """Shape of the frames this camera delivers (height, width, 3)."""
+        return (self.camera.height, self.camera.width, 3)
+
     def render(self, t: float, conditions: Conditions | None = None) -> Rendered:
         """The frame at simulation second t, before any camera fault."""
         conditions = conditions or self.world.scenario.conditions
@@ -86,7 +84,7 @@ class CameraRenderer:
             [self.world.scenario.seed, abs(hash(self.camera_id)) % 2**31, int(t * 1000)]
         )
         img = self._background.copy()
-        plates: list[PlateLabel] = []
+        plates: list[TruthPlate] = []
         parts = self._scene_faces(
             self.world.locos_at(t, self.track_id), self.world.workers_at(self.camera_id, t)
         )
@@ -170,7 +168,7 @@ class CameraRenderer:
             (self.camera.width, self.camera.height),
             interpolation=cv2.INTER_CUBIC,
         )
-        return np.clip(img + mottling[..., None], 0, 255).astype(np.uint8)
+        return np.asarray(np.clip(img + mottling[..., None], 0, 255), dtype=np.uint8)
 
     def _lamp_gain(self) -> npt.NDArray[np.float32]:
         """Per-pixel night gain: pools of light under ceiling lamps along the track."""
@@ -182,7 +180,7 @@ class CameraRenderer:
             if depth[0] <= NEAR_PLANE_M:
                 continue
             radius = float(self.camera.k[0, 0] * 4.0 / depth[0])
-            gain += 0.55 * np.exp(-((xx - uv[0, 0]) ** 2 + (yy - uv[0, 1]) ** 2) / (2 * radius**2))
+            gain += 0.35 * np.exp(-((xx - uv[0, 0]) ** 2 + (yy - uv[0, 1]) ** 2) / (2 * radius**2))
         return np.minimum(gain, 1.0)
 
     # -- drawing -------------------------------------------------------------------------------
@@ -205,7 +203,7 @@ class CameraRenderer:
             pts = np.clip(pts, -(2**30), 2**30)
         cv2.fillPoly(img, [pts.astype(np.int32)], color, cv2.LINE_8, _SUBPIXEL_SHIFT)
 
-    def _draw_face(self, img: Image, face: _Face) -> list[PlateLabel]:
+    def _draw_face(self, img: Image, face: _Face) -> list[TruthPlate]:
         if face.texture is None:
             self._fill(img, face.corners, face.color)
             return []
@@ -240,13 +238,13 @@ class CameraRenderer:
 
     def _plate_label(
         self, face: _Face, homography: FloatArray, rect: tuple[int, int, int, int]
-    ) -> PlateLabel:
+    ) -> TruthPlate:
         x, y, w, h = rect
         corners = np.array([[x, y, 1], [x + w, y, 1], [x + w, y + h, 1], [x, y + h, 1]], dtype=np.float64)
         proj = corners @ homography.T
         depth_ok = bool(np.all(proj[:, 2] > 0))
         uv = proj[:, :2] / proj[:, 2:3] if depth_ok else np.full((4, 2), -1.0)
-        return PlateLabel(face.plate, [(float(u), float(v)) for u, v in uv])
+        return TruthPlate(plate=face.plate, quad=[(float(u), float(v)) for u, v in uv])
 
     # -- exposure ------------------------------------------------------------------------------
 
@@ -261,10 +259,11 @@ class CameraRenderer:
             frame *= np.float32(1.0 + 0.04 * np.sin(t / 600.0))  # passing clouds
         blur = rng.uniform(*conditions.blur_sigma_px)
         if blur > 0.05:
-            frame = cv2.GaussianBlur(frame, (0, 0), blur)
+            frame = np.asarray(cv2.GaussianBlur(frame, (0, 0), blur), dtype=np.float32)
         shake = rng.uniform(*conditions.motion_blur_px)
         if shake >= 1.5:
-            frame = cv2.filter2D(frame, -1, _motion_kernel(int(round(shake)), float(rng.uniform(0, 180))))
+            kernel = _motion_kernel(int(round(shake)), float(rng.uniform(0, 180)))
+            frame = np.asarray(cv2.filter2D(frame, -1, kernel), dtype=np.float32)
         sigma = rng.uniform(*conditions.noise_sigma) * (2.0 - daylight)
         if sigma > 0:
             bank = _noise_bank(self.camera.height, self.camera.width)
@@ -275,8 +274,9 @@ class CameraRenderer:
     def _overlay(self, img: Image, t: float) -> None:
         stamp = self.world.scenario.start + timedelta(seconds=t)
         text = f"{self.camera_id}  {stamp:%Y-%m-%d %H:%M:%S}"
-        for color, thickness in (((0, 0, 0), 4), ((235, 235, 235), 1)):
-            cv2.putText(img, text, (16, 32), cv2.FONT_HERSHEY_SIMPLEX, 0.8, color, thickness, cv2.LINE_AA)
+        (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.7, 1)
+        cv2.rectangle(img, (8, 8), (24 + w, 24 + h), (20, 20, 20), -1)
+        cv2.putText(img, text, (16, 16 + h), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (235, 235, 235), 1, cv2.LINE_AA)
 
 
 def _box_faces(
@@ -343,10 +343,10 @@ def _clip_near(points: FloatArray) -> FloatArray:
 
 
 def _motion_kernel(length: int, angle_deg: float) -> npt.NDArray[np.float32]:
-    kernel = np.zeros((length, length), np.float32)
-    kernel[length // 2, :] = 1.0
+    line = np.zeros((length, length), np.float32)
+    line[length // 2, :] = 1.0
     rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), angle_deg, 1.0)
-    kernel = cv2.warpAffine(kernel, rot, (length, length))
+    kernel = cv2.warpAffine(line, rot, (length, length))
     return np.asarray(kernel / max(float(kernel.sum()), 1e-6), dtype=np.float32)
 
 

@@ -80,8 +80,8 @@ class Scenario(_Strict):
     initial_occupancy: float = Field(
         0.6, ge=0, le=1, description="Chance a station holds a loco at second 0."
     )
-    arrivals_per_track_hour: float = Field(0.6, ge=0, le=60, description="Mean arrivals per track per hour.")
-    dwell_minutes: Range = Field((20.0, 180.0), description="How long a loco stands at a station.")
+    arrivals_per_track_hour: float = Field(1.5, ge=0, le=60, description="Mean arrivals per track per hour.")
+    dwell_minutes: Range = Field((60.0, 300.0), description="How long a loco stands at a station.")
     shunt_probability: float = Field(0.3, ge=0, le=1, description="Chance a loco shunts instead of leaving.")
     speed_mps: float = Field(1.2, gt=0, le=5, description="Shunting speed in the shop.")
     conditions: Conditions = Field(default_factory=Conditions)

@@ -51,10 +51,6 @@ class _Canvas:
         self.image[:] = fill
         self.plates: list[tuple[int, int, int, int]] = []
 
-    @property
-    def width_m(self) -> float:
-        return self.image.shape[1] / PX_PER_M
-
     def row(self, z: float) -> int:
         return _px(self.z1 - z)
 

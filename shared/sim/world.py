@@ -171,9 +171,9 @@ def _plan_traffic(
         for planner in tracks.values():
             if t < planner.busy_until:
                 continue
-            visit = planner.decide(float(t), rng, fleet, in_depot)
-            if visit is not None:
-                visits.append(visit)
+            arrived = planner.decide(float(t), rng, fleet, in_depot)
+            if arrived is not None:
+                visits.append(arrived)
     for planner in tracks.values():
         for parked in planner.parked:
             parked.visit.add(math.inf, parked.tail)

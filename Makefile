@@ -1,0 +1,32 @@
+# Everything a fresh machine needs is set up by these targets: a virtualenv in .venv with the project
+# and its dev tools. `make demo` runs the main job, `make test` the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Until the edge and cloud services exist, the demo shows what the simulated cameras see.
+demo: $(STAMP)
+	$(BIN)/depotwatch layout check examples/facility.yaml
+	$(BIN)/depotwatch sim frames --out out/frames
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

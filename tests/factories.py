@@ -1,0 +1,133 @@
+"""Valid messages with sensible defaults; tests override only what they are about."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import cv2
+import numpy as np
+
+from shared.messages import (
+    CameraHealth,
+    CameraState,
+    CameraStatus,
+    CommandAck,
+    CommandRequest,
+    Detection,
+    LocoExtent,
+    ModelRef,
+    NodeLifecycle,
+    NodeState,
+    NodeStatus,
+    SetSampleRate,
+    Thumbnail,
+    ThumbnailMeta,
+    TrackSpan,
+)
+
+NOW = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)
+
+
+def detection(**overrides: Any) -> Detection:
+    fields: dict[str, Any] = {
+        "observation_id": uuid.uuid4(),
+        "node_id": "edge-bay1",
+        "camera_id": "T1-C2",
+        "track_id": "T1",
+        "model": ModelRef(name="lpe", version="1.0.0"),
+        "captured_at": NOW,
+        "seq": 42,
+        "view": TrackSpan(start_m=13.4, end_m=27.3),
+        "extents": [
+            LocoExtent(
+                start_m=13.4, end_m=22.1, start_beyond_view=True, end_beyond_view=False, confidence=0.93
+            )
+        ],
+        "camera": CameraHealth(state=CameraState.ONLINE, fps=2.0),
+    }
+    return Detection(**(fields | overrides))
+
+
+def jpeg_bytes(width: int = 64, height: int = 48) -> bytes:
+    image = np.full((height, width, 3), 128, np.uint8)
+    cv2.putText(image, "2TE116", (2, height // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
+    ok, encoded = cv2.imencode(".jpg", image)
+    assert ok
+    return encoded.tobytes()
+
+
+def thumbnail(**meta_overrides: Any) -> Thumbnail:
+    meta: dict[str, Any] = {
+        "thumbnail_id": uuid.uuid4(),
+        "observation_id": uuid.uuid4(),
+        "node_id": "edge-bay1",
+        "camera_id": "T1-C2",
+        "track_id": "T1",
+        "captured_at": NOW,
+        "extent_index": 0,
+        "span": TrackSpan(start_m=14.0, end_m=18.0),
+        "bbox": (100, 200, 64, 48),
+    }
+    return Thumbnail(meta=ThumbnailMeta(**(meta | meta_overrides)), jpeg=jpeg_bytes())
+
+
+def node_birth(**overrides: Any) -> NodeLifecycle:
+    fields: dict[str, Any] = {
+        "node_id": "edge-bay1",
+        "state": NodeState.ONLINE,
+        "bd_seq": 3,
+        "at": NOW,
+        "software_version": "0.1.0",
+        "cameras": ["T1-C1", "T1-C2"],
+    }
+    return NodeLifecycle(**(fields | overrides))
+
+
+def node_status(**overrides: Any) -> NodeStatus:
+    fields: dict[str, Any] = {
+        "node_id": "edge-bay1",
+        "at": NOW,
+        "uptime_s": 3600.0,
+        "spool_depth": 0,
+        "spool_dropped_total": 0,
+        "cameras_online": 4,
+        "cameras_total": 4,
+    }
+    return NodeStatus(**(fields | overrides))
+
+
+def camera_status(**overrides: Any) -> CameraStatus:
+    fields: dict[str, Any] = {
+        "node_id": "edge-bay1",
+        "camera_id": "T1-C2",
+        "at": NOW,
+        "state": CameraState.ONLINE,
+        "fps_captured": 25.0,
+        "fps_inferred": 2.0,
+        "frames_dropped_total": 0,
+        "reconnects_last_hour": 0,
+        "last_frame_at": NOW,
+    }
+    return CameraStatus(**(fields | overrides))
+
+
+def command(**overrides: Any) -> CommandRequest:
+    fields: dict[str, Any] = {
+        "command_id": uuid.uuid4(),
+        "issued_at": NOW,
+        "issued_by": "operator@depot",
+        "command": SetSampleRate(camera_id="T1-C2", fps=1.0),
+    }
+    return CommandRequest(**(fields | overrides))
+
+
+def command_ack(**overrides: Any) -> CommandAck:
+    fields: dict[str, Any] = {
+        "command_id": uuid.uuid4(),
+        "node_id": "edge-bay1",
+        "at": NOW,
+        "accepted": True,
+    }
+    return CommandAck(**(fields | overrides))
