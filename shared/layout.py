@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from shared.calibration import TrackCalibration
 from shared.errors import CalibrationError, LayoutError
 from shared.ids import Identifier, is_identifier
+from shared.strict import StrictModel
 from shared.yaml_config import load_model, validate_model
 
 # A polyline drawn on the site plan may differ from the surveyed length by this much before we
@@ -26,11 +27,7 @@ POLYLINE_LENGTH_TOLERANCE = 0.01
 VIEW_TOLERANCE_M = 0.5
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Track(_Strict):
+class Track(StrictModel):
     """A track: its surveyed length and its polyline on the site plan (metres)."""
 
     name: str = Field("", description="Human name of the track, e.g. 'Track 3 (diesel bay)'.")
@@ -64,7 +61,7 @@ class Track(_Strict):
         return float(x), float(y)
 
 
-class Interval(_Strict):
+class Interval(StrictModel):
     """An interval along a track in metres."""
 
     start_m: float = Field(ge=0, description="Lower track metre.")
@@ -93,14 +90,14 @@ class Station(Interval):
     track: Identifier = Field(description="Id of the track the station lies on.")
 
 
-class Node(_Strict):
+class Node(StrictModel):
     """An edge node: the box beside a station that captures its cameras."""
 
     name: str = Field("", description="Human name of the node.")
     host: str = Field("", description="Hostname or address of the box (used by the Ansible inventory).")
 
 
-class CalibrationPoint(_Strict):
+class CalibrationPoint(StrictModel):
     """A surveyed point: the pixel and the track position it shows."""
 
     image: tuple[float, float] = Field(description="Pixel (u, v) in the camera image.")
@@ -110,7 +107,7 @@ class CalibrationPoint(_Strict):
     )
 
 
-class Calibration(_Strict):
+class Calibration(StrictModel):
     """Image ↔ track mapping of one camera, fitted from surveyed points."""
 
     points: list[CalibrationPoint] = Field(
@@ -144,7 +141,7 @@ class Calibration(_Strict):
         return self._fitted
 
 
-class Camera(_Strict):
+class Camera(StrictModel):
     """An IP camera: where its stream comes from and which stretch of track it sees."""
 
     name: str = Field("", description="Human name of the camera.")
@@ -172,7 +169,7 @@ class Camera(_Strict):
         return self
 
 
-class Facility(_Strict):
+class Facility(StrictModel):
     """A whole depot: the one description that edge, cloud, simulator and map share."""
 
     site: Identifier = Field(description="Id of the facility; the first level of every MQTT topic.")

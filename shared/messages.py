@@ -10,9 +10,10 @@ from enum import StrEnum
 from typing import Annotated, Literal, Self
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from shared.ids import Identifier
+from shared.strict import StrictModel
 
 SCHEMA_VERSION: Literal[1] = 1
 PROD_FLOW = "prod"
@@ -26,11 +27,7 @@ SchemaVersion = Literal[1]
 Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelRef(_Message):
+class ModelRef(StrictModel):
     """Which model produced a result, so results of two versions are never mixed up."""
 
     name: Identifier = Field(description="Model name, e.g. 'lpe'.")
@@ -46,14 +43,14 @@ class CameraState(StrEnum):
     DISABLED = "disabled"
 
 
-class CameraHealth(_Message):
+class CameraHealth(StrictModel):
     """Camera health carried in every detection, so the cloud never mistakes unseen for empty."""
 
     state: CameraState
     fps: float = Field(ge=0, description="Frames per second captured over the last few seconds.")
 
 
-class TrackSpan(_Message):
+class TrackSpan(StrictModel):
     """An interval of track metres."""
 
     start_m: float
@@ -74,7 +71,7 @@ class LocoExtent(TrackSpan):
     confidence: Confidence
 
 
-class Detection(_Message):
+class Detection(StrictModel):
     """What one camera's frame showed: the locomotive extents within its view."""
 
     schema_version: SchemaVersion = SCHEMA_VERSION
@@ -102,7 +99,7 @@ class Detection(_Message):
         return self
 
 
-class ThumbnailMeta(_Message):
+class ThumbnailMeta(StrictModel):
     """What a thumbnail shows and which observation it belongs to."""
 
     schema_version: SchemaVersion = SCHEMA_VERSION
@@ -120,7 +117,7 @@ class ThumbnailMeta(_Message):
     historical: bool = False
 
 
-class Thumbnail(_Message):
+class Thumbnail(StrictModel):
     """A JPEG crop and its metadata; travels in a binary frame (see `shared.codec`)."""
 
     meta: ThumbnailMeta
@@ -140,7 +137,7 @@ class NodeState(StrEnum):
     OFFLINE = "offline"
 
 
-class NodeLifecycle(_Message):
+class NodeLifecycle(StrictModel):
     """Birth or death of an edge node (retained). `bd_seq` pairs a death with the birth it ends."""
 
     schema_version: SchemaVersion = SCHEMA_VERSION
@@ -160,7 +157,7 @@ def death_applies(current_birth_bd_seq: int | None, death: NodeLifecycle) -> boo
     )
 
 
-class NodeStatus(_Message):
+class NodeStatus(StrictModel):
     """Periodic health of an edge node (retained)."""
 
     schema_version: SchemaVersion = SCHEMA_VERSION
@@ -173,7 +170,7 @@ class NodeStatus(_Message):
     cameras_total: int = Field(ge=0)
 
 
-class CameraStatus(_Message):
+class CameraStatus(StrictModel):
     """Health of one camera as its watchdog sees it (retained)."""
 
     schema_version: SchemaVersion = SCHEMA_VERSION
@@ -189,13 +186,13 @@ class CameraStatus(_Message):
     reason: str = Field("", max_length=200, description="Why the camera is not online, where known.")
 
 
-class Rebirth(_Message):
+class Rebirth(StrictModel):
     """Ask the node to republish its birth and all retained status."""
 
     action: Literal["rebirth"] = "rebirth"
 
 
-class SetSampleRate(_Message):
+class SetSampleRate(StrictModel):
     """Change how many frames per second a camera feeds the estimator."""
 
     action: Literal["set_sample_rate"] = "set_sample_rate"
@@ -203,7 +200,7 @@ class SetSampleRate(_Message):
     fps: float = Field(gt=0, le=30)
 
 
-class SetCameraEnabled(_Message):
+class SetCameraEnabled(StrictModel):
     """Switch a camera on or off; a disabled camera reports `disabled`, its segment unseen."""
 
     action: Literal["set_camera_enabled"] = "set_camera_enabled"
@@ -214,7 +211,7 @@ class SetCameraEnabled(_Message):
 Command = Annotated[Rebirth | SetSampleRate | SetCameraEnabled, Field(discriminator="action")]
 
 
-class CommandRequest(_Message):
+class CommandRequest(StrictModel):
     """A command sent by the cloud to one node."""
 
     schema_version: SchemaVersion = SCHEMA_VERSION
@@ -224,7 +221,7 @@ class CommandRequest(_Message):
     command: Command
 
 
-class CommandAck(_Message):
+class CommandAck(StrictModel):
     """A node's answer to a command: accepted and applied, or rejected with the reason."""
 
     schema_version: SchemaVersion = SCHEMA_VERSION

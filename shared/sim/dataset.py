@@ -8,7 +8,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from shared.errors import SimulatorError
 from shared.layout import Facility
@@ -16,15 +15,14 @@ from shared.sim.scenario import FaultKind, Scenario
 from shared.sim.source import SimCamera, SimUrl
 from shared.sim.truth import TruthExtent, TruthPlate
 from shared.sim.world import World
+from shared.strict import StrictModel
 
 LABELS_FILE = "labels.jsonl"
 JPEG_QUALITY = 92
 
 
-class FrameLabel(BaseModel):
+class FrameLabel(StrictModel):
     """Everything known about one dataset frame."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     file: str
     camera_id: str

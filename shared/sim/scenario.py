@@ -7,15 +7,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from shared.ids import Identifier
 from shared.sim.fleet import SERIES
+from shared.strict import StrictModel
 from shared.yaml_config import load_model
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Lighting(StrEnum):
@@ -37,7 +34,7 @@ class FaultKind(StrEnum):
 Range = tuple[float, float]
 
 
-class Conditions(_Strict):
+class Conditions(StrictModel):
     """Image conditions; ranges are drawn per frame, deterministically by seed."""
 
     lighting: Lighting = Field(Lighting.AUTO, description="Force day or night, or follow the clock.")
@@ -56,7 +53,7 @@ class Conditions(_Strict):
         return self
 
 
-class FaultSpec(_Strict):
+class FaultSpec(StrictModel):
     """A scheduled camera fault."""
 
     camera: Identifier
@@ -65,7 +62,7 @@ class FaultSpec(_Strict):
     duration_s: float = Field(gt=0)
 
 
-class Scenario(_Strict):
+class Scenario(StrictModel):
     """Traffic and conditions of one simulated run; the same seed always plays the same day."""
 
     seed: int = Field(0, ge=0, description="Seed of every random choice.")

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from shared.errors import SimulatorError
 from shared.layout import Facility
@@ -18,16 +18,15 @@ from shared.sim.render import CameraRenderer, Image
 from shared.sim.scenario import FaultKind
 from shared.sim.truth import TruthExtent, TruthPlate, visible_extents
 from shared.sim.world import World
+from shared.strict import StrictModel
 
 SIM_SCHEME = "sim"
 # A black frame is not all zeros: sensors still add noise, and the OSD is still burnt in.
 BLACK_FRAME_NOISE = 3.0
 
 
-class SimUrl(BaseModel):
+class SimUrl(StrictModel):
     """Parameters of a `sim://<camera id>?fps=2&speed=1&realtime=true` source."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     camera_id: str
     fps: float = Field(2.0, gt=0, le=60, description="Frames per second delivered.")

@@ -3,17 +3,12 @@ locomotive (in track metres, ends beyond the view flagged) and the state of the 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from shared.layout import Facility
 from shared.sim.world import LocoState
+from shared.strict import StrictModel
 
 
-class _Truth(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TruthExtent(_Truth):
+class TruthExtent(StrictModel):
     """The part of one locomotive inside a camera's view."""
 
     plate: str
@@ -25,14 +20,14 @@ class TruthExtent(_Truth):
     moving: bool
 
 
-class TruthPlate(_Truth):
+class TruthPlate(StrictModel):
     """Where a painted number appears in a frame: corners clockwise from top-left, in pixels."""
 
     plate: str
     quad: list[tuple[float, float]]
 
 
-class TruthLoco(_Truth):
+class TruthLoco(StrictModel):
     """One locomotive in the facility."""
 
     plate: str

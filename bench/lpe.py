@@ -1,0 +1,240 @@
+"""LPE benchmark: accuracy on held-out simulator data and speed on this machine, FP32 and INT8.
+
+    python -m bench.lpe                       # prints the table, writes bench/results/lpe.json
+    python -m bench.lpe --update-card         # also rewrites the model card's figures
+
+Accuracy uses held-out seeds and harder conditions than training (night, heavy occlusion, blur).
+Speed compares the full runtime (rectify + infer + decode, batched and asynchronous) with a raw
+OpenVINO infer loop on the same IR, batch and settings, in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openvino as ov
+from rich.console import Console
+from rich.table import Table
+
+from edge.lpe.decode import decode
+from edge.lpe.metrics import Tally
+from edge.lpe.openvino_lpe import INPUT_SHAPE, OpenVinoLpe, Precision, model_path
+from shared.layout import load_facility
+from shared.sim.scenario import Scenario
+from shared.sim.source import SimCamera, SimUrl
+from shared.sim.world import World
+from training.lpe.data import DATA_DIR, HELD_OUT_CONDITIONS, LAYOUT, Samples, held_out_sets
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL_DIR = REPO / "ir_models" / "lpe" / "1.0.0"
+RESULTS = REPO / "bench" / "results" / "lpe.json"
+PRECISIONS: tuple[Precision, ...] = ("fp32", "int8")
+# FP32 IR runs at f32 so its numbers are comparable across CPUs (the default here is bf16 on AMX).
+INFERENCE_PRECISION = {"fp32": "f32", "int8": None}
+NODE_CAMERAS = 8
+console = Console()
+
+
+def accuracy_table(model_dir: Path, held_out: dict[str, Samples]) -> dict[str, dict[str, dict[str, float]]]:
+    """Accuracy per precision and condition, plus 'all' over every held-out frame."""
+    facility = load_facility(LAYOUT)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for precision in PRECISIONS:
+        lpe = OpenVinoLpe(
+            model_dir,
+            facility.cameras,
+            precision=precision,
+            batch=16,
+            inference_precision=INFERENCE_PRECISION[precision],
+        )
+        overall = Tally()
+        results[precision] = {}
+        for name, samples in held_out.items():
+            tally = Tally()
+            for cid, scores, truth in zip(
+                samples.camera_ids, lpe.infer_strips(samples.strips), samples.truth, strict=True
+            ):
+                g = lpe.geometries[cid]
+                estimate = decode(scores, g.view_start_m, g.metres_per_column)
+                for t in (tally, overall):
+                    t.add((g.view_start_m, g.view_end_m), truth, estimate)
+            results[precision][name] = tally.summary()
+        results[precision]["all"] = overall.summary()
+    return results
+
+
+def _node_frames(seconds_apart: float = 1800.0, count: int = 4) -> list[tuple[str, np.ndarray]]:
+    facility = load_facility(LAYOUT)
+    world = World(facility, Scenario(seed=77, horizon_h=24))
+    cameras = sorted(facility.cameras)[:NODE_CAMERAS]
+    frames = []
+    for k in range(count):
+        for cid in cameras:
+            image = SimCamera(facility, world, SimUrl(camera_id=cid, realtime=False)).frame_at(
+                36000 + k * seconds_apart
+            )
+            assert image.image is not None
+            frames.append((cid, image.image))
+    return frames
+
+
+def speed_table(model_dir: Path, seconds: float, requests: int = 2) -> dict[str, dict[str, float]]:
+    """Frames per second: raw infer loop vs the full runtime, same IR, batch and settings."""
+    facility = load_facility(LAYOUT)
+    frames = _node_frames()
+    results: dict[str, dict[str, float]] = {}
+    for precision in PRECISIONS:
+        lpe = OpenVinoLpe(
+            model_dir,
+            facility.cameras,
+            precision=precision,
+            batch=NODE_CAMERAS,
+            requests=requests,
+            inference_precision=INFERENCE_PRECISION[precision],
+        )
+        strips = np.random.default_rng(0).integers(0, 255, (NODE_CAMERAS, *INPUT_SHAPE), dtype=np.uint8)
+        raw_queue = ov.AsyncInferQueue(lpe.compiled, requests)
+        batches, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            raw_queue.start_async({0: strips})
+            batches += 1
+        raw_queue.wait_all()
+        raw_fps = batches * NODE_CAMERAS / (time.perf_counter() - start)
+
+        lpe.estimate(frames)  # warm-up
+        lpe.times = type(lpe.times)()
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            lpe.estimate(frames)
+            done += len(frames)
+        elapsed = time.perf_counter() - start
+        latencies = []
+        for cid, frame in frames[:NODE_CAMERAS]:
+            t0 = time.perf_counter()
+            lpe.estimate([(cid, frame)])
+            latencies.append(time.perf_counter() - t0)
+        size = sum(
+            p.stat().st_size
+            for p in (model_path(model_dir, precision), model_path(model_dir, precision).with_suffix(".bin"))
+        )
+        results[precision] = {
+            "raw_fps": raw_fps,
+            "runtime_fps": done / elapsed,
+            "ratio": done / elapsed / raw_fps,
+            "latency_ms_one_frame": 1000 * float(np.median(latencies)),
+            "rectify_ms_per_frame": 1000 * lpe.times.rectify / max(lpe.times.frames, 1),
+            "infer_wait_ms_per_frame": 1000 * lpe.times.infer_wait / max(lpe.times.frames, 1),
+            "decode_ms_per_frame": 1000 * lpe.times.decode / max(lpe.times.frames, 1),
+            "ir_megabytes": size / 1e6,
+            "batch": NODE_CAMERAS,
+            "requests": requests,
+        }
+        results[precision]["inference_precision"] = lpe.inference_precision  # type: ignore[assignment]
+    return results
+
+
+ACCURACY_ROWS = [
+    ("occupancy_f1", "occupancy F1 (≥ 0.98)", "{:.4f}"),
+    ("end_error_median_m", "visible end error median, m (≤ 0.3)", "{:.3f}"),
+    ("end_error_p95_m", "visible end error p95, m (≤ 1.0)", "{:.3f}"),
+    ("ends_missed", "visible ends missed", "{:.0f}"),
+    ("beyond_view_accuracy", "beyond-view flags correct", "{:.4f}"),
+    ("empty_frames_clean", "empty frames without a false loco (≥ 0.99)", "{:.4f}"),
+    ("count_accuracy", "frames with the right locomotive count", "{:.4f}"),
+    ("frames", "frames", "{:.0f}"),
+]
+SPEED_ROWS = [
+    ("raw_fps", "raw OpenVINO infer loop, frames/s (≥ 200)", "{:.0f}"),
+    ("runtime_fps", "runtime: rectify + infer + decode, frames/s", "{:.0f}"),
+    ("ratio", "runtime / raw (≥ 0.5)", "{:.2f}"),
+    ("latency_ms_one_frame", "latency of one frame, ms", "{:.2f}"),
+    ("rectify_ms_per_frame", "  rectify, ms/frame", "{:.3f}"),
+    ("infer_wait_ms_per_frame", "  waiting for inference, ms/frame", "{:.3f}"),
+    ("decode_ms_per_frame", "  decode (in callbacks), ms/frame", "{:.3f}"),
+    ("ir_megabytes", "IR size, MB", "{:.2f}"),
+    ("inference_precision", "inference precision", "{}"),
+]
+
+
+def accuracy_markdown(accuracy: dict[str, dict[str, dict[str, float]]]) -> str:
+    """The accuracy table as Markdown: one column per precision × condition."""
+    conditions = ["all", *HELD_OUT_CONDITIONS]
+    header = "| metric | " + " | ".join(f"{p} {c}" for p in PRECISIONS for c in conditions) + " |"
+    lines = [header, "|---" * (1 + len(PRECISIONS) * len(conditions)) + "|"]
+    for key, label, fmt in ACCURACY_ROWS:
+        cells = [fmt.format(accuracy[p][c][key]) for p in PRECISIONS for c in conditions]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def speed_markdown(speed: dict[str, dict[str, Any]]) -> str:
+    """The speed table as Markdown."""
+    lines = ["| measure | " + " | ".join(PRECISIONS) + " |", "|---" * (1 + len(PRECISIONS)) + "|"]
+    for key, label, fmt in SPEED_ROWS:
+        lines.append(f"| {label} | " + " | ".join(fmt.format(speed[p][key]) for p in PRECISIONS) + " |")
+    return "\n".join(lines)
+
+
+def write_model_card(
+    model_dir: Path,
+    accuracy: dict[str, dict[str, dict[str, float]]] | None,
+    training: dict[str, Any] | None,
+    speed: dict[str, dict[str, Any]] | None,
+) -> None:
+    """Merge new figures into metrics.json and render MODEL_CARD.md from it."""
+    metrics_path = model_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    for key, value in (("accuracy", accuracy), ("training", training), ("speed", speed)):
+        if value is not None:
+            metrics[key] = value
+    metrics_path.write_text(json.dumps(metrics, indent=2))
+    template = (Path(__file__).with_name("lpe_model_card.md.in")).read_text()
+    card = template.format(
+        version=model_dir.name,
+        accuracy=accuracy_markdown(metrics["accuracy"]) if "accuracy" in metrics else "(not measured yet)",
+        speed=speed_markdown(metrics["speed"])
+        if "speed" in metrics
+        else "(run `python -m bench.lpe --update-card`)",
+        training=json.dumps(metrics.get("training", {}), indent=2),
+    )
+    (model_dir / "MODEL_CARD.md").write_text(card)
+
+
+def _print(title: str, markdown: str) -> None:
+    rows = [line.strip("|").split("|") for line in markdown.splitlines() if not line.startswith("|---")]
+    table = Table(title=title)
+    for column in rows[0]:
+        table.add_column(column.strip())
+    for row in rows[1:]:
+        table.add_row(*(cell.strip() for cell in row))
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)
+    parser.add_argument("--frames", type=int, default=400, help="Held-out frames per condition.")
+    parser.add_argument("--seconds", type=float, default=5.0, help="Duration of each speed measurement.")
+    parser.add_argument("--update-card", action="store_true", help="Rewrite the model card's figures.")
+    args = parser.parse_args()
+    held_out = held_out_sets(DATA_DIR, args.frames)
+    accuracy = accuracy_table(args.model_dir, held_out)
+    speed = speed_table(args.model_dir, args.seconds)
+    _print(f"LPE accuracy, held-out simulator data ({args.model_dir.name})", accuracy_markdown(accuracy))
+    _print(f"LPE speed on this machine, batch {NODE_CAMERAS} (a node's cameras)", speed_markdown(speed))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"accuracy": accuracy, "speed": speed}, indent=2))
+    console.print(f"results: {RESULTS}")
+    if args.update_card:
+        write_model_card(args.model_dir, accuracy, None, speed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""From the model's per-column scores to locomotive extents in track metres (pure logic).
+
+The model scores each strip column for occupancy and for being a locomotive's lower or upper end.
+Runs of occupied columns become extents; each end is placed at the end-score peak near the run's
+border, or flagged beyond the view when the run touches the strip border without an end peak.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from shared.messages import LocoExtent
+
+# A column is occupied above this probability.
+OCCUPIED = 0.5
+# Shorter runs are noise (a worker, a shadow): the shortest locomotive part worth reporting, metres.
+MIN_RUN_M = 1.0
+# Gaps narrower than this inside a run are the gangway of a two-section locomotive, not two locos.
+MAX_GAP_M = 0.4
+# An end peak is searched this far either side of the run border, metres.
+EDGE_WINDOW_M = 1.0
+# A run border within this many columns of the strip border may be the view border.
+BORDER_COLUMNS = 2
+# Below this end score at the strip border the end is beyond the view.
+EDGE_PRESENT = 0.3
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class ColumnScores:
+    """Per-column probabilities from the model for one strip."""
+
+    occupancy: FloatArray
+    start_edge: FloatArray
+    end_edge: FloatArray
+
+
+def _runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+    padded = np.concatenate([[False], mask, [False]])
+    changes = np.flatnonzero(padded[1:] != padded[:-1])
+    return [(int(a), int(b)) for a, b in zip(changes[::2], changes[1::2], strict=True)]
+
+
+def _peak(scores: FloatArray, lo: int, hi: int) -> tuple[float, float]:
+    """Sub-column position (column-edge units) and height of the strongest peak in [lo, hi)."""
+    lo, hi = max(lo, 0), min(hi, len(scores))
+    if hi <= lo:
+        return float(lo), 0.0
+    window = scores[lo:hi]
+    i = int(np.argmax(window))
+    centre = lo + i
+    left, right = max(centre - 2, 0), min(centre + 3, len(scores))
+    weights = scores[left:right]
+    position = float(np.sum((np.arange(left, right) + 0.5) * weights) / max(float(weights.sum()), 1e-6))
+    return position, float(window[i])
+
+
+def decode(scores: ColumnScores, view_start_m: float, metres_per_column: float) -> list[LocoExtent]:
+    """Extents of the locomotives in one strip, by increasing metres."""
+    width = len(scores.occupancy)
+    mask = scores.occupancy > OCCUPIED
+    runs = _runs(mask)
+    max_gap = int(round(MAX_GAP_M / metres_per_column))
+    merged: list[tuple[int, int]] = []
+    for a, b in runs:
+        if merged and a - merged[-1][1] <= max_gap:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    min_run = MIN_RUN_M / metres_per_column
+    window = int(round(EDGE_WINDOW_M / metres_per_column))
+    extents = []
+    for a, b in merged:
+        if b - a < min_run:
+            continue
+        start_col, start_score = _peak(scores.start_edge, a - window, a + window)
+        end_col, end_score = _peak(scores.end_edge, b - window, b + window)
+        start_beyond = a <= BORDER_COLUMNS and start_score < EDGE_PRESENT
+        end_beyond = b >= width - BORDER_COLUMNS and end_score < EDGE_PRESENT
+        start_col = 0.0 if start_beyond else (start_col if start_score >= EDGE_PRESENT else float(a))
+        end_col = float(width) if end_beyond else (end_col if end_score >= EDGE_PRESENT else float(b))
+        if end_col <= start_col:
+            start_col, end_col = float(a), float(b)
+        extents.append(
+            LocoExtent(
+                start_m=round(view_start_m + start_col * metres_per_column, 3),
+                end_m=round(view_start_m + end_col * metres_per_column, 3),
+                start_beyond_view=start_beyond,
+                end_beyond_view=end_beyond,
+                confidence=round(float(scores.occupancy[a:b].mean()), 3),
+            )
+        )
+    return extents

@@ -1,0 +1,188 @@
+"""The LPE on OpenVINO: rectify frames into strips, infer them in batches asynchronously, decode.
+
+Frames of a node's cameras are packed into fixed-size batches; an AsyncInferQueue keeps several
+batches in flight, so rectifying the next batch overlaps inference of the previous one, and each
+batch's results are decoded in the completion callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import openvino as ov
+
+from edge.lpe.decode import ColumnScores, decode
+from edge.lpe.estimator import Frame
+from edge.lpe.strip import STRIP_HEIGHT, STRIP_WIDTH, StripGeometry
+from shared.errors import DepotwatchError
+from shared.layout import Camera
+from shared.messages import LocoExtent, ModelRef
+
+log = logging.getLogger(__name__)
+
+INPUT_SHAPE = (STRIP_HEIGHT, STRIP_WIDTH, 3)
+OUTPUT_CHANNELS = 3
+Precision = Literal["fp32", "int8"]
+PerformanceHint = Literal["LATENCY", "THROUGHPUT"]
+
+
+class LpeModelError(DepotwatchError):
+    """The LPE model cannot be loaded or compiled: missing or invalid IR, unknown device."""
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage since the last reset, for the benchmark's breakdown."""
+
+    rectify: float = 0.0
+    infer_wait: float = 0.0
+    decode: float = 0.0
+    frames: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add_decode(self, seconds: float) -> None:
+        with self._lock:
+            self.decode += seconds
+
+
+def model_path(model_dir: Path, precision: Precision) -> Path:
+    """Where the IR of a precision lies in a model version folder."""
+    return model_dir / f"lpe_{precision}.xml"
+
+
+class OpenVinoLpe:
+    """PositionEstimator on OpenVINO IR."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        cameras: Mapping[str, Camera],
+        *,
+        precision: Precision = "int8",
+        device: str = "CPU",
+        batch: int = 4,
+        requests: int = 2,
+        hint: PerformanceHint = "LATENCY",
+        inference_precision: str | None = None,
+    ) -> None:
+        xml = model_path(model_dir, precision)
+        for path in (xml, xml.with_suffix(".bin")):
+            if not path.is_file():
+                raise LpeModelError(f"LPE model file {path} does not exist")
+        if batch < 1 or requests < 1:
+            raise LpeModelError(f"batch ({batch}) and requests ({requests}) must be at least 1")
+        self._model = ModelRef(name="lpe", version=f"{model_dir.name}-{precision}")
+        self.batch = batch
+        self.geometries = {cid: StripGeometry.for_camera(cid, cam) for cid, cam in cameras.items()}
+        core = ov.Core()
+        try:
+            model = core.read_model(xml)
+        except RuntimeError as exc:
+            raise LpeModelError(f"cannot read LPE model {xml}: {exc}") from exc
+        _check_signature(model, xml)
+        model.reshape({model.input(0): ov.PartialShape([batch, *INPUT_SHAPE])})
+        config: dict[str, Any] = {"PERFORMANCE_HINT": hint}
+        if inference_precision:
+            config["INFERENCE_PRECISION_HINT"] = inference_precision
+        try:
+            self.compiled = core.compile_model(model, device, config)
+        except RuntimeError as exc:
+            available = ", ".join(core.available_devices)
+            raise LpeModelError(
+                f"cannot compile {xml} on {device!r} (available: {available}): {exc}"
+            ) from exc
+        self.device = device
+        self.inference_precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self._queue = ov.AsyncInferQueue(self.compiled, requests)
+        self._queue.set_callback(self._on_done)
+        self._results: list[Any] = []
+        self.times = StageTimes()
+        log.info(
+            "LPE %s loaded on %s (batch %d, %d requests, %s, inference precision %s)",
+            xml,
+            device,
+            batch,
+            requests,
+            hint,
+            self.inference_precision,
+        )
+
+    @property
+    def model(self) -> ModelRef:
+        """Name and version reported with every detection."""
+        return self._model
+
+    def estimate(self, frames: Sequence[tuple[str, Frame]]) -> list[list[LocoExtent]]:
+        """Extents per (camera id, frame), in order."""
+        geometries = []
+        for cid, _ in frames:
+            geometry = self.geometries.get(cid)
+            if geometry is None:
+                raise LpeModelError(f"camera {cid!r} is not one this estimator was built for")
+            geometries.append(geometry)
+        self._results = [None] * len(frames)
+        for start in range(0, len(frames), self.batch):
+            t0 = time.perf_counter()
+            strips = np.zeros((self.batch, *INPUT_SHAPE), np.uint8)
+            chunk = list(range(start, min(start + self.batch, len(frames))))
+            for slot, index in enumerate(chunk):
+                geometries[index].rectify(frames[index][1], out=strips[slot])
+            self.times.rectify += time.perf_counter() - t0
+            self._queue.start_async({0: strips}, userdata=(chunk, [geometries[i] for i in chunk]))
+        t0 = time.perf_counter()
+        self._queue.wait_all()
+        self.times.infer_wait += time.perf_counter() - t0
+        self.times.frames += len(frames)
+        return list(self._results)
+
+    def infer_strips(self, strips: npt.NDArray[np.uint8]) -> list[ColumnScores]:
+        """Column scores for already-rectified strips (N×64×256×3), synchronously."""
+        scores: list[ColumnScores] = []
+        request = self.compiled.create_infer_request()
+        for start in range(0, len(strips), self.batch):
+            chunk = strips[start : start + self.batch]
+            padded = np.zeros((self.batch, *INPUT_SHAPE), np.uint8)
+            padded[: len(chunk)] = chunk
+            out = request.infer({0: padded})[0]
+            scores.extend(_scores(out[i]) for i in range(len(chunk)))
+        return scores
+
+    def _on_done(self, request: ov.InferRequest, userdata: tuple[list[int], list[StripGeometry]]) -> None:
+        t0 = time.perf_counter()
+        chunk, geometries = userdata
+        out = request.get_output_tensor(0).data
+        for slot, (index, geometry) in enumerate(zip(chunk, geometries, strict=True)):
+            self._results[index] = decode(
+                _scores(out[slot]), geometry.view_start_m, geometry.metres_per_column
+            )
+        self.times.add_decode(time.perf_counter() - t0)
+
+
+def _scores(columns: npt.NDArray[np.float32]) -> ColumnScores:
+    return ColumnScores(
+        occupancy=np.array(columns[0], np.float32),
+        start_edge=np.array(columns[1], np.float32),
+        end_edge=np.array(columns[2], np.float32),
+    )
+
+
+def _check_signature(model: ov.Model, xml: Path) -> None:
+    """The IR must take u8 N×64×256×3 strips and give N×3×256 column scores."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise LpeModelError(f"{xml}: expected one input and one output")
+    shape = model.input(0).get_partial_shape()
+    if shape.rank.get_length() != 4 or [d.get_length() for d in list(shape)[1:]] != list(INPUT_SHAPE):
+        raise LpeModelError(f"{xml}: input shape {shape} is not [N, {STRIP_HEIGHT}, {STRIP_WIDTH}, 3]")
+    if model.input(0).get_element_type() != ov.Type.u8:
+        raise LpeModelError(f"{xml}: input must be u8, is {model.input(0).get_element_type()}")
+    out = model.output(0).get_partial_shape()
+    if [d.get_length() for d in list(out)[1:]] != [OUTPUT_CHANNELS, STRIP_WIDTH]:
+        raise LpeModelError(f"{xml}: output shape {out} is not [N, {OUTPUT_CHANNELS}, {STRIP_WIDTH}]")

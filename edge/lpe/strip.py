@@ -1,0 +1,96 @@
+"""Rectification of a camera frame into the strip the LPE model reads.
+
+The strip samples the vertical plane that runs along the track at the locomotive's near side (offset
+±1.5 m towards the camera, between the undercarriage at 1.45 m and the body at 1.6 m), from the rail
+head up to 4.8 m, over exactly the camera's view. On that plane a locomotive's ends are vertical edges
+at their true track metres, so one strip column is one slice of track, whatever the camera's pose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from shared.errors import DepotwatchError
+from shared.layout import Camera
+from shared.sim.projection import NEAR_PLANE_M, PinholeCamera
+
+STRIP_WIDTH = 256
+STRIP_HEIGHT = 64
+PLANE_OFFSET_M = 1.5
+PLANE_TOP_M = 4.8
+
+Image = npt.NDArray[np.uint8]
+
+
+class FrameError(DepotwatchError):
+    """A frame the estimator cannot read: wrong size, not a 3-channel 8-bit image."""
+
+
+@dataclass(frozen=True)
+class StripGeometry:
+    """Per-camera sampling maps from frame pixels to strip cells, and column ↔ metre conversion."""
+
+    camera_id: str
+    view_start_m: float
+    view_end_m: float
+    frame_size: tuple[int, int]  # width, height
+    map_x: npt.NDArray[np.float32]
+    map_y: npt.NDArray[np.float32]
+
+    @classmethod
+    def for_camera(cls, camera_id: str, camera: Camera) -> StripGeometry:
+        """Build the maps from the camera's calibration and lens."""
+        w, h = camera.resolution
+        pinhole = PinholeCamera.from_calibration(camera.calibration.model, w, h, camera.hfov_deg)
+        side = -1.0 if pinhole.position[1] < 0 else 1.0
+        start, end = camera.view.start_m, camera.view.end_m
+        s = start + (np.arange(STRIP_WIDTH) + 0.5) * (end - start) / STRIP_WIDTH
+        z = PLANE_TOP_M * (1.0 - (np.arange(STRIP_HEIGHT) + 0.5) / STRIP_HEIGHT)
+        ss, zz = np.meshgrid(s, z)
+        points = np.stack([ss.ravel(), np.full(ss.size, side * PLANE_OFFSET_M), zz.ravel()], axis=1)
+        uv, depth = pinhole.project(points)
+        uv[depth <= NEAR_PLANE_M] = -1.0  # sampled as border (black), never folded over
+        map_x = uv[:, 0].reshape(STRIP_HEIGHT, STRIP_WIDTH).astype(np.float32)
+        map_y = uv[:, 1].reshape(STRIP_HEIGHT, STRIP_WIDTH).astype(np.float32)
+        return cls(camera_id, start, end, (w, h), map_x, map_y)
+
+    @property
+    def metres_per_column(self) -> float:
+        """Track length one strip column covers."""
+        return (self.view_end_m - self.view_start_m) / STRIP_WIDTH
+
+    def column_to_metres(self, column: float) -> float:
+        """Track metre at a (fractional) column edge position: 0 is the view start."""
+        return self.view_start_m + column * self.metres_per_column
+
+    def metres_to_column(self, metres: float) -> float:
+        """Inverse of `column_to_metres`."""
+        return (metres - self.view_start_m) / self.metres_per_column
+
+    def rectify(self, frame: Image, out: Image | None = None) -> Image:
+        """Sample a BGR frame into a STRIP_HEIGHT×STRIP_WIDTH×3 strip; raises FrameError on bad frames."""
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise FrameError(
+                f"camera {self.camera_id}: expected an 8-bit 3-channel BGR frame, got shape {frame.shape} "
+                f"dtype {frame.dtype}"
+            )
+        w, h = self.frame_size
+        if frame.shape[:2] != (h, w):
+            raise FrameError(
+                f"camera {self.camera_id}: frame is {frame.shape[1]}x{frame.shape[0]}, "
+                f"the layout says {w}x{h}"
+            )
+        result = cv2.remap(
+            frame,
+            self.map_x,
+            self.map_y,
+            cv2.INTER_LINEAR,
+            dst=out,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
+        return np.asarray(result, dtype=np.uint8)
