@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint bench train-lpe clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Benchmarks print their tables and write bench/results/*.json; speed targets live here, not in tests.
+bench: $(STAMP)
+	$(BIN)/python -m bench.lpe
+
+# Re-trains the LPE from simulator data (about 30 minutes on 2 cores) and rewrites ir_models/lpe/.
+train-lpe: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,train]'
+	$(BIN)/python -m training.lpe.train
+	$(BIN)/python -m bench.lpe --update-card
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

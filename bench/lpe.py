@@ -37,7 +37,7 @@ PRECISIONS: tuple[Precision, ...] = ("fp32", "int8")
 # FP32 IR runs at f32 so its numbers are comparable across CPUs (the default here is bf16 on AMX).
 INFERENCE_PRECISION = {"fp32": "f32", "int8": None}
 NODE_CAMERAS = 8
-console = Console()
+console = Console(width=200)
 
 
 def accuracy_table(model_dir: Path, held_out: dict[str, Samples]) -> dict[str, dict[str, dict[str, float]]]:

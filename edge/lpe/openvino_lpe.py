@@ -100,7 +100,7 @@ class OpenVinoLpe:
                 f"cannot compile {xml} on {device!r} (available: {available}): {exc}"
             ) from exc
         self.device = device
-        self.inference_precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.inference_precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         self._queue = ov.AsyncInferQueue(self.compiled, requests)
         self._queue.set_callback(self._on_done)
         self._results: list[Any] = []
@@ -142,6 +142,10 @@ class OpenVinoLpe:
         self.times.infer_wait += time.perf_counter() - t0
         self.times.frames += len(frames)
         return list(self._results)
+
+    def close(self) -> None:
+        """Finish in-flight inference."""
+        self._queue.wait_all()
 
     def infer_strips(self, strips: npt.NDArray[np.uint8]) -> list[ColumnScores]:
         """Column scores for already-rectified strips (N×64×256×3), synchronously."""

@@ -191,14 +191,15 @@ def main() -> None:
         time.time() - started,
     )
     net = LocoStripNet()
-    weights = args.data / "lpe_last.pt"
+    weights, record = args.data / "lpe_last.pt", args.data / "lpe_last.json"
     if args.reuse_weights:
         net.load_state_dict(torch.load(weights))
-        best = json.loads((args.out / "training.json").read_text())
-        best = {"epoch": float(best["best_epoch"]), "val_loss": float(best["val_loss"])}
+        best = json.loads(record.read_text())
     else:
         best = train(net, train_set, val, args.epochs, args.batch, args.seed)
+        best["minutes"] = round((time.time() - started) / 60, 1)
         torch.save(net.state_dict(), weights)
+        record.write_text(json.dumps(best))
     rng = np.random.default_rng(args.seed)
     calibration = train_set.strips[rng.choice(len(train_set.strips), 300, replace=False)]
     fp32, int8 = export(net, args.out, calibration)
@@ -215,7 +216,7 @@ def main() -> None:
         "val_loss": round(best["val_loss"], 5),
         "train_seeds": list(TRAIN_SEEDS),
         "held_out_seed": HELD_OUT_SEED,
-        "minutes": round((time.time() - started) / 60, 1),
+        "minutes_data_and_training": best["minutes"],
     }
     (args.out / "training.json").write_text(json.dumps(training, indent=2))
     write_model_card(args.out, results, training, speed=None)
