@@ -13,7 +13,7 @@ import numpy as np
 import yaml
 
 from shared.layout import parse_facility
-from shared.sim.projection import PinholeCamera
+from shared.projection import PinholeCamera
 
 RAIL_OFFSET_M = 0.76  # half of the 1520 mm gauge
 TRACK_SPACING_M = 12.0

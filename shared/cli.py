@@ -23,8 +23,10 @@ from shared.sim.world import World
 app = typer.Typer(help="depotwatch: live locomotive positions in a repair depot.", no_args_is_help=True)
 layout_app = typer.Typer(help="Facility layouts.", no_args_is_help=True)
 sim_app = typer.Typer(help="The facility simulator.", no_args_is_help=True)
+edge_app = typer.Typer(help="The edge node.", no_args_is_help=True)
 app.add_typer(layout_app, name="layout")
 app.add_typer(sim_app, name="sim")
+app.add_typer(edge_app, name="edge")
 
 console = Console()
 DEFAULT_LAYOUT = Path("examples/facility.yaml")
@@ -150,3 +152,17 @@ def sim_dataset(
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from exc
     console.print(f"{frames} frames, labels in {labels}")
+
+
+@edge_app.command("run")
+def edge_run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Edge node YAML.")] = Path("edge.yaml"),
+) -> None:
+    """Run an edge node: capture, estimate, publish with store-and-forward, until SIGTERM."""
+    from edge.cli import run_edge  # OpenVINO loads only for the commands that need it
+
+    try:
+        run_edge(config)
+    except DepotwatchError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from shared.errors import DepotwatchError
 from shared.layout import Camera
-from shared.sim.projection import NEAR_PLANE_M, PinholeCamera
+from shared.projection import NEAR_PLANE_M, PinholeCamera
 
 STRIP_WIDTH = 256
 STRIP_HEIGHT = 64

@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from shared.layout import Facility
+from shared.projection import NEAR_PLANE_M, FloatArray, PinholeCamera
 from shared.sim.fleet import Box, Color, boxes
-from shared.sim.projection import NEAR_PLANE_M, FloatArray, PinholeCamera
 from shared.sim.scenario import Conditions
 from shared.sim.textures import FaceTexture, end_texture, side_texture
 from shared.sim.truth import TruthPlate

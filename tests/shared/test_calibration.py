@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from shared.calibration import TrackCalibration
 from shared.errors import CalibrationError
 from shared.layout import Facility
-from shared.sim.projection import PinholeCamera
+from shared.projection import PinholeCamera
 
 
 def _floor_grid(start: float, end: float) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""A pinhole camera in track coordinates, for rendering the 3-D scene a calibrated camera sees.
+"""A pinhole camera in track coordinates, recovered from a calibration and the lens's field of view:
+the edge rectifies frames with it, the simulator renders its scenes with it.
 
 Track coordinates are right-handed: x = metres along the track, y = lateral offset (positive to the
 left when facing increasing metres), z = height above the rail head.

@@ -1,0 +1,27 @@
+"""`depotwatch edge run`: the long-lived edge service."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from edge.config import load_edge_config
+from edge.node import EdgeNode
+
+log = logging.getLogger(__name__)
+
+
+def run_edge(config_path: Path) -> None:
+    """Load the config (failing at start on any bad key), run until SIGTERM or SIGINT."""
+    config, facility = load_edge_config(config_path)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    EdgeNode(config, facility).run(stop)
