@@ -166,3 +166,7 @@ def edge_run(
     except DepotwatchError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,157 @@
+"""Capture workers on real sources: simulated cameras with faults and a video file that ends."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.capture import CameraWorker, open_video
+from edge.config import CameraSettings, CaptureConfig
+from shared.layout import Facility
+from shared.messages import CameraState
+from shared.sim.scenario import FaultKind, FaultSpec, Scenario
+from shared.sim.source import SimCamera, SimUrl
+from shared.sim.world import World
+from tests.waiting import wait_until
+
+FAST = CaptureConfig(
+    stall_after_s=0.4, offline_after_s=0.8, frozen_after_s=0.6, reconnect_backoff_s=(0.1, 0.2)
+)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.frames: list[tuple[str, datetime]] = []
+
+    def __call__(self, camera_id: str, frame: np.ndarray, at: datetime) -> None:
+        self.frames.append((camera_id, at))
+
+
+def _sim_worker(facility: Facility, fault: FaultKind, sink: Sink) -> CameraWorker:
+    epoch = time.time()
+    spec = FaultSpec(camera="T2-C2", kind=fault, start_s=1.5, duration_s=2.0)
+    world = World(facility, Scenario(seed=5, horizon_h=1, faults=[spec]))
+    url = SimUrl(camera_id="T2-C2", fps=15)
+    return CameraWorker(
+        "T2-C2",
+        "edge-bay2",
+        lambda: SimCamera(facility, world, url, epoch=epoch),
+        CameraSettings(sample_fps=5),
+        FAST,
+        sink,
+    )
+
+
+@pytest.mark.parametrize(
+    ("fault", "bad_state", "reason"),
+    [
+        (FaultKind.DROPOUT, CameraState.OFFLINE, "no frame"),
+        (FaultKind.FROZEN, CameraState.STALLED, "frozen"),
+        (FaultKind.BLACK, CameraState.STALLED, "black"),
+    ],
+)
+def test_a_faulty_camera_is_reported_then_recovers(
+    facility: Facility, fault: FaultKind, bad_state: CameraState, reason: str
+) -> None:
+    sink = Sink()
+    worker = _sim_worker(facility, fault, sink)
+    worker.start()
+    try:
+        wait_until(lambda: worker.status().state is CameraState.ONLINE, 3, "the camera to come online")
+        status = wait_until(
+            lambda: (s := worker.status()).state is bad_state and s, 4, f"the camera to be {bad_state.value}"
+        )
+        assert reason in status.reason
+        sampled_during_fault = len(sink.frames)
+        wait_until(lambda: worker.status().state is CameraState.ONLINE, 5, "the camera to recover")
+        if fault is not FaultKind.DROPOUT:
+            # Frozen and black pictures are never handed to the estimator.
+            assert len(sink.frames) >= sampled_during_fault
+        else:
+            assert worker.status().reconnects_last_hour >= 1
+    finally:
+        worker.stop()
+
+
+def test_sampling_follows_the_configured_rate(facility: Facility) -> None:
+    sink = Sink()
+    world = World(facility, Scenario(seed=5, horizon_h=1))
+    worker = CameraWorker(
+        "T2-C2",
+        "edge-bay2",
+        lambda: SimCamera(facility, world, SimUrl(camera_id="T2-C2", fps=20)),
+        CameraSettings(sample_fps=4),
+        FAST,
+        sink,
+    )
+    worker.start()
+    try:
+        time.sleep(2.0)
+    finally:
+        worker.stop()
+    assert worker.frames_total >= 30
+    assert 6 <= len(sink.frames) <= 10
+
+
+def test_a_file_that_ends_goes_offline_and_is_reopened(tmp_path: Path) -> None:
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10, (320, 240))
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        writer.write(rng.integers(30, 220, (240, 320, 3), dtype=np.uint8))
+    writer.release()
+    sink = Sink()
+    worker = CameraWorker(
+        "T1-C1", "edge-bay1", lambda: open_video(str(path), 2.0), CameraSettings(sample_fps=30), FAST, sink
+    )
+    states = []
+    worker.start()
+    try:
+        wait_until(
+            lambda: states.append(worker.status().state) or worker.status().reconnects_last_hour >= 1,
+            10,
+            "the file to be reopened",
+        )
+    finally:
+        worker.stop()
+    assert CameraState.OFFLINE in states
+    assert worker.frames_total > 10
+
+
+def test_a_source_that_cannot_open_is_offline_with_the_reason() -> None:
+    worker = CameraWorker(
+        "T1-C1", "edge-bay1", lambda: open_video("/nonexistent/clip.mp4", 1.0), CameraSettings(), FAST, Sink()
+    )
+    worker.start()
+    try:
+        status = wait_until(lambda: "cannot open" in (s := worker.status()).reason and s, 5, "a failed open")
+    finally:
+        worker.stop()
+    assert status.state is CameraState.OFFLINE
+    assert "cannot open /nonexistent/clip.mp4" in status.reason
+
+
+def test_a_disabled_camera_reports_disabled(facility: Facility) -> None:
+    world = World(facility, Scenario(seed=5, horizon_h=1))
+    worker = CameraWorker(
+        "T2-C2",
+        "edge-bay2",
+        lambda: SimCamera(facility, world, SimUrl(camera_id="T2-C2", fps=10)),
+        CameraSettings(),
+        FAST,
+        Sink(),
+    )
+    worker.start()
+    try:
+        wait_until(lambda: worker.status().state is CameraState.ONLINE, 3, "online")
+        worker.set_enabled(False)
+        wait_until(lambda: worker.status().state is CameraState.DISABLED, 3, "disabled")
+        worker.set_enabled(True)
+        wait_until(lambda: worker.status().state is CameraState.ONLINE, 3, "online again")
+    finally:
+        worker.stop()

@@ -1,0 +1,62 @@
+"""Edge configuration: validated at start, each error at its key, the environment overriding YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edge.config import load_edge_config
+from shared.errors import ConfigError
+from tests.conftest import REPO
+
+EXAMPLE = REPO / "examples" / "edge.yaml"
+
+
+def _write(tmp_path: Path, **changes: object) -> Path:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["layout"] = str(REPO / "examples" / "facility.yaml")
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = data
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    path = tmp_path / "edge.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_example_config_loads(tmp_path: Path) -> None:
+    config, facility = load_edge_config(_write(tmp_path))
+    assert config.node_id == "edge-bay1"
+    assert set(facility.cameras_of_node(config.node_id)) == {"T1-C1", "T1-C2", "T1-C3", "T1-C4"}
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEPOTWATCH_EDGE_BROKER__URL", "mqtts://broker.depot:8883")
+    monkeypatch.setenv("DEPOTWATCH_EDGE_SPOOL__MAX_MEGABYTES", "12")
+    config, _ = load_edge_config(_write(tmp_path))
+    assert config.broker.port == 8883 and config.broker.tls
+    assert config.spool.max_megabytes == 12
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "message"),
+    [
+        ({"capture__stall_afer_s": 3}, "capture.stall_afer_s", "Extra inputs"),
+        ({"node_id": "edge-bay9"}, "node_id", "not a node"),
+        ({"broker__url": "http://x"}, "broker.url", "mqtt://host:port"),
+        ({"broker__password": "changeme"}, "broker", "placeholder"),
+        ({"lpe__precision": "int4"}, "lpe.precision", "'fp32' or 'int8'"),
+        ({"capture__cameras": {"T2-C1": {"sample_fps": 1}}}, "capture.cameras.T2-C1", "not a camera of node"),
+        ({"capture__offline_after_s": 1}, "", "offline_after_s must not be shorter"),
+    ],
+)
+def test_bad_settings_fail_at_start_naming_the_key(
+    tmp_path: Path, changes: dict[str, object], key: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_edge_config(_write(tmp_path, **changes))
+    assert any(issue.key == key and message in issue.message for issue in info.value.issues), str(info.value)

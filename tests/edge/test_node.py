@@ -1,0 +1,271 @@
+"""The edge node against a real broker: what it publishes, outages, commands, its Last Will."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from edge.config import CameraSettings, CaptureConfig, EdgeConfig, MetricsConfig, SpoolConfig
+from edge.node import EdgeNode
+from shared.codec import decode_message, encode
+from shared.layout import Facility, parse_facility
+from shared.messages import (
+    CameraState,
+    CameraStatus,
+    CommandAck,
+    CommandRequest,
+    Detection,
+    Message,
+    NodeLifecycle,
+    NodeState,
+    SetCameraEnabled,
+    SetSampleRate,
+    Thumbnail,
+)
+from shared.mqtt import BrokerConfig, MqttConnection
+from shared.topics import Topic, TopicKind
+from tests.brokers import RestartableBroker
+from tests.conftest import EXAMPLE_LAYOUT
+from tests.waiting import wait_until
+
+NODE = "edge-bay1"
+
+
+def facility_data(site: str) -> dict[str, Any]:
+    """The example depot under a site id of its own, cameras at 4 frames per second."""
+    data = copy.deepcopy(yaml.safe_load(EXAMPLE_LAYOUT.read_text()))
+    data["site"] = site
+    for cid, cam in data["cameras"].items():
+        cam["source"] = f"sim://{cid}?fps=4"
+    return data
+
+
+@pytest.fixture
+def site() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def facility(site: str) -> Facility:
+    return parse_facility(facility_data(site))
+
+
+def node_config(tmp_path: Path, url: str, **changes: Any) -> EdgeConfig:
+    fields: dict[str, Any] = {
+        "node_id": NODE,
+        "layout": EXAMPLE_LAYOUT,
+        "broker": BrokerConfig(url=url, keepalive_s=5),
+        "spool": SpoolConfig(path=tmp_path / "spool.sqlite", backlog_rate_per_s=400),
+        "capture": CaptureConfig(defaults=CameraSettings(sample_fps=4, motion_gating=False)),
+        "metrics": MetricsConfig(port=0),
+        "status_interval_s": 1.0,
+    }
+    return EdgeConfig(**(fields | changes))
+
+
+class Collector:
+    """Subscribes to a site's whole tree and decodes everything it receives."""
+
+    def __init__(self, url: str, site: str) -> None:
+        self.messages: list[tuple[Topic, Message]] = []
+        self.malformed: list[str] = []
+        self._lock = threading.Lock()
+        self.link = MqttConnection(BrokerConfig(url=url), f"collector-{uuid.uuid4().hex[:6]}")
+        self.link.subscribe(f"depotwatch/v1/{site}/#", self._on_message)
+        self.link.start()
+        assert self.link.wait_connected(5)
+        time.sleep(0.2)  # the SUBACK
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        try:
+            parsed = decode_message(topic, payload)
+        except Exception as exc:  # noqa: BLE001 - recorded, and the test asserts there are none
+            self.malformed.append(f"{topic}: {exc}")
+            return
+        with self._lock:
+            self.messages.append(parsed)
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        with self._lock:
+            return [m for _, m in self.messages if isinstance(m, kind)]
+
+    def stop(self) -> None:
+        self.link.stop()
+
+
+@pytest.fixture
+def collector(mqtt_url: str, site: str) -> Iterator[Collector]:
+    c = Collector(mqtt_url, site)
+    yield c
+    c.stop()
+
+
+def test_detections_thumbnails_and_birth_arrive_and_decode(
+    tmp_path: Path, mqtt_url: str, facility: Facility, collector: Collector
+) -> None:
+    node = EdgeNode(node_config(tmp_path, mqtt_url), facility)
+    node.start()
+    try:
+        wait_until(lambda: len(collector.of(Detection)) >= 24, 20, "24 detections")
+        wait_until(lambda: collector.of(CameraStatus), 5, "camera status")
+    finally:
+        node.stop()
+    assert not collector.malformed
+    births = [m for m in collector.of(NodeLifecycle) if m.state is NodeState.ONLINE]
+    assert births and births[0].cameras == ["T1-C1", "T1-C2", "T1-C3", "T1-C4"]
+    deaths = [m for m in collector.of(NodeLifecycle) if m.state is NodeState.OFFLINE]
+    assert deaths and deaths[-1].bd_seq == births[-1].bd_seq and deaths[-1].reason == "clean shutdown"
+    detections = collector.of(Detection)
+    seqs = [d.seq for d in detections]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert {d.camera_id for d in detections} == {"T1-C1", "T1-C2", "T1-C3", "T1-C4"}
+    assert all(d.model.name == "lpe" and d.camera.state is CameraState.ONLINE for d in detections)
+    observations = {d.observation_id: d for d in detections}
+    thumbs = collector.of(Thumbnail)
+    if any(d.extents for d in detections):
+        assert thumbs, "locomotives in view but no thumbnail"
+    for thumb in thumbs:
+        origin = observations[thumb.meta.observation_id]
+        assert thumb.meta.extent_index < len(origin.extents)
+        assert 5_000 <= len(thumb.jpeg) <= 120_000
+
+
+def test_a_broker_restart_loses_no_detection_and_marks_the_backlog(tmp_path: Path, site: str) -> None:
+    broker = RestartableBroker(tmp_path)
+    broker.start()
+    facility = parse_facility(facility_data(site))
+    first = Collector(broker.url, site)
+    node = EdgeNode(node_config(tmp_path, broker.url), facility)
+    node.start()
+    second = None
+    try:
+        wait_until(lambda: len(first.of(Detection)) >= 10, 20, "detections before the outage")
+        broker.stop()
+        time.sleep(3.0)  # detections pile up in the spool
+        assert node.spool.depth() > 0
+        broker.start()
+        second = Collector(broker.url, site)  # subscribes before paho's 1 s reconnect delay ends
+        wait_until(
+            lambda: node.spool.depth() == 0 and node.link.connected.is_set(), 20, "the backlog to drain"
+        )
+        time.sleep(1.0)
+    finally:
+        node.stop()
+        first.stop()
+        if second is not None:
+            second.stop()
+        broker.stop()
+    received = first.of(Detection) + (second.of(Detection) if second else [])
+    seqs = sorted({d.seq for d in received})
+    assert seqs == list(range(seqs[0], seqs[-1] + 1)), "a sequence number is missing"
+    assert seqs[0] == 0
+    assert any(d.historical for d in received), "the backlog was not marked historical"
+    births = [m for m in first.of(NodeLifecycle) + second.of(NodeLifecycle) if m.state is NodeState.ONLINE]  # type: ignore[union-attr]
+    assert len({b.bd_seq for b in births}) >= 2, "a reconnect must bring a new birth sequence"
+
+
+def _command(site: str, payload: bytes, url: str) -> None:
+    link = MqttConnection(BrokerConfig(url=url), f"cloud-{uuid.uuid4().hex[:6]}")
+    link.start()
+    assert link.wait_connected(5)
+    link.publish(str(Topic(TopicKind.COMMAND, site, NODE)), payload)
+    time.sleep(0.3)
+    link.stop()
+
+
+def test_commands_are_validated_acknowledged_and_applied(
+    tmp_path: Path, mqtt_url: str, site: str, facility: Facility, collector: Collector
+) -> None:
+    node = EdgeNode(node_config(tmp_path, mqtt_url), facility)
+    node.start()
+    try:
+        wait_until(lambda: node.link.connected.is_set(), 5, "the node to connect")
+        time.sleep(0.3)
+        _command(site, b"{not json", mqtt_url)
+        bad_camera = CommandRequest(
+            command_id=uuid.uuid4(),
+            issued_at=datetime.now(UTC),
+            command=SetSampleRate(camera_id="T3-C1", fps=1),
+        )
+        _command(site, encode(bad_camera), mqtt_url)
+        disable = CommandRequest(
+            command_id=uuid.uuid4(),
+            issued_at=datetime.now(UTC),
+            command=SetCameraEnabled(camera_id="T1-C2", enabled=False),
+        )
+        _command(site, encode(disable), mqtt_url)
+        acks = wait_until(lambda: len(a := collector.of(CommandAck)) >= 3 and a, 10, "three acks")
+        wait_until(
+            lambda: any(
+                s.camera_id == "T1-C2" and s.state is CameraState.DISABLED for s in collector.of(CameraStatus)
+            ),
+            5,
+            "T1-C2 to report disabled",
+        )
+        sample_rates = {cid: w.settings.sample_fps for cid, w in node.workers.items()}
+    finally:
+        node.stop()
+    by_id = {a.command_id: a for a in acks}
+    assert any(a.command_id is None and not a.accepted and "invalid CommandRequest" in a.reason for a in acks)
+    assert not by_id[bad_camera.command_id].accepted
+    assert "not served by node edge-bay1" in by_id[bad_camera.command_id].reason
+    assert by_id[disable.command_id].accepted
+    assert sample_rates == {"T1-C1": 4, "T1-C2": 4, "T1-C3": 4, "T1-C4": 4}, (
+        "a rejected command changed something"
+    )
+
+
+def test_sigkill_fires_the_last_will_with_the_birth_sequence(
+    tmp_path: Path, mqtt_url: str, site: str, collector: Collector
+) -> None:
+    layout = tmp_path / "facility.yaml"
+    layout.write_text(yaml.safe_dump(facility_data(site)))
+    config = {
+        "node_id": NODE,
+        "layout": str(layout),
+        "broker": {"url": mqtt_url, "keepalive_s": 5},
+        "spool": {"path": str(tmp_path / "spool.sqlite")},
+        "metrics": {"port": 0},
+    }
+    config_path = tmp_path / "edge.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    started = datetime.now(UTC)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "edge", "run", "--config", str(config_path)],
+        cwd=Path(__file__).resolve().parents[2],
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        birth = wait_until(
+            lambda: next(
+                (m for m in collector.of(NodeLifecycle) if m.state is NodeState.ONLINE and m.at > started),
+                None,
+            ),
+            60,
+            "the node's birth",
+        )
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        death = wait_until(
+            lambda: next((m for m in collector.of(NodeLifecycle) if m.state is NodeState.OFFLINE), None),
+            20,
+            "the Last Will",
+        )
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert death.bd_seq == birth.bd_seq
+    assert death.reason == "connection lost"
