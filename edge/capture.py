@@ -45,8 +45,9 @@ class FrameSource(Protocol):
     def release(self) -> None: ...
 
 
-def open_video(url: str, open_timeout_s: float) -> FrameSource:
-    """An RTSP stream or a video file through OpenCV's FFmpeg backend."""
+def open_video(url: str, open_timeout_s: float, pace_files: bool = True) -> FrameSource:
+    """An RTSP stream or a video file through OpenCV's FFmpeg backend. A file is played at its own
+    frame rate, like a live camera, unless `pace_files` is off (benchmarks push it to the maximum)."""
     timeout_ms = int(open_timeout_s * 1000)
     cap = cv2.VideoCapture(
         url,
@@ -56,7 +57,30 @@ def open_video(url: str, open_timeout_s: float) -> FrameSource:
     if not cap.isOpened():
         cap.release()
         raise CaptureError(f"cannot open {url}")
+    is_stream = "://" in url and not url.startswith("file://")
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    if pace_files and not is_stream and fps > 0:
+        return PacedSource(cap, fps)  # type: ignore[arg-type]
     return cap  # type: ignore[return-value]
+
+
+class PacedSource:
+    """Delivers a file's frames no faster than its frame rate."""
+
+    def __init__(self, source: FrameSource, fps: float) -> None:
+        self._source = source
+        self._period = 1.0 / fps
+        self._next = time.monotonic()
+
+    def read(self) -> tuple[bool, Frame | None]:
+        delay = self._next - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self._next = max(self._next + self._period, time.monotonic() - self._period)
+        return self._source.read()
+
+    def release(self) -> None:
+        self._source.release()
 
 
 FrameSink = Callable[[str, Frame, datetime], None]

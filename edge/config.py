@@ -62,6 +62,7 @@ class CaptureConfig(StrictModel):
     black_level: float = Field(12.0, ge=0, description="Mean grey level below which a frame is black.")
     reconnect_backoff_s: tuple[float, float] = Field((1.0, 30.0), description="First and longest wait.")
     open_timeout_s: float = Field(10.0, gt=0, description="Timeout opening an RTSP stream or file.")
+    pace_files: bool = Field(True, description="Play video files at their frame rate, like a live camera.")
 
     def settings_for(self, camera_id: str) -> CameraSettings:
         """The camera's settings, overrides applied."""

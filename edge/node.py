@@ -191,7 +191,7 @@ class EdgeNode:
                 if "speed=" not in source:
                     url = url.model_copy(update={"speed": self.config.sim.speed})
                 return SimCamera(self.facility, self._sim_world(), url, epoch=self._epoch)
-            return open_video(source, self.config.capture.open_timeout_s)
+            return open_video(source, self.config.capture.open_timeout_s, self.config.capture.pace_files)
 
         return open_source
 
@@ -311,6 +311,7 @@ class EdgeNode:
                 row = in_flight.pop(self._acks.get(), None)
                 if row is not None:
                     self.spool.ack(row.id)
+                    self.metrics.published_bytes.labels(row.kind.value).inc(len(row.payload))
                     self.metrics.publish_seconds.observe(max(time.time() - row.created, 0.0))
             if not self.link.connected.is_set():
                 continue

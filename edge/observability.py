@@ -63,6 +63,12 @@ class EdgeMetrics:
             registry=r,
             buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600),
         )
+        self.published_bytes = Counter(
+            "depotwatch_edge_published_bytes",
+            "Payload bytes acknowledged by the broker",
+            ["kind"],
+            registry=r,
+        )
         self.spool_depth = Gauge("depotwatch_edge_spool_depth", "Messages waiting in the spool", registry=r)
         self.spool_bytes = Gauge("depotwatch_edge_spool_bytes", "Bytes waiting in the spool", registry=r)
         self.spool_dropped = Gauge(

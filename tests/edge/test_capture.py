@@ -107,7 +107,12 @@ def test_a_file_that_ends_goes_offline_and_is_reopened(tmp_path: Path) -> None:
     writer.release()
     sink = Sink()
     worker = CameraWorker(
-        "T1-C1", "edge-bay1", lambda: open_video(str(path), 2.0), CameraSettings(sample_fps=30), FAST, sink
+        "T1-C1",
+        "edge-bay1",
+        lambda: open_video(str(path), 2.0, pace_files=False),
+        CameraSettings(sample_fps=30),
+        FAST,
+        sink,
     )
     states = []
     worker.start()
@@ -121,6 +126,21 @@ def test_a_file_that_ends_goes_offline_and_is_reopened(tmp_path: Path) -> None:
         worker.stop()
     assert CameraState.OFFLINE in states
     assert worker.frames_total > 10
+
+
+def test_a_file_is_played_at_its_own_frame_rate(tmp_path: Path) -> None:
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 20, (160, 120))
+    for i in range(40):
+        writer.write(np.full((120, 160, 3), 40 + i * 4, np.uint8))
+    writer.release()
+    source = open_video(str(path), 2.0)
+    started = time.monotonic()
+    frames = sum(1 for _ in range(20) if source.read()[0])
+    elapsed = time.monotonic() - started
+    source.release()
+    assert frames == 20
+    assert elapsed >= 0.9, f"20 frames of a 20 fps file came in {elapsed:.2f} s"
 
 
 def test_a_source_that_cannot_open_is_offline_with_the_reason() -> None:
