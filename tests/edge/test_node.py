@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,7 +21,8 @@ import yaml
 
 from edge.config import CameraSettings, CaptureConfig, EdgeConfig, MetricsConfig, SpoolConfig
 from edge.node import EdgeNode
-from shared.codec import decode_message, encode
+from shared.codec import encode
+from shared.embedded_broker import free_port
 from shared.layout import Facility, parse_facility
 from shared.messages import (
     CameraState,
@@ -28,7 +30,6 @@ from shared.messages import (
     CommandAck,
     CommandRequest,
     Detection,
-    Message,
     NodeLifecycle,
     NodeState,
     SetCameraEnabled,
@@ -38,6 +39,7 @@ from shared.messages import (
 from shared.mqtt import BrokerConfig, MqttConnection
 from shared.topics import Topic, TopicKind
 from tests.brokers import RestartableBroker
+from tests.collector import Collector
 from tests.conftest import EXAMPLE_LAYOUT
 from tests.waiting import wait_until
 
@@ -76,36 +78,6 @@ def node_config(tmp_path: Path, url: str, **changes: Any) -> EdgeConfig:
     return EdgeConfig(**(fields | changes))
 
 
-class Collector:
-    """Subscribes to a site's whole tree and decodes everything it receives."""
-
-    def __init__(self, url: str, site: str) -> None:
-        self.messages: list[tuple[Topic, Message]] = []
-        self.malformed: list[str] = []
-        self._lock = threading.Lock()
-        self.link = MqttConnection(BrokerConfig(url=url), f"collector-{uuid.uuid4().hex[:6]}")
-        self.link.subscribe(f"depotwatch/v1/{site}/#", self._on_message)
-        self.link.start()
-        assert self.link.wait_connected(5)
-        time.sleep(0.2)  # the SUBACK
-
-    def _on_message(self, topic: str, payload: bytes) -> None:
-        try:
-            parsed = decode_message(topic, payload)
-        except Exception as exc:  # noqa: BLE001 - recorded, and the test asserts there are none
-            self.malformed.append(f"{topic}: {exc}")
-            return
-        with self._lock:
-            self.messages.append(parsed)
-
-    def of(self, kind: type[Any]) -> list[Any]:
-        with self._lock:
-            return [m for _, m in self.messages if isinstance(m, kind)]
-
-    def stop(self) -> None:
-        self.link.stop()
-
-
 @pytest.fixture
 def collector(mqtt_url: str, site: str) -> Iterator[Collector]:
     c = Collector(mqtt_url, site)
@@ -116,13 +88,20 @@ def collector(mqtt_url: str, site: str) -> Iterator[Collector]:
 def test_detections_thumbnails_and_birth_arrive_and_decode(
     tmp_path: Path, mqtt_url: str, facility: Facility, collector: Collector
 ) -> None:
-    node = EdgeNode(node_config(tmp_path, mqtt_url), facility)
+    port = free_port()
+    node = EdgeNode(node_config(tmp_path, mqtt_url, metrics=MetricsConfig(port=port)), facility)
     node.start()
     try:
         wait_until(lambda: len(collector.of(Detection)) >= 24, 20, "24 detections")
         wait_until(lambda: collector.of(CameraStatus), 5, "camera status")
+        health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read())
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     finally:
         node.stop()
+    assert health["healthy"] and health["mqtt_connected"]
+    assert set(health["cameras"]) == {"T1-C1", "T1-C2", "T1-C3", "T1-C4"}
+    assert 'depotwatch_edge_frames_inferred_total{camera="T1-C1"}' in metrics
+    assert "depotwatch_edge_spool_depth" in metrics
     assert not collector.malformed
     births = [m for m in collector.of(NodeLifecycle) if m.state is NodeState.ONLINE]
     assert births and births[0].cameras == ["T1-C1", "T1-C2", "T1-C3", "T1-C4"]
