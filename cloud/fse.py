@@ -1,0 +1,404 @@
+"""Facility State Estimator: fuses the extents every camera reports into locomotives per track, each
+with a stable identity, and emits what changed. Pure logic over plain data: no broker, no database.
+
+Per track the estimator keeps a grid of cells, each *occupied*, *free* or *unknown*: a camera whose
+latest observation is fresh vouches for its view (free, or occupied under a reported extent); a stale or
+offline camera vouches for nothing, so its segment is unknown, never empty. Runs of occupied cells are
+locomotives (the gangway gap of a two-section locomotive bridged). An end bordering a free cell is seen;
+an end bordering unknown cells keeps what was known of it (its earlier position, or the locomotive's
+known length), which is how a locomotive standing half outside the cameras' coverage keeps its extent.
+Runs are matched to tracked locomotives by overlap, so a locomotive keeps its id while it stands for
+days and while it shunts between stations.
+
+Observations older than the camera's latest (an edge backlog after an outage) do not touch the live
+state: they belong to history, which is rebuilt from stored observations when a past time is asked.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import IntEnum, StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+from shared.layout import Facility
+
+GRID_M = 0.1
+# A camera's observation vouches for its view this long; older, the view is unknown.
+MAX_AGE = timedelta(seconds=10)
+# Occupied runs closer than this are one locomotive (two-section gangways, a missed cell).
+BRIDGE_M = 0.8
+# Shorter occupied runs are noise.
+MIN_RUN_M = 2.0
+# A run and a tracked locomotive are the same one when they overlap at least this much, metres.
+MIN_OVERLAP_M = 0.5
+# How far a locomotive may move between two updates and still be matched (shunting ≈ 1.5 m/s).
+MATCH_SLACK_M = 6.0
+# A locomotive whose ends moved more than this from where it last stood is moving.
+MOVED_M = 1.0
+# A moving locomotive that has not moved more than this for SETTLE is standing again.
+STILL_M = 0.3
+SETTLE = timedelta(seconds=10)
+
+
+class Cell(IntEnum):
+    """What is known of a stretch of track."""
+
+    UNCOVERED = 0  # no camera of the layout sees it
+    UNKNOWN = 1  # cameras see it, but none has vouched for it lately
+    FREE = 2
+    OCCUPIED = 3
+
+
+class EventKind(StrEnum):
+    """What the estimator reports."""
+
+    ARRIVED = "arrived"
+    DEPARTED = "departed"
+    MOVED = "moved"
+    STATION_OCCUPIED = "station_occupied"
+    STATION_FREED = "station_freed"
+    CAMERA_UNSEEN = "camera_unseen"
+    CAMERA_SEEN = "camera_seen"
+
+
+@dataclass(frozen=True)
+class SeenExtent:
+    """One extent as a camera reported it."""
+
+    start_m: float
+    end_m: float
+    start_beyond_view: bool
+    end_beyond_view: bool
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A camera's report at one moment (from a Detection)."""
+
+    camera_id: str
+    at: datetime
+    extents: tuple[SeenExtent, ...]
+    online: bool = True
+
+
+@dataclass(frozen=True)
+class Loco:
+    """A tracked locomotive."""
+
+    loco_id: str
+    track_id: str
+    start_m: float
+    end_m: float
+    start_seen: bool
+    end_seen: bool
+    station: str | None
+    moving: bool
+    first_seen: datetime
+    last_seen: datetime
+    confidence: float
+    settled: tuple[float, float]  # where it last stood
+    still_since: datetime
+    length_m: float | None  # once both ends were seen at once
+
+
+@dataclass(frozen=True)
+class Event:
+    """A change worth telling operators."""
+
+    at: datetime
+    kind: EventKind
+    track_id: str
+    loco_id: str | None = None
+    station: str | None = None
+    camera_id: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class TrackState:
+    """One track now: its locomotives and the stretches nobody can currently see."""
+
+    track_id: str
+    locos: tuple[Loco, ...]
+    unknown: tuple[tuple[float, float], ...]
+
+
+@dataclass
+class _Track:
+    track_id: str
+    length_m: float
+    cameras: dict[str, tuple[float, float]]
+    covered: npt.NDArray[np.bool_]
+    locos: dict[str, Loco] = field(default_factory=dict)
+    unknown: tuple[tuple[float, float], ...] = ()
+
+
+def _new_ids() -> Callable[[], str]:
+    counter = itertools.count(1)
+    return lambda: f"L{next(counter):05d}"
+
+
+class FacilityStateEstimator:
+    """Live facility state from camera observations."""
+
+    def __init__(self, facility: Facility, new_id: Callable[[], str] | None = None) -> None:
+        self.facility = facility
+        self._new_id = new_id or _new_ids()
+        self._latest: dict[str, Observation] = {}
+        self._camera_seen: dict[str, bool] = {}
+        self._tracks: dict[str, _Track] = {}
+        for tid, track in facility.tracks.items():
+            cells = int(np.ceil(track.length_m / GRID_M))
+            covered = np.zeros(cells, dtype=bool)
+            views = {}
+            for cid, cam in facility.cameras_on_track(tid).items():
+                views[cid] = (cam.view.start_m, cam.view.end_m)
+                covered[self._cell(cam.view.start_m) : self._cell(cam.view.end_m)] = True
+            self._tracks[tid] = _Track(tid, track.length_m, views, covered)
+
+    @staticmethod
+    def _cell(metres: float) -> int:
+        return max(int(round(metres / GRID_M)), 0)
+
+    def observe(self, observation: Observation) -> bool:
+        """Take a camera's observation; False when it is older than one already used (late data)."""
+        if observation.camera_id not in self.facility.cameras:
+            raise KeyError(f"unknown camera {observation.camera_id!r}")
+        latest = self._latest.get(observation.camera_id)
+        if latest is not None and observation.at <= latest.at:
+            return False
+        self._latest[observation.camera_id] = observation
+        return True
+
+    def update(self, now: datetime) -> list[Event]:
+        """Fuse the latest observations into the state as of `now`; returns the events."""
+        events = self._camera_events(now)
+        for track in self._tracks.values():
+            events.extend(self._update_track(track, now))
+        return events
+
+    def state(self) -> list[TrackState]:
+        """The facility now, track by track."""
+        return [
+            TrackState(t.track_id, tuple(sorted(t.locos.values(), key=lambda loco: loco.start_m)), t.unknown)
+            for t in self._tracks.values()
+        ]
+
+    def locos(self) -> list[Loco]:
+        """Every tracked locomotive."""
+        return [loco for t in self._tracks.values() for loco in t.locos.values()]
+
+    # ------------------------------------------------------------------------------------------
+
+    def _fresh(self, camera_id: str, now: datetime) -> Observation | None:
+        obs = self._latest.get(camera_id)
+        if obs is None or not obs.online or now - obs.at > MAX_AGE:
+            return None
+        return obs
+
+    def _camera_events(self, now: datetime) -> list[Event]:
+        events = []
+        for cid, cam in self.facility.cameras.items():
+            seen = self._fresh(cid, now) is not None
+            before = self._camera_seen.get(cid)
+            if before is not None and before != seen:
+                kind = EventKind.CAMERA_SEEN if seen else EventKind.CAMERA_UNSEEN
+                detail = f"{cam.view.start_m:g}–{cam.view.end_m:g} m"
+                events.append(Event(now, kind, cam.track, camera_id=cid, detail=detail))
+            self._camera_seen[cid] = seen
+        return events
+
+    def _grid(self, track: _Track, now: datetime) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32]]:
+        cells = np.where(track.covered, Cell.UNKNOWN, Cell.UNCOVERED).astype(np.int8)
+        confidence = np.zeros(len(cells), np.float32)
+        for cid, (lo, hi) in track.cameras.items():
+            obs = self._fresh(cid, now)
+            if obs is None:
+                continue
+            view = slice(self._cell(lo), self._cell(hi))
+            cells[view] = np.maximum(cells[view], Cell.FREE)
+            for ext in obs.extents:
+                span = slice(self._cell(ext.start_m), self._cell(ext.end_m))
+                cells[span] = Cell.OCCUPIED
+                confidence[span] = np.maximum(confidence[span], ext.confidence)
+        return cells, confidence
+
+    def _runs(self, cells: npt.NDArray[np.int8]) -> list[tuple[int, int]]:
+        occupied = np.concatenate([[False], cells == Cell.OCCUPIED, [False]])
+        edges = np.flatnonzero(occupied[1:] != occupied[:-1])
+        runs: list[tuple[int, int]] = []
+        bridge = int(round(BRIDGE_M / GRID_M))
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            if runs and a - runs[-1][1] <= bridge:
+                runs[-1] = (runs[-1][0], int(b))
+            else:
+                runs.append((int(a), int(b)))
+        return [r for r in runs if (r[1] - r[0]) * GRID_M >= MIN_RUN_M]
+
+    def _update_track(self, track: _Track, now: datetime) -> list[Event]:
+        cells, confidence = self._grid(track, now)
+        runs = self._runs(cells)
+        events: list[Event] = []
+        matched: dict[str, tuple[int, int]] = {}
+        unmatched_runs = []
+        for run in runs:
+            loco_id = self._best_match(track, run, exclude=matched)
+            if loco_id is None:
+                unmatched_runs.append(run)
+            else:
+                matched[loco_id] = run
+        before_stations = {lid: loco.station for lid, loco in track.locos.items()}
+        for loco_id, loco in list(track.locos.items()):
+            matched_run = matched.get(loco_id)
+            if matched_run is not None:
+                track.locos[loco_id], moved = self._follow(track, loco, matched_run, cells, confidence, now)
+                if moved is not None:
+                    events.append(moved)
+            elif self._left(track, loco, cells):
+                del track.locos[loco_id]
+                events.append(Event(now, EventKind.DEPARTED, track.track_id, loco_id, loco.station))
+        for run in unmatched_runs:
+            loco = self._start(track, run, cells, confidence, now)
+            track.locos[loco.loco_id] = loco
+            events.append(Event(now, EventKind.ARRIVED, track.track_id, loco.loco_id, loco.station))
+        events.extend(self._station_events(track, before_stations, now))
+        track.unknown = self._unknown_spans(cells)
+        return events
+
+    def _best_match(
+        self, track: _Track, run: tuple[int, int], exclude: dict[str, tuple[int, int]]
+    ) -> str | None:
+        lo, hi = run[0] * GRID_M, run[1] * GRID_M
+        best, best_overlap = None, MIN_OVERLAP_M
+        for loco_id, loco in track.locos.items():
+            if loco_id in exclude:
+                continue
+            overlap = min(hi, loco.end_m + MATCH_SLACK_M) - max(lo, loco.start_m - MATCH_SLACK_M)
+            direct = min(hi, loco.end_m) - max(lo, loco.start_m)
+            score = overlap + direct  # prefer true overlap, accept a near miss of a moving loco
+            if overlap >= MIN_OVERLAP_M and score > best_overlap:
+                best, best_overlap = loco_id, score
+        return best
+
+    def _ends(
+        self, track: _Track, run: tuple[int, int], cells: npt.NDArray[np.int8], previous: Loco | None
+    ) -> tuple[float, float, bool, bool]:
+        a, b = run
+        start_seen = a > 0 and cells[a - 1] == Cell.FREE
+        end_seen = b < len(cells) and cells[b] == Cell.FREE
+        start, end = a * GRID_M, min(b * GRID_M, track.length_m)
+        if previous is not None:
+            length = previous.end_m - previous.start_m
+            known_length = (
+                previous.start_seen and previous.end_seen or previous.settled[1] - previous.settled[0] > 0
+            )
+            if not start_seen:
+                start = (
+                    min(start, end - length) if (end_seen and known_length) else min(start, previous.start_m)
+                )
+            if not end_seen:
+                end = max(end, start + length) if (start_seen and known_length) else max(end, previous.end_m)
+        return start, end, start_seen, end_seen
+
+    def _follow(
+        self,
+        track: _Track,
+        loco: Loco,
+        run: tuple[int, int],
+        cells: npt.NDArray[np.int8],
+        confidence: npt.NDArray[np.float32],
+        now: datetime,
+    ) -> tuple[Loco, Event | None]:
+        start, end, start_seen, end_seen = self._ends(track, run, cells, loco)
+        drift = max(abs(start - loco.settled[0]), abs(end - loco.settled[1]))
+        step = max(abs(start - loco.start_m), abs(end - loco.end_m))
+        still_since = loco.still_since if step <= STILL_M else now
+        moving = loco.moving or drift > MOVED_M
+        event = None
+        settled = loco.settled
+        if moving and now - still_since >= SETTLE:
+            moving = False
+            if drift > MOVED_M:
+                station = self.facility.station_at(track.track_id, start, end)
+                event = Event(
+                    now,
+                    EventKind.MOVED,
+                    track.track_id,
+                    loco.loco_id,
+                    station,
+                    detail=f"from {settled[0]:.1f}–{settled[1]:.1f} m to {start:.1f}–{end:.1f} m",
+                )
+            settled = (start, end)
+        updated = replace(
+            loco,
+            start_m=round(start, 2),
+            end_m=round(end, 2),
+            start_seen=start_seen,
+            end_seen=end_seen,
+            station=self.facility.station_at(track.track_id, start, end),
+            moving=moving,
+            last_seen=now,
+            confidence=float(confidence[run[0] : run[1]].mean()),
+            settled=settled,
+            still_since=still_since,
+            length_m=round(end - start, 2) if start_seen and end_seen else loco.length_m,
+        )
+        return updated, event
+
+    def _start(
+        self,
+        track: _Track,
+        run: tuple[int, int],
+        cells: npt.NDArray[np.int8],
+        confidence: npt.NDArray[np.float32],
+        now: datetime,
+    ) -> Loco:
+        start, end, start_seen, end_seen = self._ends(track, run, cells, None)
+        return Loco(
+            loco_id=self._new_id(),
+            track_id=track.track_id,
+            start_m=round(start, 2),
+            end_m=round(end, 2),
+            start_seen=start_seen,
+            end_seen=end_seen,
+            station=self.facility.station_at(track.track_id, start, end),
+            moving=False,
+            first_seen=now,
+            last_seen=now,
+            confidence=float(confidence[run[0] : run[1]].mean()),
+            settled=(start, end),
+            still_since=now,
+            length_m=round(end - start, 2) if start_seen and end_seen else None,
+        )
+
+    def _left(self, track: _Track, loco: Loco, cells: npt.NDArray[np.int8]) -> bool:
+        """An unmatched locomotive is gone if a camera sees its place free, or if what is left of it
+        lies only where no camera looks (it drove out of coverage); while its place is merely
+        unknown (a camera is down), it stays."""
+        span = cells[self._cell(loco.start_m) : max(self._cell(loco.end_m), self._cell(loco.start_m) + 1)]
+        return not np.any(span == Cell.UNKNOWN)
+
+    def _station_events(self, track: _Track, before: dict[str, str | None], now: datetime) -> list[Event]:
+        events = []
+        was = {s for s in before.values() if s}
+        now_occupied = {loco.station for loco in track.locos.values() if loco.station}
+        for station in sorted(now_occupied - was):
+            loco_id = next(lid for lid, loco in track.locos.items() if loco.station == station)
+            events.append(Event(now, EventKind.STATION_OCCUPIED, track.track_id, loco_id, station))
+        for station in sorted(was - now_occupied):
+            freed_by = next((lid for lid, s in before.items() if s == station), None)
+            events.append(Event(now, EventKind.STATION_FREED, track.track_id, freed_by, station))
+        return events
+
+    def _unknown_spans(self, cells: npt.NDArray[np.int8]) -> tuple[tuple[float, float], ...]:
+        unknown = np.concatenate([[False], cells == Cell.UNKNOWN, [False]])
+        edges = np.flatnonzero(unknown[1:] != unknown[:-1])
+        return tuple(
+            (round(a * GRID_M, 2), round(b * GRID_M, 2)) for a, b in zip(edges[::2], edges[1::2], strict=True)
+        )
