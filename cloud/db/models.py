@@ -1,0 +1,85 @@
+"""Database tables of the cloud service (SQLModel): SQLite by default, PostgreSQL in production.
+The schema is created and upgraded only by the Alembic migrations in cloud/migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def _utc(**kwargs: Any) -> Any:
+    return Field(sa_column=Column(DateTime(timezone=True), **kwargs))
+
+
+class ObservationRow(SQLModel, table=True):
+    """One detection as received: the time series history is rebuilt from."""
+
+    __tablename__ = "observations"
+    __table_args__ = (
+        UniqueConstraint("node_id", "seq", name="uq_observations_node_seq"),
+        Index("ix_observations_camera_time", "camera_id", "captured_at"),
+        Index("ix_observations_flow_time", "flow", "captured_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    observation_id: str = Field(max_length=36)
+    node_id: str = Field(max_length=64)
+    camera_id: str = Field(max_length=64)
+    track_id: str = Field(max_length=64)
+    flow: str = Field(max_length=64)
+    seq: int
+    model: str = Field(max_length=140)
+    captured_at: datetime = _utc(nullable=False)
+    received_at: datetime = _utc(nullable=False)
+    historical: bool = False
+    camera_state: str = Field(max_length=16)
+    view_start_m: float
+    view_end_m: float
+    extents: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class DeadLetterRow(SQLModel, table=True):
+    """A message that could not be used, kept with the reason."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_time", "received_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = _utc(nullable=False)
+    topic: str = Field(max_length=512)
+    reason: str = Field(max_length=1000)
+    size: int
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class NodeRow(SQLModel, table=True):
+    """Each edge node's latest lifecycle and status."""
+
+    __tablename__ = "nodes"
+
+    node_id: str = Field(primary_key=True, max_length=64)
+    state: str = Field(max_length=16)
+    bd_seq: int
+    changed_at: datetime = _utc(nullable=False)
+    software_version: str = Field(default="", max_length=64)
+    spool_depth: int = 0
+    cameras_online: int = 0
+    cameras_total: int = 0
+
+
+class CameraRow(SQLModel, table=True):
+    """Each camera's latest status."""
+
+    __tablename__ = "cameras"
+
+    camera_id: str = Field(primary_key=True, max_length=64)
+    node_id: str = Field(max_length=64)
+    state: str = Field(max_length=16)
+    at: datetime = _utc(nullable=False)
+    fps_captured: float = 0.0
+    fps_inferred: float = 0.0
+    reconnects_last_hour: int = 0
+    reason: str = Field(default="", max_length=200)

@@ -1,0 +1,159 @@
+"""Cloud ingest over a real broker into a real database (SQLite, or PostgreSQL when configured)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, inspect, text
+from sqlmodel import Session, func, select
+
+from cloud.db.engine import make_engine, upgrade
+from cloud.db.models import DeadLetterRow, NodeRow, ObservationRow
+from cloud.fse import FacilityStateEstimator
+from cloud.ingest import Ingest
+from shared.codec import encode
+from shared.layout import Facility
+from shared.messages import LocoExtent, NodeState
+from shared.mqtt import BrokerConfig, MqttConnection
+from shared.topics import Topic, TopicKind
+from tests import factories
+from tests.waiting import wait_until
+
+
+@pytest.fixture(scope="module")
+def engine(database_url: str) -> Iterator[Engine]:
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def test_migrations_bring_an_empty_database_to_the_newest_schema(engine: Engine, database_url: str) -> None:
+    tables = set(inspect(engine).get_table_names())
+    assert {"observations", "dead_letters", "nodes", "cameras", "alembic_version"} <= tables
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+    upgrade(database_url)  # a second run changes nothing
+
+
+class Wired:
+    """Ingest subscribed to the whole namespace through the shared MQTT adapter."""
+
+    def __init__(self, engine: Engine, mqtt_url: str, facility: Facility) -> None:
+        self.fse = FacilityStateEstimator(facility)
+        self.ingest = Ingest(engine, facility.site, self.fse)
+        self.link = MqttConnection(BrokerConfig(url=mqtt_url), f"cloud-test-{uuid.uuid4().hex[:6]}")
+        self.link.subscribe("depotwatch/v1/#", self.ingest.handle)
+        self.ingest.start()
+        self.link.start()
+        assert self.link.wait_connected(5)
+        wait_until(lambda: True, 0.3, "the subscription")
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        assert self.link.publish(topic, payload) is not None
+
+    def stop(self) -> None:
+        self.link.stop()
+        self.ingest.stop()
+
+
+@pytest.fixture
+def wired(engine: Engine, mqtt_url: str, facility: Facility) -> Iterator[Wired]:
+    w = Wired(engine, mqtt_url, facility)
+    yield w
+    w.stop()
+
+
+def _count(engine: Engine, node_id: str) -> int:
+    with Session(engine) as session:
+        return int(session.exec(select(func.count()).where(ObservationRow.node_id == node_id)).one())
+
+
+def test_detections_are_stored_once_and_fed_to_the_state(
+    engine: Engine, wired: Wired, facility: Facility
+) -> None:
+    node = f"n{uuid.uuid4().hex[:8]}"
+    topic = str(Topic(TopicKind.DETECTION, facility.site, node, flow="prod", camera="T1-C2"))
+    sent = []
+    for seq in range(20):
+        extent = LocoExtent(
+            start_m=14.0, end_m=22.0, start_beyond_view=False, end_beyond_view=False, confidence=0.9
+        )
+        d = factories.detection(
+            node_id=node, seq=seq, extents=[extent], captured_at=factories.NOW + timedelta(seconds=seq)
+        )
+        sent.append(d)
+        wired.publish(topic, encode(d))
+    for d in sent[5:10]:  # redelivered after an outage: same node and sequence
+        wired.publish(topic, encode(d.model_copy(update={"historical": True})))
+    wait_until(
+        lambda: _count(engine, node) == 20 and wired.ingest.counts.duplicates >= 5, 10, "20 stored rows"
+    )
+    assert wired.ingest.counts.duplicates == 5
+    wired.fse.update(factories.NOW + timedelta(seconds=20))
+    [loco] = [loco for loco in wired.fse.locos() if loco.track_id == "T1"]
+    assert (loco.start_m, loco.end_m) == pytest.approx((14.0, 22.0), abs=0.11)
+
+
+@pytest.mark.parametrize(
+    ("topic_of", "payload", "reason"),
+    [
+        (
+            lambda site, node: f"depotwatch/v1/{site}/flow/prod/det/{node}/T1-C2",
+            b"{broken",
+            "invalid Detection",
+        ),
+        (lambda site, node: f"depotwatch/v1/{site}/flow/prod/det/{node}-x/T1-C2", None, "does not match"),
+        (lambda site, node: f"depotwatch/v1/{site}/node/{node}/what", b"{}", "matches no depotwatch topic"),
+        (lambda site, node: f"depotwatch/v1/elsewhere/flow/prod/det/{node}/T1-C2", None, "not this facility"),
+        (lambda site, node: f"depotwatch/v1/{site}/flow/prod/det/{node}/T1-C2", b"x" * 70_000, "exceed"),
+    ],
+)
+def test_bad_messages_become_dead_letters_and_handling_goes_on(
+    engine: Engine, wired: Wired, facility: Facility, topic_of: object, payload: bytes | None, reason: str
+) -> None:
+    node = f"n{uuid.uuid4().hex[:8]}"
+    topic = topic_of(facility.site, node)  # type: ignore[operator]
+    body = payload if payload is not None else encode(factories.detection(node_id=node))
+    wired.publish(topic, body)
+    good = factories.detection(node_id=node, seq=1)
+    wired.publish(
+        str(Topic(TopicKind.DETECTION, facility.site, node, flow="prod", camera="T1-C2")), encode(good)
+    )
+    wait_until(lambda: _count(engine, node) == 1, 10, "the good detection after the bad one")
+    with Session(engine) as session:
+        letters = session.exec(select(DeadLetterRow).where(DeadLetterRow.topic == topic)).all()
+    assert letters and reason in letters[-1].reason
+
+
+def test_a_late_will_does_not_mark_a_reconnected_node_offline(
+    engine: Engine, wired: Wired, facility: Facility
+) -> None:
+    node = f"n{uuid.uuid4().hex[:8]}"
+    topic = str(Topic(TopicKind.NODE_STATE, facility.site, node))
+
+    def state() -> tuple[str, int] | None:
+        with Session(engine) as session:
+            row = session.get(NodeRow, node)
+            return (row.state, row.bd_seq) if row else None
+
+    wired.publish(topic, encode(factories.node_birth(node_id=node, bd_seq=4)))
+    wait_until(lambda: state() == ("online", 4), 5, "the birth")
+    wired.publish(topic, encode(factories.node_birth(node_id=node, bd_seq=3, state=NodeState.OFFLINE)))
+    wired.publish(
+        str(Topic(TopicKind.NODE_STATUS, facility.site, node)),
+        encode(factories.node_status(node_id=node, spool_depth=7)),
+    )
+    wait_until(lambda: _spool(engine, node) == 7, 5, "the status after the late will")
+    assert state() == ("online", 4)
+    wired.publish(topic, encode(factories.node_birth(node_id=node, bd_seq=4, state=NodeState.OFFLINE)))
+    wait_until(lambda: state() == ("offline", 4), 5, "the matching death")
+
+
+def _spool(engine: Engine, node: str) -> int | None:
+    with Session(engine) as session:
+        row = session.get(NodeRow, node)
+        return row.spool_depth if row else None
