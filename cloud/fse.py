@@ -17,6 +17,7 @@ state: they belong to history, which is rebuilt from stored observations when a 
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -150,6 +151,8 @@ class FacilityStateEstimator:
     def __init__(self, facility: Facility, new_id: Callable[[], str] | None = None) -> None:
         self.facility = facility
         self._new_id = new_id or _new_ids()
+        # Observations arrive on the ingest thread while another thread fuses: one lock guards both.
+        self._lock = threading.RLock()
         self._latest: dict[str, Observation] = {}
         self._camera_seen: dict[str, bool] = {}
         self._tracks: dict[str, _Track] = {}
@@ -170,29 +173,43 @@ class FacilityStateEstimator:
         """Take a camera's observation; False when it is older than one already used (late data)."""
         if observation.camera_id not in self.facility.cameras:
             raise KeyError(f"unknown camera {observation.camera_id!r}")
-        latest = self._latest.get(observation.camera_id)
-        if latest is not None and observation.at <= latest.at:
-            return False
-        self._latest[observation.camera_id] = observation
-        return True
+        with self._lock:
+            latest = self._latest.get(observation.camera_id)
+            if latest is not None and observation.at <= latest.at:
+                return False
+            self._latest[observation.camera_id] = observation
+            return True
+
+    def restore(self, locos: list[Loco]) -> None:
+        """Resume from stored locomotives (after a restart); their ids go on."""
+        with self._lock:
+            for loco in locos:
+                track = self._tracks.get(loco.track_id)
+                if track is not None:
+                    track.locos[loco.loco_id] = loco
 
     def update(self, now: datetime) -> list[Event]:
         """Fuse the latest observations into the state as of `now`; returns the events."""
-        events = self._camera_events(now)
-        for track in self._tracks.values():
-            events.extend(self._update_track(track, now))
-        return events
+        with self._lock:
+            events = self._camera_events(now)
+            for track in self._tracks.values():
+                events.extend(self._update_track(track, now))
+            return events
 
     def state(self) -> list[TrackState]:
         """The facility now, track by track."""
-        return [
-            TrackState(t.track_id, tuple(sorted(t.locos.values(), key=lambda loco: loco.start_m)), t.unknown)
-            for t in self._tracks.values()
-        ]
+        with self._lock:
+            return [
+                TrackState(
+                    t.track_id, tuple(sorted(t.locos.values(), key=lambda loco: loco.start_m)), t.unknown
+                )
+                for t in self._tracks.values()
+            ]
 
     def locos(self) -> list[Loco]:
         """Every tracked locomotive."""
-        return [loco for t in self._tracks.values() for loco in t.locos.values()]
+        with self._lock:
+            return [loco for t in self._tracks.values() for loco in t.locos.values()]
 
     # ------------------------------------------------------------------------------------------
 
@@ -290,9 +307,9 @@ class FacilityStateEstimator:
         self, track: _Track, run: tuple[int, int], cells: npt.NDArray[np.int8], previous: Loco | None
     ) -> tuple[float, float, bool, bool]:
         a, b = run
-        start_seen = a > 0 and cells[a - 1] == Cell.FREE
-        end_seen = b < len(cells) and cells[b] == Cell.FREE
-        start, end = a * GRID_M, min(b * GRID_M, track.length_m)
+        start_seen = bool(a > 0 and cells[a - 1] == Cell.FREE)
+        end_seen = bool(b < len(cells) and cells[b] == Cell.FREE)
+        start, end = float(a * GRID_M), float(min(b * GRID_M, track.length_m))
         if previous is not None:
             length = previous.end_m - previous.start_m
             known_length = (
@@ -400,5 +417,6 @@ class FacilityStateEstimator:
         unknown = np.concatenate([[False], cells == Cell.UNKNOWN, [False]])
         edges = np.flatnonzero(unknown[1:] != unknown[:-1])
         return tuple(
-            (round(a * GRID_M, 2), round(b * GRID_M, 2)) for a, b in zip(edges[::2], edges[1::2], strict=True)
+            (round(float(a) * GRID_M, 2), round(float(b) * GRID_M, 2))
+            for a, b in zip(edges[::2], edges[1::2], strict=True)
         )

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlmodel import Session
 
 from cloud.db.models import CameraRow, DeadLetterRow, NodeRow, ObservationRow
@@ -136,22 +137,40 @@ class Ingest:
             rows, self._pending = self._pending, []
         if not rows:
             return
+        try:
+            inserted = self._insert_rows(rows)
+        except (DataError, IntegrityError):
+            # One bad row must not cost the others: insert one by one, dead-letter what fails.
+            inserted = 0
+            for row in rows:
+                try:
+                    inserted += self._insert_rows([row])
+                except (DataError, IntegrityError) as exc:
+                    self._dead_letter(
+                        f"detection {row['node_id']}#{row['seq']}", b"", f"database refused it: {exc.orig}"
+                    )
+        except SQLAlchemyError:
+            with self._lock:  # the database is unreachable: keep the rows for the next flush
+                self._pending[:0] = rows
+            raise
+        self.counts.stored += inserted
+        self.counts.duplicates += len(rows) - inserted
+
+    def _insert_rows(self, rows: list[dict[str, Any]]) -> int:
         statement = (
             self._insert.values(rows)
             .on_conflict_do_nothing(index_elements=["node_id", "seq"])
             .returning(ObservationRow.__table__.c.id)  # type: ignore[attr-defined]
         )
         with self.engine.begin() as connection:
-            inserted = len(connection.execute(statement).all())
-        self.counts.stored += inserted
-        self.counts.duplicates += len(rows) - inserted
+            return len(connection.execute(statement).all())
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(FLUSH_INTERVAL_S):
             try:
                 self.flush()
             except Exception:
-                log.exception("ingest: writing a batch of detections failed; it will not be retried")
+                log.exception("ingest: writing detections failed; they stay queued for the next attempt")
 
     def _dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
         self.counts.dead_letters += 1

@@ -24,9 +24,13 @@ app = typer.Typer(help="depotwatch: live locomotive positions in a repair depot.
 layout_app = typer.Typer(help="Facility layouts.", no_args_is_help=True)
 sim_app = typer.Typer(help="The facility simulator.", no_args_is_help=True)
 edge_app = typer.Typer(help="The edge node.", no_args_is_help=True)
+cloud_app = typer.Typer(help="The cloud service.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys of the cloud service.", no_args_is_help=True)
+cloud_app.add_typer(keys_app, name="keys")
 app.add_typer(layout_app, name="layout")
 app.add_typer(sim_app, name="sim")
 app.add_typer(edge_app, name="edge")
+app.add_typer(cloud_app, name="cloud")
 
 console = Console()
 DEFAULT_LAYOUT = Path("examples/facility.yaml")
@@ -166,6 +170,56 @@ def edge_run(
     except DepotwatchError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
+
+
+CloudConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Cloud service YAML.")]
+
+
+@cloud_app.command("run")
+def cloud_run(config: CloudConfigOpt = Path("cloud.yaml")) -> None:
+    """Run the cloud service: MQTT ingest, state estimation, database and REST API."""
+    from cloud.cli import run_cloud
+
+    try:
+        run_cloud(config)
+    except DepotwatchError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="viewer, operator or admin.")],
+    name: Annotated[str, typer.Option(help="Who the key is for.")] = "",
+    config: CloudConfigOpt = Path("cloud.yaml"),
+) -> None:
+    """Create an API key; it is printed once and stored only as a hash."""
+    from cloud.auth import Role
+    from cloud.cli import new_key
+
+    if role not in {r.value for r in Role}:
+        console.print(f"[red]role must be viewer, operator or admin, not {role!r}[/red]")
+        raise typer.Exit(2)
+    try:
+        key = new_key(config, Role(role), name)
+    except DepotwatchError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    typer.echo(key)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    prefix: Annotated[str, typer.Argument(help="The key, or its first 12 characters.")],
+    config: CloudConfigOpt = Path("cloud.yaml"),
+) -> None:
+    """Revoke an API key."""
+    from cloud.cli import drop_key
+
+    if not drop_key(config, prefix):
+        console.print(f"[red]no key starts with {prefix[:12]!r}[/red]")
+        raise typer.Exit(2)
+    console.print("revoked")
 
 
 if __name__ == "__main__":

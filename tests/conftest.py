@@ -72,24 +72,39 @@ def mqtt_client(mqtt_url: str) -> Iterator[MqttFactory]:
         client.loop_stop()
 
 
+DatabaseFactory = Callable[[], str]
+
+
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of an empty database for this test session: SQLite by default, PostgreSQL when configured."""
+def database_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseFactory]:
+    """Makes empty databases: SQLite files by default, PostgreSQL databases (dropped at the end of
+    the session) when DEPOTWATCH_TEST_DATABASE_URL names a PostgreSQL server."""
     external = os.environ.get(DATABASE_ENV)
-    if not external:
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'depotwatch.sqlite'}"
-        return
-    url = make_url(external)
-    if not url.drivername.startswith("postgresql"):
-        yield external
-        return
-    name = f"depotwatch_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
+    created: list[str] = []
+    admin = None
+    if external and make_url(external).drivername.startswith("postgresql"):
+        admin = create_engine(make_url(external), isolation_level="AUTOCOMMIT")
+
+    def make() -> str:
+        if external and admin is None:
+            return external
+        if admin is None:
+            return f"sqlite:///{tmp_path_factory.mktemp('db') / 'depotwatch.sqlite'}"
+        name = f"depotwatch_test_{uuid.uuid4().hex[:10]}"
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return make_url(external).set(database=name).render_as_string(hide_password=False)  # type: ignore[arg-type]
+
+    yield make
+    if admin is not None:
+        with admin.connect() as conn:
+            for name in created:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(database_factory: DatabaseFactory) -> str:
+    """URL of an empty database for this test session."""
+    return database_factory()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -30,7 +30,7 @@ class ObservationRow(SQLModel, table=True):
     camera_id: str = Field(max_length=64)
     track_id: str = Field(max_length=64)
     flow: str = Field(max_length=64)
-    seq: int
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     model: str = Field(max_length=140)
     captured_at: datetime = _utc(nullable=False)
     received_at: datetime = _utc(nullable=False)
@@ -83,3 +83,83 @@ class CameraRow(SQLModel, table=True):
     fps_inferred: float = 0.0
     reconnects_last_hour: int = 0
     reason: str = Field(default="", max_length=200)
+
+
+class LocomotiveRow(SQLModel, table=True):
+    """The estimator's locomotives, kept so that the state survives a restart."""
+
+    __tablename__ = "locomotives"
+    __table_args__ = (Index("ix_locomotives_present", "present", "track_id"),)
+
+    loco_id: str = Field(primary_key=True, max_length=32)
+    track_id: str = Field(max_length=64)
+    start_m: float
+    end_m: float
+    start_seen: bool
+    end_seen: bool
+    station: str | None = Field(default=None, max_length=64)
+    moving: bool = False
+    present: bool = True
+    first_seen: datetime = _utc(nullable=False)
+    last_seen: datetime = _utc(nullable=False)
+    confidence: float = 0.0
+    length_m: float | None = None
+    settled_start_m: float
+    settled_end_m: float
+    still_since: datetime = _utc(nullable=False)
+
+
+class PositionRow(SQLModel, table=True):
+    """Where a locomotive was: written whenever its extent changes."""
+
+    __tablename__ = "positions"
+    __table_args__ = (Index("ix_positions_loco_time", "loco_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    loco_id: str = Field(max_length=32)
+    at: datetime = _utc(nullable=False)
+    track_id: str = Field(max_length=64)
+    start_m: float
+    end_m: float
+    station: str | None = Field(default=None, max_length=64)
+
+
+class EventRow(SQLModel, table=True):
+    """What the estimator reported."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_time", "at"), Index("ix_events_track_time", "track_id", "at"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _utc(nullable=False)
+    kind: str = Field(max_length=32)
+    track_id: str = Field(max_length=64)
+    loco_id: str | None = Field(default=None, max_length=32)
+    station: str | None = Field(default=None, max_length=64)
+    camera_id: str | None = Field(default=None, max_length=64)
+    detail: str = Field(default="", max_length=300)
+
+
+class SnapshotRow(SQLModel, table=True):
+    """The whole facility state at one moment, for "what was where at time t"."""
+
+    __tablename__ = "snapshots"
+    __table_args__ = (Index("ix_snapshots_time", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _utc(nullable=False)
+    state: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class ApiKeyRow(SQLModel, table=True):
+    """An API key: only its SHA-256 is stored; the prefix finds it."""
+
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    prefix: str = Field(max_length=16, unique=True)
+    key_hash: str = Field(max_length=64)
+    role: str = Field(max_length=16)
+    name: str = Field(default="", max_length=100)
+    created_at: datetime = _utc(nullable=False)
+    revoked: bool = False

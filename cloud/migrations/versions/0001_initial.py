@@ -63,7 +63,7 @@ def upgrade() -> None:
         sa.Column("camera_id", sa.String(length=64), nullable=False),
         sa.Column("track_id", sa.String(length=64), nullable=False),
         sa.Column("flow", sa.String(length=64), nullable=False),
-        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("model", sa.String(length=140), nullable=False),
         sa.Column("captured_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),

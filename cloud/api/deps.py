@@ -1,0 +1,51 @@
+"""Dependencies of the API routes: the service, a database session, and API-key roles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request, status
+from sqlmodel import Session
+
+from cloud.auth import Role, role_of
+from cloud.service import CloudService
+
+
+def get_service(request: Request) -> CloudService:
+    service: CloudService = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[CloudService, Depends(get_service)]
+
+
+def get_session(service: ServiceDep) -> Iterator[Session]:
+    with Session(service.engine) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def require(needed: Role) -> Callable[..., Role]:
+    """A dependency admitting keys of `needed` or a higher role: 401 without a valid key, 403 below it."""
+
+    def check(service: ServiceDep, x_api_key: Annotated[str | None, Header()] = None) -> Role:
+        if not x_api_key:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "an X-API-Key header is required")
+        role = role_of(service.engine, x_api_key)
+        if role is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked API key")
+        if not role.allows(needed):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"this needs a {needed.value} key, yours is {role.value}"
+            )
+        return role
+
+    return check
+
+
+ViewerKey = Annotated[Role, Depends(require(Role.VIEWER))]
+OperatorKey = Annotated[Role, Depends(require(Role.OPERATOR))]
+AdminKey = Annotated[Role, Depends(require(Role.ADMIN))]

@@ -1,0 +1,52 @@
+"""Nodes, cameras, dead letters; the service's own health and metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlmodel import col, delete, select
+
+from cloud.api.deps import AdminKey, OperatorKey, ServiceDep, SessionDep, ViewerKey
+from cloud.api.schemas import CameraPublic, DeadLetterPublic, NodePublic
+from cloud.db.models import CameraRow, DeadLetterRow, NodeRow
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/api/nodes", response_model=list[NodePublic])
+def list_nodes(_: ViewerKey, session: SessionDep) -> list[NodePublic]:
+    rows = session.exec(select(NodeRow).order_by(NodeRow.node_id))
+    return [NodePublic.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.get("/api/cameras", response_model=list[CameraPublic])
+def list_cameras(_: ViewerKey, session: SessionDep) -> list[CameraPublic]:
+    rows = session.exec(select(CameraRow).order_by(CameraRow.camera_id))
+    return [CameraPublic.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.get("/api/dead-letters", response_model=list[DeadLetterPublic])
+def list_dead_letters(
+    _: OperatorKey, session: SessionDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[DeadLetterPublic]:
+    rows = session.exec(select(DeadLetterRow).order_by(col(DeadLetterRow.id).desc()).limit(limit))
+    return [DeadLetterPublic.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.delete("/api/dead-letters", status_code=204)
+def purge_dead_letters(_: AdminKey, session: SessionDep) -> Response:
+    session.exec(delete(DeadLetterRow))
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.get("/healthz")
+def healthz(service: ServiceDep) -> dict[str, object]:
+    return {"mqtt_connected": service.link.connected.is_set(), "locomotives": len(service.fse.locos())}
+
+
+@router.get("/metrics")
+def metrics(service: ServiceDep) -> Response:
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

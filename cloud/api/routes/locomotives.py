@@ -1,0 +1,58 @@
+"""Locomotives: list, one, and where it has been."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from sqlmodel import col, select
+
+from cloud.api.deps import SessionDep, ViewerKey
+from cloud.api.schemas import LocoPublic, PositionPublic
+from cloud.db.models import LocomotiveRow, PositionRow
+
+router = APIRouter(prefix="/api/locomotives", tags=["locomotives"])
+
+
+@router.get("", response_model=list[LocoPublic])
+def list_locomotives(
+    _: ViewerKey,
+    session: SessionDep,
+    present: Annotated[
+        bool | None, Query(description="Only those in the facility now (or only departed).")
+    ] = True,
+) -> list[LocoPublic]:
+    query = select(LocomotiveRow).order_by(col(LocomotiveRow.track_id), col(LocomotiveRow.start_m))
+    if present is not None:
+        query = query.where(LocomotiveRow.present == present)
+    return [LocoPublic.model_validate(row, from_attributes=True) for row in session.exec(query)]
+
+
+@router.get("/{loco_id}", response_model=LocoPublic)
+def get_locomotive(_: ViewerKey, session: SessionDep, loco_id: str) -> LocoPublic:
+    row = session.get(LocomotiveRow, loco_id)
+    if row is None:
+        raise HTTPException(404, f"no locomotive {loco_id!r}")
+    return LocoPublic.model_validate(row, from_attributes=True)
+
+
+@router.get("/{loco_id}/history", response_model=list[PositionPublic])
+def get_history(
+    _: ViewerKey,
+    session: SessionDep,
+    loco_id: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[PositionPublic]:
+    """Positions in time order."""
+    if session.get(LocomotiveRow, loco_id) is None:
+        raise HTTPException(404, f"no locomotive {loco_id!r}")
+    query = select(PositionRow).where(PositionRow.loco_id == loco_id)
+    if since is not None:
+        query = query.where(PositionRow.at >= since)
+    if until is not None:
+        query = query.where(PositionRow.at <= until)
+    rows = session.exec(query.order_by(col(PositionRow.at)).limit(limit))
+    return [PositionPublic.model_validate(row, from_attributes=True) for row in rows]

@@ -1,0 +1,42 @@
+"""`depotwatch cloud ...`: run the service, manage API keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import uvicorn
+
+from cloud.api.app import create_app
+from cloud.auth import Role, create_key, revoke_key
+from cloud.config import load_cloud_config
+from cloud.db.engine import make_engine, upgrade
+from cloud.service import CloudService
+from shared.layout import load_facility
+
+
+def run_cloud(config_path: Path) -> None:
+    """Ingest, estimate and serve until SIGTERM (uvicorn handles the signal, the lifespan stops all)."""
+    config = load_cloud_config(config_path)
+    service = CloudService(config, load_facility(config.layout))
+    uvicorn.run(create_app(service), host=config.api.host, port=config.api.port, log_level="info")
+
+
+def new_key(config_path: Path, role: Role, name: str) -> str:
+    """Create an API key in the configured database."""
+    config = load_cloud_config(config_path)
+    upgrade(config.database_url)
+    engine = make_engine(config.database_url)
+    try:
+        return create_key(engine, role, name)
+    finally:
+        engine.dispose()
+
+
+def drop_key(config_path: Path, prefix: str) -> bool:
+    """Revoke an API key by its first characters."""
+    config = load_cloud_config(config_path)
+    engine = make_engine(config.database_url)
+    try:
+        return revoke_key(engine, prefix)
+    finally:
+        engine.dispose()

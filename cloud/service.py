@@ -1,0 +1,123 @@
+"""The cloud service: MQTT ingest, the state estimator's update loop and its persistence, each owned
+here and started and stopped with the HTTP app (FastAPI lifespan)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from cloud.config import CloudConfig
+from cloud.db.engine import make_engine, upgrade
+from cloud.fse import Event, FacilityStateEstimator
+from cloud.ingest import Ingest
+from cloud.state_store import StateStore
+from shared.layout import Facility
+from shared.mqtt import MqttConnection
+from shared.topics import ROOT, shared_subscription
+
+log = logging.getLogger(__name__)
+
+# Recent events kept in memory for live subscribers (SSE) that reconnect.
+RECENT_EVENTS = 500
+
+
+class CloudMetrics:
+    """Prometheus metrics of the service, in a registry of its own."""
+
+    def __init__(self, ingest: Ingest) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        for name, help_text, field in (
+            ("received", "MQTT messages received", "received"),
+            ("stored", "Detections stored", "stored"),
+            ("duplicates", "Detections dropped as duplicates", "duplicates"),
+            ("dead_letters", "Messages dead-lettered", "dead_letters"),
+            ("stale", "Detections older than the camera's latest (history only)", "stale"),
+        ):
+            gauge = Gauge(f"depotwatch_cloud_ingest_{name}", help_text, registry=r)
+            gauge.set_function(_reader(ingest, field))
+        self.fse_seconds = Histogram(
+            "depotwatch_cloud_fse_update_seconds",
+            "Time to fuse and save the state",
+            registry=r,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+        )
+        self.events = Counter("depotwatch_cloud_events", "Events emitted", ["kind"], registry=r)
+
+
+def _reader(ingest: Ingest, field: str) -> Callable[[], float]:
+    return lambda: float(getattr(ingest.counts, field))
+
+
+class CloudService:
+    """Owns the ingest, the update loop and their threads."""
+
+    def __init__(self, config: CloudConfig, facility: Facility) -> None:
+        self.config = config
+        self.facility = facility
+        upgrade(config.database_url)
+        self.engine = make_engine(config.database_url)
+        self.store = StateStore(self.engine)
+        self.fse = FacilityStateEstimator(facility, new_id=self.store.id_factory())
+        self.fse.restore(self.store.present())
+        self.ingest = Ingest(self.engine, facility.site, self.fse)
+        self.metrics = CloudMetrics(self.ingest)
+        self.link = MqttConnection(config.broker, config.ingest.client_id, clean_session=False)
+        topic_filter = f"{ROOT}/{facility.site}/#"
+        if config.ingest.shared_group and config.broker.protocol == "5":
+            topic_filter = shared_subscription(config.ingest.shared_group, topic_filter)
+        self.link.subscribe(topic_filter, self.ingest.handle)
+        self.recent_events: list[Event] = []
+        self.events_changed = threading.Condition()
+        self._stop = threading.Event()
+        self._updater = threading.Thread(target=self._update_loop, name="cloud-fse", daemon=True)
+
+    def start(self) -> None:
+        self.ingest.start()
+        self.link.start()
+        self._updater.start()
+        log.info(
+            "cloud service for %s started (%d locomotives restored)",
+            self.facility.site,
+            len(self.fse.locos()),
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._updater.join(10)
+        self.link.stop()
+        self.ingest.stop()
+        self.engine.dispose()
+        log.info("cloud service stopped")
+
+    def update_once(self, now: datetime | None = None) -> list[Event]:
+        """Fuse, save and announce the state as of now."""
+        now = now or datetime.now(UTC)
+        started = time.perf_counter()
+        self.ingest.flush()
+        events = self.fse.update(now)
+        self.store.save(now, self.fse.locos(), events)
+        self.metrics.fse_seconds.observe(time.perf_counter() - started)
+        if events:
+            for event in events:
+                self.metrics.events.labels(event.kind.value).inc()
+            with self.events_changed:
+                self.recent_events = (self.recent_events + events)[-RECENT_EVENTS:]
+                self.events_changed.notify_all()
+        return events
+
+    def _update_loop(self) -> None:
+        next_snapshot = 0.0
+        while not self._stop.wait(self.config.update_interval_s):
+            try:
+                self.update_once()
+                if time.monotonic() >= next_snapshot:
+                    self.store.snapshot(datetime.now(UTC), self.fse.state())
+                    next_snapshot = time.monotonic() + self.config.snapshot_interval_s
+            except Exception:
+                log.exception("cloud: the state update failed; retrying at the next interval")

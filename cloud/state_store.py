@@ -1,0 +1,140 @@
+"""Persistence of the live state: locomotives (so a restart resumes them, ids and all), their position
+history, events, and periodic snapshots of the whole facility for questions about the past."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime
+
+from sqlalchemy import Engine, func
+from sqlmodel import Session, select
+
+from cloud.db.models import EventRow, LocomotiveRow, PositionRow, SnapshotRow
+from cloud.fse import Event, EventKind, Loco, TrackState
+
+# A locomotive's position is written again once an end moved this far.
+POSITION_STEP_M = 0.2
+
+
+def to_row(loco: Loco) -> LocomotiveRow:
+    return LocomotiveRow(
+        loco_id=loco.loco_id,
+        track_id=loco.track_id,
+        start_m=loco.start_m,
+        end_m=loco.end_m,
+        start_seen=loco.start_seen,
+        end_seen=loco.end_seen,
+        station=loco.station,
+        moving=loco.moving,
+        present=True,
+        first_seen=loco.first_seen,
+        last_seen=loco.last_seen,
+        confidence=loco.confidence,
+        length_m=loco.length_m,
+        settled_start_m=loco.settled[0],
+        settled_end_m=loco.settled[1],
+        still_since=loco.still_since,
+    )
+
+
+def from_row(row: LocomotiveRow) -> Loco:
+    return Loco(
+        loco_id=row.loco_id,
+        track_id=row.track_id,
+        start_m=row.start_m,
+        end_m=row.end_m,
+        start_seen=row.start_seen,
+        end_seen=row.end_seen,
+        station=row.station,
+        moving=row.moving,
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+        confidence=row.confidence,
+        settled=(row.settled_start_m, row.settled_end_m),
+        still_since=row.still_since,
+        length_m=row.length_m,
+    )
+
+
+class StateStore:
+    """Writes what the estimator concluded; reads it back at start."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._written: dict[str, tuple[float, float]] = {}
+
+    def present(self) -> list[Loco]:
+        """Locomotives in the facility when the service last stopped."""
+        with Session(self.engine) as session:
+            rows = session.exec(select(LocomotiveRow).where(LocomotiveRow.present)).all()
+        self._written = {r.loco_id: (r.start_m, r.end_m) for r in rows}
+        return [from_row(r) for r in rows]
+
+    def id_factory(self) -> Callable[[], str]:
+        """New locomotive ids that continue after the highest one ever given."""
+        with Session(self.engine) as session:
+            highest = session.exec(select(func.max(LocomotiveRow.loco_id))).one()
+        start = int(highest[1:]) + 1 if highest else 1
+        counter = itertools.count(start)
+        return lambda: f"L{next(counter):05d}"
+
+    def save(self, now: datetime, locos: list[Loco], events: list[Event]) -> None:
+        """Upsert the locomotives, retire the departed ones, append events and moved positions."""
+        with Session(self.engine) as session:
+            for loco in locos:
+                session.merge(to_row(loco))
+                last = self._written.get(loco.loco_id)
+                if (
+                    last is None
+                    or max(abs(last[0] - loco.start_m), abs(last[1] - loco.end_m)) > POSITION_STEP_M
+                ):
+                    session.add(
+                        PositionRow(
+                            loco_id=loco.loco_id,
+                            at=now,
+                            track_id=loco.track_id,
+                            start_m=loco.start_m,
+                            end_m=loco.end_m,
+                            station=loco.station,
+                        )
+                    )
+                    self._written[loco.loco_id] = (loco.start_m, loco.end_m)
+            for event in events:
+                session.add(
+                    EventRow(
+                        at=event.at,
+                        kind=event.kind.value,
+                        track_id=event.track_id,
+                        loco_id=event.loco_id,
+                        station=event.station,
+                        camera_id=event.camera_id,
+                        detail=event.detail[:300],
+                    )
+                )
+                if event.kind is EventKind.DEPARTED and event.loco_id:
+                    row = session.get(LocomotiveRow, event.loco_id)
+                    if row is not None:
+                        row.present = False
+                        session.add(row)
+                    self._written.pop(event.loco_id, None)
+            session.commit()
+
+    def snapshot(self, now: datetime, state: list[TrackState]) -> None:
+        """Keep the whole state as of now."""
+        payload = [
+            {
+                "track_id": t.track_id,
+                "unknown": [list(u) for u in t.unknown],
+                "locos": [_jsonable(asdict(loco)) for loco in t.locos],
+            }
+            for t in state
+        ]
+        with Session(self.engine) as session:
+            session.add(SnapshotRow(at=now, state=payload))
+            session.commit()
+
+
+def _jsonable(data: dict[str, object]) -> dict[str, object]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in data.items()}

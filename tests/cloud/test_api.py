@@ -1,0 +1,223 @@
+"""The cloud service end to end over real HTTP: MQTT in, REST out, keys and roles enforced, state
+kept across a restart."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from cloud.api.app import create_app
+from cloud.auth import Role, create_key
+from cloud.config import ApiConfig, CloudConfig, IngestConfig
+from cloud.service import CloudService
+from shared.codec import encode
+from shared.embedded_broker import free_port
+from shared.layout import Facility
+from shared.messages import CommandRequest, LocoExtent, TrackSpan
+from shared.mqtt import BrokerConfig, MqttConnection
+from shared.topics import Topic, TopicKind
+from tests import factories
+from tests.conftest import EXAMPLE_LAYOUT, DatabaseFactory
+from tests.waiting import wait_until
+
+
+class Server:
+    """The service and its API on a free port, in this process."""
+
+    def __init__(self, database_url: str, mqtt_url: str, facility: Facility) -> None:
+        self.port = free_port()
+        config = CloudConfig(
+            layout=EXAMPLE_LAYOUT,
+            database_url=database_url,
+            broker=BrokerConfig(url=mqtt_url),
+            ingest=IngestConfig(client_id=f"cloud-{uuid.uuid4().hex[:8]}"),
+            api=ApiConfig(port=self.port),
+            update_interval_s=0.2,
+        )
+        self.service = CloudService(config, facility)
+        self.server = uvicorn.Server(
+            uvicorn.Config(create_app(self.service), port=self.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        wait_until(lambda: self.server.started, 10, "the API to start")
+        assert self.service.link.wait_connected(5)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    def call(
+        self, path: str, key: str | None = None, method: str = "GET", body: Any = None
+    ) -> tuple[int, Any]:
+        headers = {"X-API-Key": key} if key else {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data, headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw and "json" in response.headers[
+                    "Content-Type"
+                ] else raw
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+
+@pytest.fixture
+def database(database_factory: DatabaseFactory) -> str:
+    return database_factory()
+
+
+@pytest.fixture
+def server(database: str, mqtt_url: str, facility: Facility) -> Iterator[Server]:
+    s = Server(database, mqtt_url, facility)
+    yield s
+    s.stop()
+
+
+def _publish_locomotive(mqtt_url: str, facility: Facility) -> None:
+    """One locomotive across T1-C2 and T1-C3, its node born and its cameras online."""
+    link = MqttConnection(BrokerConfig(url=mqtt_url), f"edge-{uuid.uuid4().hex[:6]}")
+    link.start()
+    assert link.wait_connected(5)
+    now = datetime.now(UTC)
+    seq = int(now.timestamp() * 1000)
+    link.publish(
+        str(Topic(TopicKind.NODE_STATE, facility.site, "edge-bay1")), encode(factories.node_birth(at=now))
+    )
+    for k in range(3):
+        at = now + timedelta(milliseconds=100 * k)
+        for cid, extent in (("T1-C2", (18.0, 27.3, False, True)), ("T1-C3", (25.4, 36.0, True, False))):
+            view = facility.cameras[cid].view
+            d = factories.detection(
+                node_id="edge-bay1",
+                camera_id=cid,
+                seq=seq,
+                captured_at=at,
+                view=TrackSpan(start_m=view.start_m, end_m=view.end_m),
+                extents=[
+                    LocoExtent(
+                        start_m=extent[0],
+                        end_m=extent[1],
+                        start_beyond_view=extent[2],
+                        end_beyond_view=extent[3],
+                        confidence=0.9,
+                    )
+                ],
+            )
+            seq += 1
+            link.publish(
+                str(Topic(TopicKind.DETECTION, facility.site, "edge-bay1", flow="prod", camera=cid)),
+                encode(d),
+            )
+    link.stop()
+
+
+def test_state_locomotives_events_and_roles_over_http(
+    server: Server, mqtt_url: str, facility: Facility
+) -> None:
+    viewer = create_key(server.service.engine, Role.VIEWER, "map")
+    operator = create_key(server.service.engine, Role.OPERATOR, "shift lead")
+    admin = create_key(server.service.engine, Role.ADMIN, "it")
+    _publish_locomotive(mqtt_url, facility)
+
+    assert server.call("/api/state")[0] == 401
+    assert server.call("/api/state", "dw_not-a-key")[0] == 401
+    status, state = wait_until(
+        lambda: (r := server.call("/api/state", viewer))[1]["tracks"][0]["locos"] and r, 10, "the locomotive"
+    )
+    assert status == 200
+    [loco] = state["tracks"][0]["locos"]
+    assert (loco["start_m"], loco["end_m"]) == pytest.approx((18.0, 36.0), abs=0.11)
+    assert loco["start_seen"] and loco["end_seen"]
+
+    status, tracks = server.call("/api/tracks", viewer)
+    stations = {s["station_id"]: s["occupied_by"] for s in tracks[0]["stations"]}
+    assert stations[loco["station"]] == [loco["loco_id"]]
+
+    wait_until(lambda: server.call("/api/locomotives", viewer)[1], 5, "the stored locomotive")
+    assert server.call(f"/api/locomotives/{loco['loco_id']}", viewer)[1]["track_id"] == "T1"
+    assert server.call(f"/api/locomotives/{loco['loco_id']}/history", viewer)[1]
+    assert server.call("/api/locomotives/L99999", viewer)[0] == 404
+
+    status, page = server.call("/api/events?kind=arrived&track=T1", viewer)
+    assert status == 200 and page["total"] >= 1 and page["items"][0]["loco_id"] == loco["loco_id"]
+    status, error = server.call("/api/events?kind=teleported", viewer)
+    assert status == 422 and "kind" in json.dumps(error)
+    assert server.call("/api/events?limit=0", viewer)[0] == 422
+    assert server.call("/api/state?at=2026-03-02T10:00:00", viewer)[0] == 422
+
+    wait_until(lambda: server.call("/api/nodes", viewer)[1], 5, "the node")
+    assert server.call("/api/nodes", viewer)[1][0]["state"] == "online"
+
+    assert server.call("/api/dead-letters", viewer)[0] == 403
+    assert server.call("/api/dead-letters", operator)[0] == 200
+    assert server.call("/api/dead-letters", operator, method="DELETE")[0] == 403
+    assert server.call("/api/dead-letters", admin, method="DELETE")[0] == 204
+
+    status, metrics = server.call("/metrics")
+    assert status == 200 and b"depotwatch_cloud_ingest_stored" in metrics
+    assert server.call("/healthz")[1]["mqtt_connected"] is True
+
+
+def test_operators_send_commands_that_reach_the_node(
+    server: Server, mqtt_url: str, facility: Facility
+) -> None:
+    operator = create_key(server.service.engine, Role.OPERATOR)
+    viewer = create_key(server.service.engine, Role.VIEWER)
+    received: list[bytes] = []
+    node = MqttConnection(BrokerConfig(url=mqtt_url), f"edge-{uuid.uuid4().hex[:6]}")
+    node.subscribe(
+        str(Topic(TopicKind.COMMAND, facility.site, "edge-bay2")), lambda _t, p: received.append(p)
+    )
+    node.start()
+    assert node.wait_connected(5)
+    wait_until(lambda: True, 0.3, "the subscription")
+    try:
+        body = {"action": "set_sample_rate", "camera_id": "T2-C1", "fps": 1.0}
+        assert server.call("/api/nodes/edge-bay2/commands", viewer, "POST", body)[0] == 403
+        assert server.call("/api/nodes/edge-bay9/commands", operator, "POST", body)[0] == 404
+        assert server.call("/api/nodes/edge-bay2/commands", operator, "POST", {"action": "explode"})[0] == 422
+        status, accepted = server.call("/api/nodes/edge-bay2/commands", operator, "POST", body)
+        assert status == 202
+        wait_until(lambda: received, 5, "the command at the node")
+    finally:
+        node.stop()
+    request = CommandRequest.model_validate_json(received[0])
+    assert str(request.command_id) == accepted["command_id"] and request.issued_by == "api:operator"
+
+
+def test_state_survives_a_restart(database: str, mqtt_url: str, facility: Facility, tmp_path: Path) -> None:
+    first = Server(database, mqtt_url, facility)
+    key = create_key(first.service.engine, Role.VIEWER)
+    try:
+        _publish_locomotive(mqtt_url, facility)
+        before = wait_until(lambda: first.call("/api/locomotives", key)[1], 10, "the locomotive")
+        first.service.store.snapshot(datetime.now(UTC), first.service.fse.state())
+    finally:
+        first.stop()
+    second = Server(database, mqtt_url, facility)
+    try:
+        after = second.call("/api/locomotives", key)[1]
+        state = second.call("/api/state", key)[1]
+        past = second.call(f"/api/state?at={datetime.now(UTC).isoformat().replace('+00:00', 'Z')}", key)
+        too_early = second.call("/api/state?at=2020-01-01T00:00:00Z", key)
+    finally:
+        second.stop()
+    assert [loco["loco_id"] for loco in after] == [loco["loco_id"] for loco in before]
+    assert state["tracks"][0]["locos"][0]["loco_id"] == before[0]["loco_id"]
+    assert past[0] == 200 and past[1]["tracks"][0]["locos"][0]["loco_id"] == before[0]["loco_id"]
+    assert too_early[0] == 404
