@@ -13,6 +13,7 @@ import logging
 import queue
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,9 @@ class MqttConnection:
         self._user_on_disconnect = on_disconnect
         self._user_on_published = on_published
         self.connected = threading.Event()
+        self._unacked: set[int] = set()
+        self._acked_early: set[int] = set()
+        self._unacked_lock = threading.Lock()
         self.handler_errors = 0
         self.dropped_received = 0
         self.connects = 0
@@ -178,13 +182,24 @@ class MqttConnection:
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
         """Queue a publish; returns its message id, or None when paho refused it (not connected)."""
+        # Never hold our lock while calling paho: its network thread calls _on_publish holding its own.
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             return None
-        return int(info.mid)
+        mid = int(info.mid)
+        with self._unacked_lock:
+            if mid in self._acked_early or qos == 0:
+                self._acked_early.discard(mid)
+            else:
+                self._unacked.add(mid)
+        return mid
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Disconnect cleanly (no Will) and join the threads."""
+        """Let queued publishes reach the broker (while connected, up to `timeout`), then disconnect
+        cleanly (no Will) and join the threads."""
+        deadline = time.monotonic() + timeout
+        while self._unacked and self.connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
         self._stop.set()
         self._client.disconnect()
         self._client.loop_stop()
@@ -209,12 +224,20 @@ class MqttConnection:
     def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, reason: ReasonCode, _p: Any = None) -> None:
         was_connected = self.connected.is_set()
         self.connected.clear()
+        with self._unacked_lock:
+            self._unacked.clear()  # paho resends or the caller's spool does; nothing to wait for
+            self._acked_early.clear()
         if was_connected and not self._stop.is_set():
             log.warning("MQTT %s: lost the connection to %s: %s", self.client_id, self.config.url, reason)
         if self._user_on_disconnect is not None:
             self._safely(self._user_on_disconnect, "on_disconnect")
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, _reason: Any, _p: Any) -> None:
+        with self._unacked_lock:
+            if mid in self._unacked:
+                self._unacked.discard(mid)
+            else:
+                self._acked_early.add(mid)  # acknowledged before publish() recorded it
         if self._user_on_published is not None:
             self._safely(lambda: self._user_on_published(mid), "on_published")  # type: ignore[misc]
 

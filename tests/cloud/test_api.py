@@ -136,9 +136,13 @@ def test_state_locomotives_events_and_roles_over_http(
 
     assert server.call("/api/state")[0] == 401
     assert server.call("/api/state", "dw_not-a-key")[0] == 401
-    status, state = wait_until(
-        lambda: (r := server.call("/api/state", viewer))[1]["tracks"][0]["locos"] and r, 10, "the locomotive"
-    )
+
+    def fused() -> tuple[int, Any] | None:
+        response = server.call("/api/state", viewer)
+        locos = response[1]["tracks"][0]["locos"]
+        return response if locos and locos[0]["end_seen"] and locos[0]["start_seen"] else None
+
+    status, state = wait_until(fused, 10, "the locomotive seen by both cameras")
     assert status == 200
     [loco] = state["tracks"][0]["locos"]
     assert (loco["start_m"], loco["end_m"]) == pytest.approx((18.0, 36.0), abs=0.11)
@@ -205,7 +209,11 @@ def test_state_survives_a_restart(database: str, mqtt_url: str, facility: Facili
     key = create_key(first.service.engine, Role.VIEWER)
     try:
         _publish_locomotive(mqtt_url, facility)
-        before = wait_until(lambda: first.call("/api/locomotives", key)[1], 10, "the locomotive")
+        before = wait_until(
+            lambda: (r := first.call("/api/locomotives", key)[1]) and r[0]["end_seen"] and r,
+            10,
+            "the locomotive",
+        )
         first.service.store.snapshot(datetime.now(UTC), first.service.fse.state())
     finally:
         first.stop()
