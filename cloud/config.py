@@ -47,6 +47,9 @@ class CloudConfig(BaseSettings):
     api: ApiConfig = Field(default_factory=ApiConfig)
     update_interval_s: float = Field(0.5, gt=0, le=10, description="How often the state is fused and saved.")
     snapshot_interval_s: float = Field(60.0, gt=0, description="How often the whole state is kept.")
+    retention_days: float = Field(
+        90.0, gt=0, description="Observations, positions and snapshots older than this are deleted."
+    )
 
     @classmethod
     def settings_customise_sources(

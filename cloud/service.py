@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # Recent events kept in memory for live subscribers (SSE) that reconnect.
 RECENT_EVENTS = 500
+# Retention is enforced this often; deleting old rows is cheap with the time indexes.
+PURGE_INTERVAL_S = 3600.0
 
 
 class CloudMetrics:
@@ -112,12 +114,18 @@ class CloudService:
         return events
 
     def _update_loop(self) -> None:
-        next_snapshot = 0.0
+        next_snapshot = next_purge = 0.0
         while not self._stop.wait(self.config.update_interval_s):
             try:
                 self.update_once()
                 if time.monotonic() >= next_snapshot:
                     self.store.snapshot(datetime.now(UTC), self.fse.state())
                     next_snapshot = time.monotonic() + self.config.snapshot_interval_s
+                if time.monotonic() >= next_purge:
+                    cutoff = datetime.now(UTC) - timedelta(days=self.config.retention_days)
+                    deleted = self.store.purge(cutoff)
+                    if deleted:
+                        log.info("retention: deleted %d rows older than %s", deleted, cutoff.isoformat())
+                    next_purge = time.monotonic() + PURGE_INTERVAL_S
             except Exception:
                 log.exception("cloud: the state update failed; retrying at the next interval")

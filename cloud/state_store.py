@@ -9,9 +9,9 @@ from dataclasses import asdict
 from datetime import datetime
 
 from sqlalchemy import Engine, func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, delete, select
 
-from cloud.db.models import EventRow, LocomotiveRow, PositionRow, SnapshotRow
+from cloud.db.models import EventRow, LocomotiveRow, ObservationRow, PositionRow, SnapshotRow
 from cloud.fse import Event, EventKind, Loco, TrackState
 
 # A locomotive's position is written again once an end moved this far.
@@ -120,6 +120,20 @@ class StateStore:
                         session.add(row)
                     self._written.pop(event.loco_id, None)
             session.commit()
+
+    def purge(self, before: datetime) -> int:
+        """Delete observations, positions and snapshots older than `before`; returns rows deleted."""
+        deleted = 0
+        with Session(self.engine) as session:
+            for table, column in (
+                (ObservationRow, col(ObservationRow.captured_at)),
+                (PositionRow, col(PositionRow.at)),
+                (SnapshotRow, col(SnapshotRow.at)),
+            ):
+                result = session.exec(delete(table).where(column < before))
+                deleted += int(result.rowcount or 0)
+            session.commit()
+        return deleted
 
     def snapshot(self, now: datetime, state: list[TrackState]) -> None:
         """Keep the whole state as of now."""

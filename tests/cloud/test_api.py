@@ -229,3 +229,32 @@ def test_state_survives_a_restart(database: str, mqtt_url: str, facility: Facili
     assert state["tracks"][0]["locos"][0]["loco_id"] == before[0]["loco_id"]
     assert past[0] == 200 and past[1]["tracks"][0]["locos"][0]["loco_id"] == before[0]["loco_id"]
     assert too_early[0] == 404
+
+
+def test_retention_deletes_only_what_is_older_than_the_cutoff(
+    server: Server, mqtt_url: str, facility: Facility
+) -> None:
+    _publish_locomotive(mqtt_url, facility)
+    store = server.service.store
+    wait_until(lambda: server.service.ingest.counts.stored >= 6, 10, "stored detections")
+    now = datetime.now(UTC)
+    store.snapshot(now - timedelta(days=100), server.service.fse.state())
+    store.snapshot(now, server.service.fse.state())
+    assert store.purge(now - timedelta(days=90)) == 1  # the old snapshot only
+    assert store.purge(now + timedelta(minutes=1)) >= 6 + 1  # everything up to now
+
+
+def test_live_events_stream_as_server_sent_events(server: Server, mqtt_url: str, facility: Facility) -> None:
+    key = create_key(server.service.engine, Role.VIEWER)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}/api/events/stream", headers={"X-API-Key": key}
+    )
+    lines: list[str] = []
+    with urllib.request.urlopen(request, timeout=10) as stream:
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        assert stream.readline().startswith(b": connected")
+        _publish_locomotive(mqtt_url, facility)
+        while not any(line.startswith("data:") and "arrived" in line for line in lines):
+            lines.append(stream.readline().decode())
+    event = json.loads(next(line for line in lines if "arrived" in line).removeprefix("data: "))
+    assert event["kind"] == "arrived" and event["track_id"] == "T1"
