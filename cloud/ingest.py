@@ -65,8 +65,11 @@ class Ingest:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="ingest-flush", daemon=True)
-        self._insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(
-            ObservationRow
+        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._statement = (
+            insert(ObservationRow)
+            .on_conflict_do_nothing(index_elements=["node_id", "seq"])
+            .returning(ObservationRow.__table__.c.id)  # type: ignore[attr-defined]
         )
 
     def start(self) -> None:
@@ -157,13 +160,10 @@ class Ingest:
         self.counts.duplicates += len(rows) - inserted
 
     def _insert_rows(self, rows: list[dict[str, Any]]) -> int:
-        statement = (
-            self._insert.values(rows)
-            .on_conflict_do_nothing(index_elements=["node_id", "seq"])
-            .returning(ObservationRow.__table__.c.id)  # type: ignore[attr-defined]
-        )
+        # One compiled statement with many parameter sets: SQLAlchemy batches it ("insertmanyvalues")
+        # and caches the compilation, which a fresh multi-row VALUES statement per batch would not.
         with self.engine.begin() as connection:
-            return len(connection.execute(statement).all())
+            return len(connection.execute(self._statement, rows).all())
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(FLUSH_INTERVAL_S):

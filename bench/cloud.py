@@ -1,0 +1,234 @@
+"""Cloud benchmark: ingest + FSE + database throughput against a bare subscriber, and FSE accuracy.
+
+    python -m bench.cloud [--messages 30000] [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+A separate process publishes detections to a Mosquitto of the benchmark's own (configured as we ship it:
+no silent drop of queued QoS 1 messages) as fast as it can; first a bare
+paho subscriber counts them, then the cloud's ingest (validation, idempotent batched writes, the live
+state estimator) takes the same stream into a fresh PostgreSQL database. FSE accuracy is measured on a
+simulated day of the example depot fed with ground-truth detections, noise and camera dropouts.
+Prints a table and writes bench/results/cloud.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import subprocess
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from cloud.db.engine import make_engine, upgrade
+from cloud.fse import FacilityStateEstimator
+from cloud.ingest import Ingest
+from shared.codec import encode
+from shared.layout import load_facility
+from shared.messages import CameraHealth, CameraState, Detection, LocoExtent, ModelRef, TrackSpan
+from shared.mqtt import BrokerConfig, MqttConnection
+from shared.sim.scenario import Scenario
+from shared.sim.world import World
+from shared.topics import Topic, TopicKind
+
+REPO = Path(__file__).resolve().parents[1]
+LAYOUT = REPO / "examples" / "facility.yaml"
+RESULTS = REPO / "bench" / "results" / "cloud.json"
+BROKER = "mqtt://127.0.0.1:18830"
+MOSQUITTO_CONF = "listener 18830 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n"
+WAIT_S = 120
+console = Console(width=140)
+
+
+def _messages(count: int, node: str) -> list[tuple[str, bytes]]:
+    facility = load_facility(LAYOUT)
+    cameras = sorted(facility.cameras)
+    start = datetime.now(UTC)
+    out = []
+    for seq in range(count):
+        cid = cameras[seq % len(cameras)]
+        cam = facility.cameras[cid]
+        extent = LocoExtent(
+            start_m=cam.view.start_m + 2,
+            end_m=cam.view.end_m,
+            start_beyond_view=False,
+            end_beyond_view=True,
+            confidence=0.9,
+        )
+        detection = Detection(
+            observation_id=uuid.uuid4(),
+            node_id=node,
+            camera_id=cid,
+            track_id=cam.track,
+            model=ModelRef(name="lpe", version="1.0.0-int8"),
+            captured_at=start + timedelta(milliseconds=seq),
+            seq=seq,
+            view=TrackSpan(start_m=cam.view.start_m, end_m=cam.view.end_m),
+            extents=[extent],
+            camera=CameraHealth(state=CameraState.ONLINE, fps=25.0),
+        )
+        out.append(
+            (str(Topic(TopicKind.DETECTION, facility.site, node, flow="prod", camera=cid)), encode(detection))
+        )
+    return out
+
+
+def _publish(count: int, node: str, ready: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+    messages = _messages(count, node)
+    link = MqttConnection(BrokerConfig(url=BROKER), f"bench-pub-{uuid.uuid4().hex[:6]}")
+    link.start()
+    link.wait_connected(5)
+    ready.wait(30)
+    for topic, payload in messages:
+        while link.publish(topic, payload) is None:
+            time.sleep(0.001)
+    link.stop(timeout=120)
+
+
+def _run_publisher(
+    count: int, node: str
+) -> tuple[multiprocessing.Process, multiprocessing.synchronize.Event]:  # type: ignore[name-defined]
+    ready = multiprocessing.get_context("fork").Event()
+    process = multiprocessing.get_context("fork").Process(target=_publish, args=(count, node, ready))
+    process.start()
+    return process, ready
+
+
+def bare_rate(count: int) -> float:
+    node = f"bench{uuid.uuid4().hex[:6]}"
+    received = 0
+    first = last = 0.0
+    done = threading.Event()
+
+    def on_message(_topic: str, _payload: bytes) -> None:
+        nonlocal received, first, last
+        received += 1
+        last = time.perf_counter()
+        first = first or last
+        if received >= count:
+            done.set()
+
+    facility = load_facility(LAYOUT)
+    sub = MqttConnection(BrokerConfig(url=BROKER), f"bench-bare-{uuid.uuid4().hex[:6]}")
+    sub.subscribe(f"depotwatch/v1/{facility.site}/flow/prod/det/{node}/+", on_message)
+    sub.start()
+    sub.wait_connected(5)
+    time.sleep(0.3)
+    process, ready = _run_publisher(count, node)
+    ready.set()
+    done.wait(WAIT_S)
+    process.join(120)
+    sub.stop()
+    return received / max(last - first, 1e-9)
+
+
+def ingest_rate(count: int, database_url: str) -> dict[str, float]:
+    facility = load_facility(LAYOUT)
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    fse = FacilityStateEstimator(facility)
+    ingest = Ingest(engine, facility.site, fse)
+    node = f"bench{uuid.uuid4().hex[:6]}"
+    link = MqttConnection(BrokerConfig(url=BROKER), f"bench-ingest-{uuid.uuid4().hex[:6]}")
+    link.subscribe(f"depotwatch/v1/{facility.site}/flow/prod/det/{node}/+", ingest.handle)
+    ingest.start()
+    link.start()
+    link.wait_connected(5)
+    time.sleep(0.3)
+    process, ready = _run_publisher(count, node)
+    started = time.perf_counter()
+    ready.set()
+    while ingest.counts.stored + ingest.counts.duplicates < count and time.perf_counter() - started < WAIT_S:
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    process.join(120)
+    link.stop()
+    ingest.stop()
+    engine.dispose()
+    return {
+        "rate": ingest.counts.stored / elapsed,
+        "stored": ingest.counts.stored,
+        "dead_letters": ingest.counts.dead_letters,
+    }
+
+
+def fse_accuracy() -> dict[str, float]:
+    from tests.cloud.test_fse import run
+
+    facility = load_facility(LAYOUT)
+    return run(facility, World(facility, Scenario(seed=12, horizon_h=24)), hours=24, dropouts=True)
+
+
+def fresh_postgres(url: str) -> tuple[str, str]:
+    name = f"depotwatch_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(make_url(url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(url).set(database=name).render_as_string(hide_password=False), name
+
+
+def _ingest_on_fresh_postgres(count: int, server_url: str) -> dict[str, float]:
+    url, name = fresh_postgres(server_url)
+    try:
+        return ingest_rate(count, url)
+    finally:
+        admin = create_engine(make_url(server_url), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=30_000)
+    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    conf = REPO / "data" / "bench" / "mosquitto.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(MOSQUITTO_CONF)
+    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        bare = bare_rate(args.messages)
+        ingest = _ingest_on_fresh_postgres(args.messages, args.database_url)
+    finally:
+        broker.terminate()
+        broker.wait(10)
+    accuracy = fse_accuracy()
+    rows = [
+        ("bare subscriber, detections/s", f"{bare:.0f}", ""),
+        ("ingest + FSE + PostgreSQL, detections/s", f"{ingest['rate']:.0f}", "≥ 5000"),
+        ("ingest / bare", f"{ingest['rate'] / bare:.2f}", "≥ 0.50"),
+        (
+            "stored / dead letters",
+            f"{ingest['stored']:.0f} / {ingest['dead_letters']:.0f}",
+            f"{args.messages} / 0",
+        ),
+        ("FSE: locomotive count exact, share of time", f"{accuracy['count_exact']:.4f}", "≥ 0.99"),
+        ("FSE: identity switches per 100 moves", f"{accuracy['switches_per_100_moves']:.2f}", "≤ 1"),
+        ("FSE: moves in the simulated day", f"{accuracy['moves']:.0f}", ""),
+        ("FSE: seen end error p95, m", f"{accuracy['end_error_p95']:.2f}", ""),
+    ]
+    table = Table(title="Cloud service on this machine (2 cores), Mosquitto + PostgreSQL")
+    for column in ("measure", "value", "target"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"bare_rate": bare, "ingest": ingest, "fse": accuracy}, indent=2))
+    console.print(f"results: {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
