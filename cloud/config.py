@@ -4,17 +4,14 @@ variables (nested keys joined by `__`), validated at start."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import yaml
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
-from shared.errors import ConfigError, ConfigIssue
 from shared.ids import Identifier
 from shared.mqtt import BrokerConfig
 from shared.strict import StrictModel
-from shared.yaml_config import issues_from
+from shared.yaml_config import FileSettings, load_settings
 
 
 class ApiConfig(StrictModel):
@@ -33,7 +30,7 @@ class IngestConfig(StrictModel):
     )
 
 
-class CloudConfig(BaseSettings):
+class CloudConfig(FileSettings):
     """Everything the cloud service needs."""
 
     model_config = SettingsConfigDict(
@@ -51,27 +48,7 @@ class CloudConfig(BaseSettings):
         90.0, gt=0, description="Observations, positions and snapshots older than this are deleted."
     )
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return env_settings, init_settings
-
 
 def load_cloud_config(path: Path) -> CloudConfig:
     """Read and validate the service's YAML; raises ConfigError naming each bad key."""
-    try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(str(path), [ConfigIssue("", f"cannot read file: {exc.strerror}")]) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), [ConfigIssue("", f"not valid YAML: {exc}")]) from exc
-    try:
-        return CloudConfig(**data)
-    except ValidationError as exc:
-        raise ConfigError(str(path), issues_from(exc)) from exc
+    return load_settings(CloudConfig, path)

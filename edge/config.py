@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
-import yaml
-from pydantic import AwareDatetime, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import AwareDatetime, Field, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from edge.lpe.openvino_lpe import PerformanceHint, Precision
 from shared.errors import ConfigError, ConfigIssue
@@ -18,7 +17,7 @@ from shared.layout import Facility, load_facility
 from shared.messages import PROD_FLOW
 from shared.mqtt import BrokerConfig
 from shared.strict import StrictModel
-from shared.yaml_config import issues_from
+from shared.yaml_config import FileSettings, load_settings
 
 
 class SpoolConfig(StrictModel):
@@ -97,7 +96,7 @@ class MetricsConfig(StrictModel):
     port: int = Field(9108, ge=0, le=65535, description="0 disables the HTTP endpoint.")
 
 
-class EdgeConfig(BaseSettings):
+class EdgeConfig(FileSettings):
     """Everything an edge node needs, validated before anything starts."""
 
     model_config = SettingsConfigDict(
@@ -116,18 +115,6 @@ class EdgeConfig(BaseSettings):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     status_interval_s: float = Field(10.0, gt=0, description="How often node and camera status is sent.")
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment overrides the YAML file (passed as init values).
-        return env_settings, init_settings
-
     @model_validator(mode="after")
     def _capture_times(self) -> Self:
         if self.capture.offline_after_s < self.capture.stall_after_s:
@@ -138,18 +125,7 @@ class EdgeConfig(BaseSettings):
 def load_edge_config(path: Path) -> tuple[EdgeConfig, Facility]:
     """Read the node's YAML (environment overrides applied) and its facility layout; raises
     ConfigError naming each bad key. Relative paths are relative to the working directory."""
-    try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(str(path), [ConfigIssue("", f"cannot read file: {exc.strerror}")]) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), [ConfigIssue("", f"not valid YAML: {exc}")]) from exc
-    if not isinstance(data, dict):
-        raise ConfigError(str(path), [ConfigIssue("", "the file must hold a mapping of settings")])
-    try:
-        config = EdgeConfig(**data)
-    except ValidationError as exc:
-        raise ConfigError(str(path), issues_from(exc)) from exc
+    config = load_settings(EdgeConfig, path)
     facility = load_facility(config.layout)
     issues = []
     if config.node_id not in facility.nodes:

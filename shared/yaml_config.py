@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from shared.errors import ConfigError, ConfigIssue
 
@@ -29,8 +30,8 @@ def validate_model(model: type[M], data: Any, source: str, error: type[ConfigErr
         raise error(source, issues_from(exc)) from exc
 
 
-def load_model(model: type[M], path: str | Path, error: type[ConfigError] = ConfigError) -> M:
-    """Read a YAML file and validate it as `model`."""
+def read_yaml(path: str | Path, error: type[ConfigError] = ConfigError) -> dict[str, Any]:
+    """A YAML file's top-level mapping (empty for an empty file); raises `error` saying what is wrong."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -38,4 +39,41 @@ def load_model(model: type[M], path: str | Path, error: type[ConfigError] = Conf
         raise error(str(path), [ConfigIssue("", f"cannot read file: {exc.strerror}")]) from exc
     except yaml.YAMLError as exc:
         raise error(str(path), [ConfigIssue("", f"not valid YAML: {exc}")]) from exc
-    return validate_model(model, {} if data is None else data, str(path), error)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise error(str(path), [ConfigIssue("", "the file must hold a mapping of settings")])
+    return data
+
+
+def load_model(model: type[M], path: str | Path, error: type[ConfigError] = ConfigError) -> M:
+    """Read a YAML file and validate it as `model`."""
+    return validate_model(model, read_yaml(path, error), str(path), error)
+
+
+class FileSettings(BaseSettings):
+    """Settings read from a YAML file that the environment may override, e.g. a service's config."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init values; the environment takes precedence over them.
+        return env_settings, init_settings
+
+
+S = TypeVar("S", bound=FileSettings)
+
+
+def load_settings(settings: type[S], path: str | Path) -> S:
+    """Read a service's YAML file, apply the environment, validate; raises ConfigError per bad key."""
+    data = read_yaml(path)
+    try:
+        return settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(str(path), issues_from(exc)) from exc
