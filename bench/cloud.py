@@ -13,7 +13,6 @@ Prints a table and writes bench/results/cloud.json.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import subprocess
 import threading
@@ -22,11 +21,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.report import report
 from cloud.db.engine import make_engine, upgrade
 from cloud.fse import FacilityStateEstimator
 from cloud.ingest import Ingest
@@ -44,7 +42,6 @@ RESULTS = REPO / "bench" / "results" / "cloud.json"
 BROKER = "mqtt://127.0.0.1:18830"
 MOSQUITTO_CONF = "listener 18830 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n"
 WAIT_S = 120
-console = Console(width=140)
 
 
 def _messages(count: int, node: str) -> list[tuple[str, bytes]]:
@@ -120,7 +117,7 @@ def bare_rate(count: int) -> float:
     sub.subscribe(f"depotwatch/v1/{facility.site}/flow/prod/det/{node}/+", on_message)
     sub.start()
     sub.wait_connected(5)
-    time.sleep(0.3)
+    sub.wait_subscribed(5)
     process, ready = _run_publisher(count, node)
     ready.set()
     done.wait(WAIT_S)
@@ -141,7 +138,7 @@ def ingest_rate(count: int, database_url: str) -> dict[str, float]:
     ingest.start()
     link.start()
     link.wait_connected(5)
-    time.sleep(0.3)
+    link.wait_subscribed(5)
     process, ready = _run_publisher(count, node)
     started = time.perf_counter()
     ready.set()
@@ -219,15 +216,12 @@ def main() -> None:
         ("FSE: moves in the simulated day", f"{accuracy['moves']:.0f}", ""),
         ("FSE: seen end error p95, m", f"{accuracy['end_error_p95']:.2f}", ""),
     ]
-    table = Table(title="Cloud service on this machine (2 cores), Mosquitto + PostgreSQL")
-    for column in ("measure", "value", "target"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"bare_rate": bare, "ingest": ingest, "fse": accuracy}, indent=2))
-    console.print(f"results: {RESULTS}")
+    report(
+        "Cloud service on this machine (2 cores), Mosquitto + PostgreSQL",
+        rows,
+        RESULTS,
+        {"bare_rate": bare, "ingest": ingest, "fse": accuracy},
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Prints a table and writes bench/results/edge.json.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import threading
@@ -26,9 +25,8 @@ import cv2
 import numpy as np
 import psutil
 import yaml
-from rich.console import Console
-from rich.table import Table
 
+from bench.report import report
 from edge.config import CameraSettings, CaptureConfig, EdgeConfig, MetricsConfig, SpoolConfig
 from edge.node import EdgeNode
 from shared.layout import Facility, load_facility, parse_facility
@@ -50,7 +48,6 @@ FPS = 25
 CLIP_S = 12
 LOOPS = 15  # the clip is repeated without re-encoding: 3 minutes of stream
 SAMPLE_FPS = 2.0
-console = Console(width=160)
 
 
 def clips(facility: Facility) -> dict[str, Path]:
@@ -326,17 +323,12 @@ def main() -> None:
     for label, stages in (("max", pushed["cpu_cores_by_stage"]), ("real time", live["cpu_cores_by_stage"])):
         for stage, cores in sorted(stages.items(), key=lambda kv: -kv[1]):
             rows.append((f"CPU cores, {label}: {stage}", f"{cores:.2f}", ""))
-    table = Table(
-        title="Edge node, 8 cameras 1280×720 H.264 at 25 fps, sampled to 2 fps (this machine: 2 cores)"
+    report(
+        "Edge node, 8 cameras 1280×720 H.264 at 25 fps, sampled to 2 fps (this machine: 2 cores)",
+        rows,
+        RESULTS,
+        {"decode_only_fps": floor, "pushed": pushed, "real_time": live},
     )
-    for column in ("measure", "value", "target"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"decode_only_fps": floor, "pushed": pushed, "real_time": live}, indent=2))
-    console.print(f"results: {RESULTS}")
 
 
 if __name__ == "__main__":

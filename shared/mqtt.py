@@ -138,6 +138,10 @@ class MqttConnection:
         self._user_on_disconnect = on_disconnect
         self._user_on_published = on_published
         self.connected = threading.Event()
+        # Set once the broker has acknowledged every subscription of the current connection.
+        self.subscribed = threading.Event()
+        self._pending_subacks: set[int] = set()
+        self._early_subacks: set[int] = set()
         self._unacked: set[int] = set()
         self._acked_early: set[int] = set()
         self._unacked_lock = threading.Lock()
@@ -147,6 +151,7 @@ class MqttConnection:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_publish = self._on_publish
 
     def _configure_tls(self) -> None:
@@ -168,13 +173,39 @@ class MqttConnection:
         """Subscribe now if connected, and again after every reconnect."""
         self._subscriptions[topic_filter] = (qos, handler)
         if self.connected.is_set():
-            self._client.subscribe(topic_filter, qos)
+            self._send_subscribe(topic_filter, qos)
 
     def start(self) -> None:
         """Connect in the background; paho keeps reconnecting until `stop()`."""
         self._worker.start()
         self._client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
         self._client.loop_start()
+
+    def _send_subscribe(self, topic_filter: str, qos: int) -> None:
+        self.subscribed.clear()
+        _, mid = self._client.subscribe(topic_filter, qos)
+        if mid is None:
+            return
+        with self._unacked_lock:
+            if int(mid) in self._early_subacks:  # the SUBACK beat us here
+                self._early_subacks.discard(int(mid))
+                if not self._pending_subacks:
+                    self.subscribed.set()
+            else:
+                self._pending_subacks.add(int(mid))
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, _codes: Any, _p: Any = None) -> None:
+        with self._unacked_lock:
+            if mid not in self._pending_subacks:
+                self._early_subacks.add(mid)
+                return
+            self._pending_subacks.discard(mid)
+            if not self._pending_subacks:
+                self.subscribed.set()
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Block until the broker acknowledged every subscription, or timeout."""
+        return self.subscribed.wait(timeout)
 
     def wait_connected(self, timeout: float) -> bool:
         """Block until connected or timeout."""
@@ -216,7 +247,9 @@ class MqttConnection:
         self.connects += 1
         log.info("MQTT %s: connected to %s", self.client_id, self.config.url)
         for topic_filter, (qos, _) in self._subscriptions.items():
-            self._client.subscribe(topic_filter, qos)
+            self._send_subscribe(topic_filter, qos)
+        if not self._subscriptions:
+            self.subscribed.set()
         self.connected.set()
         if self._user_on_connect is not None:
             self._safely(self._user_on_connect, "on_connect")
@@ -224,7 +257,10 @@ class MqttConnection:
     def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, reason: ReasonCode, _p: Any = None) -> None:
         was_connected = self.connected.is_set()
         self.connected.clear()
+        self.subscribed.clear()
         with self._unacked_lock:
+            self._pending_subacks.clear()
+            self._early_subacks.clear()
             self._unacked.clear()  # paho resends or the caller's spool does; nothing to wait for
             self._acked_early.clear()
         if was_connected and not self._stop.is_set():

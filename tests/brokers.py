@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -48,7 +49,5 @@ class RestartableBroker:
         time.sleep(0.2)
 
     def _listening(self) -> bool:
-        import socket
-
         with socket.socket() as sock:
             return sock.connect_ex(("127.0.0.1", self.port)) == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from typing import Any
 
@@ -23,8 +22,7 @@ class Collector:
         self.link = MqttConnection(BrokerConfig(url=url), f"collector-{uuid.uuid4().hex[:6]}")
         self.link.subscribe(f"depotwatch/v1/{site}/#", self._on_message)
         self.link.start()
-        assert self.link.wait_connected(5)
-        time.sleep(0.2)  # the SUBACK
+        assert self.link.wait_connected(5) and self.link.wait_subscribed(5)
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         try:

@@ -188,8 +188,7 @@ def test_operators_send_commands_that_reach_the_node(
         str(Topic(TopicKind.COMMAND, facility.site, "edge-bay2")), lambda _t, p: received.append(p)
     )
     node.start()
-    assert node.wait_connected(5)
-    wait_until(lambda: True, 0.3, "the subscription")
+    assert node.wait_connected(5) and node.wait_subscribed(5)
     try:
         body = {"action": "set_sample_rate", "camera_id": "T2-C1", "fps": 1.0}
         assert server.call("/api/nodes/edge-bay2/commands", viewer, "POST", body)[0] == 403

@@ -51,8 +51,7 @@ class Wired:
         self.link.subscribe("depotwatch/v1/#", self.ingest.handle)
         self.ingest.start()
         self.link.start()
-        assert self.link.wait_connected(5)
-        wait_until(lambda: True, 0.3, "the subscription")
+        assert self.link.wait_connected(5) and self.link.wait_subscribed(5)
 
     def publish(self, topic: str, payload: bytes) -> None:
         assert self.link.publish(topic, payload) is not None
