@@ -10,6 +10,7 @@ import asyncio
 import logging
 import socket
 import threading
+import time
 from typing import Any
 
 from amqtt.broker import Broker
@@ -19,6 +20,7 @@ from shared.errors import DepotwatchError
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 10.0
+DRAIN_TIMEOUT_S = 2.0
 STOP_TIMEOUT_S = 10.0
 
 
@@ -64,8 +66,15 @@ class EmbeddedBroker:
         await self._broker.start()
 
     def stop(self) -> None:
-        """Shut the broker down and join its thread."""
+        """Deliver what the broker has accepted, shut it down and join its thread.
+
+        amqtt acknowledges a publish before fanning it out and drops its fan-out queue on shutdown;
+        waiting for that queue to empty keeps a stop from losing acknowledged messages."""
         if self._broker is not None:
+            queue = getattr(self._broker, "_broadcast_queue", None)
+            deadline = time.monotonic() + DRAIN_TIMEOUT_S
+            while queue is not None and not queue.empty() and time.monotonic() < deadline:
+                time.sleep(0.01)
             try:
                 asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(STOP_TIMEOUT_S)
             except Exception:
