@@ -133,8 +133,10 @@ def ingest_rate(count: int, database_url: str) -> dict[str, float]:
     fse = FacilityStateEstimator(facility)
     ingest = Ingest(engine, facility.site, fse)
     node = f"bench{uuid.uuid4().hex[:6]}"
-    link = MqttConnection(BrokerConfig(url=BROKER), f"bench-ingest-{uuid.uuid4().hex[:6]}")
-    link.subscribe(f"depotwatch/v1/{facility.site}/flow/prod/det/{node}/+", ingest.handle)
+    link = MqttConnection(
+        BrokerConfig(url=BROKER), f"bench-ingest-{uuid.uuid4().hex[:6]}", on_idle=ingest.submit
+    )
+    link.subscribe_acking(f"depotwatch/v1/{facility.site}/flow/prod/det/{node}/+", ingest.handle)
     ingest.start()
     link.start()
     link.wait_connected(5)
@@ -146,7 +148,7 @@ def ingest_rate(count: int, database_url: str) -> dict[str, float]:
         time.sleep(0.05)
     elapsed = time.perf_counter() - started
     process.join(120)
-    link.stop()
+    link.stop(drain=lambda: ingest.flush(5))
     ingest.stop()
     engine.dispose()
     return {

@@ -2,24 +2,33 @@
 table with its reason and handling carries on. Detections are stored in batches, idempotently (a
 repeated node + sequence number is a duplicate and dropped), and fed to the live state estimator.
 
-`handle()` runs on the MQTT adapter's handler thread; an owned flusher thread writes batches that
-traffic alone would leave waiting. `stop()` flushes and joins it.
+Delivery is at least once, end to end: each message is acknowledged to the broker only after what it
+carries is committed, so a crash or a database outage loses nothing (the broker redelivers, the
+unique (node, seq) key drops what was already stored). Acknowledgements go out in arrival order.
+
+`handle()` runs on the MQTT adapter's handler thread, which calls `submit()` whenever its queue runs
+empty: batches grow with the load (group commit) and a quiet stream is written at once. An owned
+writer thread does every database write in arrival order, overlapping them with decoding, and
+retries a failed one until the database is back. `stop()` flushes and joins it.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import Engine
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlmodel import Session
 
-from cloud.db.models import CameraRow, DeadLetterRow, NodeRow, ObservationRow
+from cloud.db.bulk import insert_observations
+from cloud.db.models import CameraRow, DeadLetterRow, NodeRow
 from cloud.fse import FacilityStateEstimator, Observation, SeenExtent
 from shared.codec import decode_message
 from shared.errors import ContractError
@@ -27,17 +36,24 @@ from shared.messages import (
     CameraState,
     CameraStatus,
     Detection,
+    LocoExtent,
     NodeLifecycle,
     NodeState,
     NodeStatus,
     death_applies,
 )
+from shared.mqtt import Ack
 
 log = logging.getLogger(__name__)
 
-# Rows per INSERT; large enough to amortise a round trip, small enough to keep latency low.
-BATCH_ROWS = 500
-FLUSH_INTERVAL_S = 0.2
+# Rows per write at most; a burst beyond it is written in several commits.
+BATCH_ROWS = 1000
+# Writes waiting for the writer thread; beyond this the handler waits (and so, in turn, the broker).
+QUEUED_WRITES = 4
+# A write that failed (database unreachable) is retried this often, in order, until it succeeds.
+RETRY_INTERVAL_S = 1.0
+# Serialises a detection's extents in one call, ready for the JSON column.
+_EXTENTS_JSON = TypeAdapter(list[LocoExtent])
 # Dead letters keep at most this much of the offending payload.
 DEAD_LETTER_BYTES = 64 * 1024
 
@@ -51,10 +67,22 @@ class IngestCounts:
     duplicates: int = 0
     dead_letters: int = 0
     stale: int = 0
+    write_failures: int = 0
+
+
+@dataclass
+class _Write:
+    """Detections to insert, then another write that commits by itself, then the acknowledgements."""
+
+    rows: list[dict[str, Any]]
+    acks: list[Ack]
+    then: Callable[[], None] | None = None
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 class Ingest:
-    """Validates, dead-letters, stores and feeds the FSE."""
+    """Validates, dead-letters and feeds the FSE on the caller's thread; an owned writer thread stores
+    in arrival order and acknowledges what it committed."""
 
     def __init__(self, engine: Engine, site: str, fse: FacilityStateEstimator | None = None) -> None:
         self.engine = engine
@@ -62,44 +90,43 @@ class Ingest:
         self.fse = fse
         self.counts = IngestCounts()
         self._pending: list[dict[str, Any]] = []
+        self._acks: list[Ack] = []
         self._lock = threading.Lock()
+        self._writes: queue.Queue[_Write] = queue.Queue(QUEUED_WRITES)
         self._stop = threading.Event()
-        self._flusher = threading.Thread(target=self._flush_loop, name="ingest-flush", daemon=True)
-        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        self._statement = (
-            insert(ObservationRow)
-            .on_conflict_do_nothing(index_elements=["node_id", "seq"])
-            .returning(ObservationRow.__table__.c.id)  # type: ignore[attr-defined]
-        )
+        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
 
     def start(self) -> None:
-        self._flusher.start()
+        self._writer.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write what was received (while the database answers, up to `timeout`), then stop."""
+        if not self.flush(timeout):
+            log.warning("ingest: stopped with writes pending; the broker redelivers them")
         self._stop.set()
-        self._flusher.join(5)
-        self.flush()
+        self._writer.join(timeout)
 
-    def handle(self, topic: str, payload: bytes) -> None:
-        """Take one MQTT message."""
+    def handle(self, topic: str, payload: bytes, ack: Ack) -> None:
+        """Take one MQTT message; `ack` is called once what it carries is committed."""
         self.counts.received += 1
         try:
             parsed, message = decode_message(topic, payload)
             if parsed.site != self.site:
                 raise ContractError(f"site {parsed.site!r} is not this facility ({self.site!r})")
         except ContractError as exc:
-            self._dead_letter(topic, payload, str(exc))
+            reason = str(exc)
+            self._submit(ack, lambda: self._dead_letter(topic, payload, reason))
             return
         if isinstance(message, Detection):
-            self._detection(message)
+            self._detection(message, ack)
         elif isinstance(message, NodeLifecycle):
-            self._lifecycle(message)
+            self._submit(ack, lambda: self._lifecycle(message))
         elif isinstance(message, NodeStatus):
-            self._node_status(message)
+            self._submit(ack, lambda: self._node_status(message))
         elif isinstance(message, CameraStatus):
-            self._camera_status(message)
+            self._submit(ack, lambda: self._camera_status(message))
 
-    def _detection(self, d: Detection) -> None:
+    def _detection(self, d: Detection, ack: Ack) -> None:
         row = {
             "observation_id": str(d.observation_id),
             "node_id": d.node_id,
@@ -114,13 +141,14 @@ class Ingest:
             "camera_state": d.camera.state.value,
             "view_start_m": d.view.start_m,
             "view_end_m": d.view.end_m,
-            "extents": [e.model_dump() for e in d.extents],
+            "extents": _EXTENTS_JSON.dump_json(d.extents).decode(),
         }
         with self._lock:
             self._pending.append(row)
+            self._acks.append(ack)
             full = len(self._pending) >= BATCH_ROWS
         if full:
-            self.flush()
+            self.submit()
         if self.fse is not None and d.camera_id in self.fse.facility.cameras:
             observation = Observation(
                 d.camera_id,
@@ -134,14 +162,59 @@ class Ingest:
             if not self.fse.observe(observation):
                 self.counts.stale += 1
 
-    def flush(self) -> None:
-        """Write the pending detections; repeated (node, seq) pairs are dropped by the database."""
+    def submit(self) -> None:
+        """Hand the detections gathered so far to the writer (waits while it is QUEUED_WRITES behind)."""
+        self._submit(None, None)
+
+    def _submit(self, ack: Ack | None, then: Callable[[], None] | None) -> _Write | None:
         with self._lock:
             rows, self._pending = self._pending, []
-        if not rows:
-            return
+            acks, self._acks = self._acks, []
+        if ack is not None:
+            acks.append(ack)
+        if not rows and not acks and then is None:
+            return None
+        write = _Write(rows, acks, then)
+        self._writes.put(write)
+        return write
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Write everything received so far and wait for it; False if not done within `timeout`."""
+        marker = self._submit(None, lambda: None)
+        assert marker is not None
+        return marker.done.wait(timeout)
+
+    def _write_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                write = self._writes.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            while not self._apply(write):
+                if self._stop.wait(RETRY_INTERVAL_S):
+                    return  # unacknowledged: the broker redelivers after our next connect
+
+    def _apply(self, write: _Write) -> bool:
         try:
-            inserted = self._insert_rows(rows)
+            if write.rows:
+                inserted = self._insert_all(write.rows)
+                self.counts.stored += inserted
+                self.counts.duplicates += len(write.rows) - inserted
+                write.rows = []
+            if write.then is not None:
+                write.then()
+        except SQLAlchemyError as exc:
+            self.counts.write_failures += 1
+            log.error("ingest: database write failed (%s); retrying in %.0f s", exc, RETRY_INTERVAL_S)
+            return False
+        for ack in write.acks:
+            ack()
+        write.done.set()
+        return True
+
+    def _insert_all(self, rows: list[dict[str, Any]]) -> int:
+        try:
+            return self._insert_rows(rows)
         except (DataError, IntegrityError):
             # One bad row must not cost the others: insert one by one, dead-letter what fails.
             inserted = 0
@@ -152,25 +225,11 @@ class Ingest:
                     self._dead_letter(
                         f"detection {row['node_id']}#{row['seq']}", b"", f"database refused it: {exc.orig}"
                     )
-        except SQLAlchemyError:
-            with self._lock:  # the database is unreachable: keep the rows for the next flush
-                self._pending[:0] = rows
-            raise
-        self.counts.stored += inserted
-        self.counts.duplicates += len(rows) - inserted
+            return inserted
 
     def _insert_rows(self, rows: list[dict[str, Any]]) -> int:
-        # One compiled statement with many parameter sets: SQLAlchemy batches it ("insertmanyvalues")
-        # and caches the compilation, which a fresh multi-row VALUES statement per batch would not.
         with self.engine.begin() as connection:
-            return len(connection.execute(self._statement, rows).all())
-
-    def _flush_loop(self) -> None:
-        while not self._stop.wait(FLUSH_INTERVAL_S):
-            try:
-                self.flush()
-            except Exception:
-                log.exception("ingest: writing detections failed; they stay queued for the next attempt")
+            return insert_observations(connection, rows)
 
     def _dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
         self.counts.dead_letters += 1
@@ -223,7 +282,7 @@ class Ingest:
             row = session.get(CameraRow, message.camera_id) or CameraRow(
                 camera_id=message.camera_id, node_id=message.node_id, state="", at=message.at
             )
-            if message.at < row.at.replace(tzinfo=row.at.tzinfo or UTC):
+            if message.at < row.at:
                 return  # an older retained status
             row.node_id, row.state, row.at = message.node_id, message.state.value, message.at
             row.fps_captured, row.fps_inferred = message.fps_captured, message.fps_inferred

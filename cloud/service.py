@@ -19,6 +19,7 @@ from cloud.state_store import StateStore
 from shared.layout import Facility
 from shared.mqtt import MqttConnection
 from shared.topics import ROOT, shared_subscription
+from shared.yaml_config import write_yaml_atomically
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +66,21 @@ class CloudService:
         upgrade(config.database_url)
         self.engine = make_engine(config.database_url)
         self.store = StateStore(self.engine)
-        self.fse = FacilityStateEstimator(facility, new_id=self.store.id_factory())
+        self._new_id = self.store.id_factory()
+        self.fse = FacilityStateEstimator(facility, new_id=self._new_id)
         self.fse.restore(self.store.present())
         self.ingest = Ingest(self.engine, facility.site, self.fse)
         self.metrics = CloudMetrics(self.ingest)
-        self.link = MqttConnection(config.broker, config.ingest.client_id, clean_session=False)
+        self.link = MqttConnection(
+            config.broker, config.ingest.client_id, clean_session=False, on_idle=self.ingest.submit
+        )
         topic_filter = f"{ROOT}/{facility.site}/#"
         if config.ingest.shared_group and config.broker.protocol == "5":
             topic_filter = shared_subscription(config.ingest.shared_group, topic_filter)
-        self.link.subscribe(topic_filter, self.ingest.handle)
+        self.link.subscribe_acking(topic_filter, self.ingest.handle)
         self.recent_events: list[Event] = []
         self.events_changed = threading.Condition()
+        self._layout_lock = threading.Lock()
         self._stop = threading.Event()
         self._updater = threading.Thread(target=self._update_loop, name="cloud-fse", daemon=True)
 
@@ -92,16 +97,32 @@ class CloudService:
     def stop(self) -> None:
         self._stop.set()
         self._updater.join(10)
-        self.link.stop()
+        self.link.stop(drain=lambda: self.ingest.flush(5))
         self.ingest.stop()
         self.engine.dispose()
         log.info("cloud service stopped")
+
+    def replace_layout(self, facility: Facility, by: str) -> None:
+        """Use a new layout of the same site from now on, and keep it in the layout file."""
+        with self._layout_lock:
+            write_yaml_atomically(self.config.layout, facility.model_dump(mode="json"))
+            fse = FacilityStateEstimator(facility, new_id=self._new_id)
+            kept = [loco for loco in self.fse.locos() if loco.track_id in facility.tracks]
+            fse.restore(kept)
+            self.facility, self.fse, self.ingest.fse = facility, fse, fse
+        log.info(
+            "layout of %s replaced by %s: %d tracks, %d cameras; %d locomotives kept",
+            facility.site,
+            by,
+            len(facility.tracks),
+            len(facility.cameras),
+            len(kept),
+        )
 
     def update_once(self, now: datetime | None = None) -> list[Event]:
         """Fuse, save and announce the state as of now."""
         now = now or datetime.now(UTC)
         started = time.perf_counter()
-        self.ingest.flush()
         events = self.fse.update(now)
         self.store.save(now, self.fse.locos(), events)
         self.metrics.fse_seconds.observe(time.perf_counter() - started)

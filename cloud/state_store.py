@@ -12,7 +12,8 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, delete, select
 
 from cloud.db.models import EventRow, LocomotiveRow, ObservationRow, PositionRow, SnapshotRow
-from cloud.fse import Event, EventKind, Loco, TrackState
+from cloud.fse import Event, EventKind, Loco, Observation, SeenExtent, TrackState
+from cloud.history import WINDOW, PastInputs, loco_from_snapshot, moved_to
 
 # A locomotive's position is written again once an end moved this far.
 POSITION_STEP_M = 0.2
@@ -148,6 +149,61 @@ class StateStore:
         with Session(self.engine) as session:
             session.add(SnapshotRow(at=now, state=payload))
             session.commit()
+
+    def past(self, at: datetime, flow: str = "prod") -> PastInputs | None:
+        """What is needed to recompute the state at `at`; None when nothing was recorded before it."""
+        with Session(self.engine) as session:
+            snapshot = session.exec(
+                select(SnapshotRow).where(SnapshotRow.at <= at).order_by(col(SnapshotRow.at).desc()).limit(1)
+            ).first()
+            since = snapshot.at if snapshot is not None else None
+            locos = {
+                loco.loco_id: loco
+                for loco in (
+                    loco_from_snapshot(d) for t in (snapshot.state if snapshot else []) for d in t["locos"]
+                )
+            }
+            arrived = select(LocomotiveRow).where(LocomotiveRow.first_seen <= at)
+            departed = select(EventRow.loco_id).where(
+                EventRow.kind == EventKind.DEPARTED.value, EventRow.at <= at
+            )
+            moves = select(PositionRow).where(PositionRow.at <= at).order_by(col(PositionRow.at))
+            if since is not None:
+                arrived = arrived.where(LocomotiveRow.first_seen > since)
+                departed = departed.where(EventRow.at > since)
+                moves = moves.where(PositionRow.at > since)
+            for row in session.exec(arrived).all():
+                locos.setdefault(row.loco_id, from_row(row))
+            for loco_id in session.exec(departed).all():
+                locos.pop(loco_id or "", None)
+            positions: dict[str, list[tuple[float, float, str | None]]] = {}
+            for position in session.exec(moves.where(col(PositionRow.loco_id).in_(list(locos)))).all():
+                positions.setdefault(position.loco_id, []).append(
+                    (position.start_m, position.end_m, position.station)
+                )
+            rows = session.exec(
+                select(ObservationRow).where(
+                    ObservationRow.flow == flow,
+                    ObservationRow.captured_at > at - WINDOW,
+                    ObservationRow.captured_at <= at,
+                )
+            ).all()
+        if snapshot is None and not locos and not rows:
+            return None
+        return PastInputs(
+            at=at,
+            locos=[moved_to(loco, positions.get(loco.loco_id, [])) for loco in locos.values()],
+            observations=[_observation(row) for row in rows],
+        )
+
+
+def _observation(row: ObservationRow) -> Observation:
+    return Observation(
+        row.camera_id,
+        row.captured_at,
+        tuple(SeenExtent(**extent) for extent in row.extents),
+        online=row.camera_state == "online",
+    )
 
 
 def _jsonable(data: dict[str, object]) -> dict[str, object]:

@@ -1,8 +1,11 @@
 """The one MQTT adapter over paho 2.x that edge and cloud use.
 
 paho's network thread only hands received messages to a bounded queue; a worker
-thread owned by this object runs the handler, so one slow or failing handler never blocks the network
-loop and one bad payload is logged with its topic and counted. Connection state is real: a refused
+thread owned by this object runs the handler, so one bad payload is logged with its topic and counted.
+Received QoS 1 messages are acknowledged to the broker only once handled: a plain handler's message when
+the handler returns, an acking handler's when it calls `ack` (the cloud does after its database commit),
+so a crash loses nothing the broker has not been told is safe. When the queue is full the network thread
+waits (the broker holds the rest) instead of dropping. Connection state is real: a refused
 CONNACK is a failure, not "connected". paho reconnects with backoff; subscriptions are renewed on
 every connect.
 """
@@ -22,6 +25,8 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -33,8 +38,14 @@ log = logging.getLogger(__name__)
 # Reconnect backoff bounds (seconds): quick after a blip, no storm during a long broker outage.
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
-# Received messages waiting for the handler; beyond this the oldest are dropped and counted.
+# Received messages waiting for the handler; beyond this paho's thread waits (TCP backpressure).
 RECEIVE_QUEUE = 10_000
+# Unacknowledged QoS 1 messages an MQTT 5 broker may send us at once: room for a database batch.
+RECEIVE_MAXIMUM = 2_000
+# How long an MQTT 5 broker keeps a persistent session (and its queued messages) while we are away.
+SESSION_EXPIRY_S = 7 * 24 * 3600
+# Topics remembered with their subscription (a site has a few per camera).
+ROUTE_CACHE = 50_000
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "change_me", "password", "secret", "xxx", "todo"}
 
 
@@ -97,6 +108,26 @@ class Will:
 
 
 Handler = Callable[[str, bytes], None]
+Ack = Callable[[], None]
+# Takes the message and a callable that acknowledges it; the message counts as unhandled until then.
+AckingHandler = Callable[[str, bytes, Ack], None]
+
+
+@dataclass(frozen=True)
+class _Subscription:
+    qos: int
+    handler: Handler | AckingHandler
+    acking: bool
+
+
+@dataclass(frozen=True)
+class _Received:
+    topic: str
+    payload: bytes
+    subscription: _Subscription
+    mid: int
+    qos: int
+    generation: int
 
 
 class MqttConnection:
@@ -111,6 +142,7 @@ class MqttConnection:
         on_connect: Callable[[], None] | None = None,
         on_disconnect: Callable[[], None] | None = None,
         on_published: Callable[[int], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
         will: Will | None = None,
     ) -> None:
         self.config = config
@@ -121,7 +153,9 @@ class MqttConnection:
             client_id=client_id,
             protocol=protocol,
             clean_session=None if protocol == mqtt.MQTTv5 else clean_session,
+            manual_ack=True,
         )
+        self._persistent = not clean_session
         self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         self._client.max_inflight_messages_set(200)
         if config.username:
@@ -130,13 +164,20 @@ class MqttConnection:
             self._configure_tls()
         if will is not None:
             self.set_will(will)
-        self._subscriptions: dict[str, tuple[int, Handler]] = {}
-        self._received: queue.Queue[tuple[str, bytes, Handler]] = queue.Queue(RECEIVE_QUEUE)
+        self._subscriptions: dict[str, _Subscription] = {}
+        # Topic → its subscription: paho's topic_matches_sub builds a matcher per call, which at
+        # thousands of messages a second was the network thread's largest cost.
+        self._routes: dict[str, _Subscription | None] = {}
+        self._received: queue.Queue[_Received] = queue.Queue(RECEIVE_QUEUE)
+        # Bumped on every connect: an ack for a message of an earlier connection is not sent (the
+        # broker redelivers that message on the new one, under a packet id that may mean another).
+        self._generation = 0
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._handle_loop, name=f"mqtt-{client_id}", daemon=True)
         self._user_on_connect = on_connect
         self._user_on_disconnect = on_disconnect
         self._user_on_published = on_published
+        self._user_on_idle = on_idle
         self.connected = threading.Event()
         # Set once the broker has acknowledged every subscription of the current connection.
         self.subscribed = threading.Event()
@@ -146,7 +187,7 @@ class MqttConnection:
         self._acked_early: set[int] = set()
         self._unacked_lock = threading.Lock()
         self.handler_errors = 0
-        self.dropped_received = 0
+        self.receive_full_waits = 0
         self.connects = 0
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -170,15 +211,38 @@ class MqttConnection:
         self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
 
     def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
-        """Subscribe now if connected, and again after every reconnect."""
-        self._subscriptions[topic_filter] = (qos, handler)
+        """Subscribe now if connected, and again after every reconnect; each message is acknowledged
+        when the handler returns."""
+        self._add_subscription(topic_filter, _Subscription(qos, handler, acking=False))
+
+    def subscribe_acking(self, topic_filter: str, handler: AckingHandler, qos: int = 1) -> None:
+        """Like `subscribe`, but the handler acknowledges each message itself, when it is safe."""
+        self._add_subscription(topic_filter, _Subscription(qos, handler, acking=True))
+
+    def _add_subscription(self, topic_filter: str, subscription: _Subscription) -> None:
+        self._subscriptions[topic_filter] = subscription
+        self._routes = {}
         if self.connected.is_set():
-            self._send_subscribe(topic_filter, qos)
+            self._send_subscribe(topic_filter, subscription.qos)
 
     def start(self) -> None:
         """Connect in the background; paho keeps reconnecting until `stop()`."""
         self._worker.start()
-        self._client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
+        properties = None
+        clean_start: bool | Literal[3] = mqtt.MQTT_CLEAN_START_FIRST_ONLY
+        if self.config.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.ReceiveMaximum = RECEIVE_MAXIMUM
+            if self._persistent:
+                properties.SessionExpiryInterval = SESSION_EXPIRY_S
+                clean_start = False
+        self._client.connect_async(
+            self.config.host,
+            self.config.port,
+            keepalive=self.config.keepalive_s,
+            clean_start=clean_start,
+            properties=properties,
+        )
         self._client.loop_start()
 
     def _send_subscribe(self, topic_filter: str, qos: int) -> None:
@@ -225,16 +289,19 @@ class MqttConnection:
                 self._unacked.add(mid)
         return mid
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Let queued publishes reach the broker (while connected, up to `timeout`), then disconnect
-        cleanly (no Will) and join the threads."""
+    def stop(self, timeout: float = 5.0, drain: Callable[[], object] | None = None) -> None:
+        """Let queued publishes reach the broker (while connected, up to `timeout`), stop handling, run
+        `drain` (the consumer commits and acknowledges what it took), then disconnect cleanly (no Will).
+        Messages still unacknowledged stay with the broker for the next session."""
         deadline = time.monotonic() + timeout
         while self._unacked and self.connected.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)
         self._stop.set()
+        self._worker.join(timeout)
+        if drain is not None:
+            self._safely(drain, "drain")
         self._client.disconnect()
         self._client.loop_stop()
-        self._worker.join(timeout)
 
     # paho's thread -------------------------------------------------------------------------
 
@@ -245,9 +312,10 @@ class MqttConnection:
             )
             return
         self.connects += 1
+        self._generation += 1
         log.info("MQTT %s: connected to %s", self.client_id, self.config.url)
-        for topic_filter, (qos, _) in self._subscriptions.items():
-            self._send_subscribe(topic_filter, qos)
+        for topic_filter, subscription in self._subscriptions.items():
+            self._send_subscribe(topic_filter, subscription.qos)
         if not self._subscriptions:
             self.subscribed.set()
         self.connected.set()
@@ -278,32 +346,66 @@ class MqttConnection:
             self._safely(lambda: self._user_on_published(mid), "on_published")  # type: ignore[misc]
 
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
-        for topic_filter, (_, handler) in self._subscriptions.items():
-            if mqtt.topic_matches_sub(topic_filter, message.topic):
-                try:
-                    self._received.put_nowait((message.topic, bytes(message.payload), handler))
-                except queue.Full:
-                    self.dropped_received += 1
-                    log.error(
-                        "MQTT %s: receive queue full, dropped a message on %s", self.client_id, message.topic
-                    )
+        subscription = self._route(message.topic)
+        if subscription is None:
+            self._client.ack(message.mid, message.qos)  # no handler will ever want it
+            return
+        item = _Received(
+            message.topic, bytes(message.payload), subscription, message.mid, message.qos, self._generation
+        )
+        while not self._stop.is_set():
+            try:
+                self._received.put(item, timeout=0.5)
                 return
+            except queue.Full:
+                self.receive_full_waits += 1
+                log.warning("MQTT %s: handler is behind; waiting to queue more", self.client_id)
+
+    def _route(self, topic: str) -> _Subscription | None:
+        try:
+            return self._routes[topic]
+        except KeyError:
+            pass
+        found = next(
+            (sub for f, sub in self._subscriptions.items() if mqtt.topic_matches_sub(f, topic)), None
+        )
+        if len(self._routes) >= ROUTE_CACHE:
+            self._routes = {}
+        self._routes[topic] = found
+        return found
 
     # handler thread --------------------------------------------------------------------------
 
     def _handle_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                topic, payload, handler = self._received.get(timeout=0.2)
+                item = self._received.get(timeout=0.2)
             except queue.Empty:
                 continue
+            ack = self._acker(item)
             try:
-                handler(topic, payload)
+                if item.subscription.acking:
+                    item.subscription.handler(item.topic, item.payload, ack)  # type: ignore[call-arg]
+                else:
+                    item.subscription.handler(item.topic, item.payload)  # type: ignore[call-arg]
+                    ack()
             except Exception:
                 self.handler_errors += 1
-                log.exception("MQTT %s: handler failed on a message from %s", self.client_id, topic)
+                log.exception("MQTT %s: handler failed on a message from %s", self.client_id, item.topic)
+                if not item.subscription.acking:
+                    ack()  # a handler bug must not bring the same message back forever
+            if self._received.empty() and self._user_on_idle is not None:
+                # Nothing waiting: the moment for the consumer to write out what it has gathered.
+                self._safely(self._user_on_idle, "on_idle")
 
-    def _safely(self, fn: Callable[[], None], what: str) -> None:
+    def _acker(self, item: _Received) -> Ack:
+        def ack() -> None:
+            if item.qos > 0 and item.generation == self._generation:
+                self._client.ack(item.mid, item.qos)
+
+        return ack
+
+    def _safely(self, fn: Callable[[], object], what: str) -> None:
         try:
             fn()
         except Exception:

@@ -13,6 +13,7 @@ Per-node subtrees keep broker ACLs simple: a node may write only where its own i
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -94,6 +95,7 @@ class Topic:
         return _render(self.kind, self.site, self.node, self.flow or "", self.camera or "")
 
 
+@functools.lru_cache(maxsize=4096)  # a site's topics repeat (a few per camera); Topic is immutable
 def parse_topic(topic: str) -> Topic:
     """Parse a concrete topic; raises UnknownTopic for anything outside the namespace."""
     root_levels = ROOT.count("/") + 1

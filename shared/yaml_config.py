@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,6 +45,17 @@ def read_yaml(path: str | Path, error: type[ConfigError] = ConfigError) -> dict[
     if not isinstance(data, dict):
         raise error(str(path), [ConfigIssue("", "the file must hold a mapping of settings")])
     return data
+
+
+def write_yaml_atomically(path: str | Path, data: dict[str, Any]) -> None:
+    """Write YAML so that a reader (or a crash) sees the old file or the new one, never half of one;
+    the previous version is kept beside it as `<name>.previous`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    if path.exists():
+        os.replace(path, path.with_name(f"{path.name}.previous"))
+    os.replace(tmp, path)
 
 
 def load_model(model: type[M], path: str | Path, error: type[ConfigError] = ConfigError) -> M:

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from cloud.api.routes import commands, events, health, locomotives, state
+from cloud.api.routes import commands, events, health, layout, locomotives, state
 from cloud.service import CloudService
 
 
@@ -29,6 +29,6 @@ def create_app(service: CloudService) -> FastAPI:
         description="Live locomotive positions in a repair depot.",
     )
     app.state.service = service
-    for module in (state, locomotives, events, health, commands):
+    for module in (state, locomotives, events, health, commands, layout):
         app.include_router(module.router)
     return app

@@ -3,7 +3,9 @@ kept across a restart."""
 
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 import threading
 import urllib.error
 import urllib.request
@@ -22,7 +24,7 @@ from cloud.config import ApiConfig, CloudConfig, IngestConfig
 from cloud.service import CloudService
 from shared.codec import encode
 from shared.embedded_broker import free_port
-from shared.layout import Facility
+from shared.layout import Facility, load_facility
 from shared.messages import CommandRequest, LocoExtent, TrackSpan
 from shared.mqtt import BrokerConfig, MqttConnection
 from shared.topics import Topic, TopicKind
@@ -34,10 +36,12 @@ from tests.waiting import wait_until
 class Server:
     """The service and its API on a free port, in this process."""
 
-    def __init__(self, database_url: str, mqtt_url: str, facility: Facility) -> None:
+    def __init__(
+        self, database_url: str, mqtt_url: str, facility: Facility, layout: Path = EXAMPLE_LAYOUT
+    ) -> None:
         self.port = free_port()
         config = CloudConfig(
-            layout=EXAMPLE_LAYOUT,
+            layout=layout,
             database_url=database_url,
             broker=BrokerConfig(url=mqtt_url),
             ingest=IngestConfig(client_id=f"cloud-{uuid.uuid4().hex[:8]}"),
@@ -228,6 +232,44 @@ def test_state_survives_a_restart(database: str, mqtt_url: str, facility: Facili
     assert state["tracks"][0]["locos"][0]["loco_id"] == before[0]["loco_id"]
     assert past[0] == 200 and past[1]["tracks"][0]["locos"][0]["loco_id"] == before[0]["loco_id"]
     assert too_early[0] == 404
+
+
+def test_admins_replace_the_layout_and_the_state_follows(
+    database: str, mqtt_url: str, facility: Facility, tmp_path: Path
+) -> None:
+    layout = tmp_path / "facility.yaml"
+    shutil.copy(EXAMPLE_LAYOUT, layout)
+    server = Server(database, mqtt_url, facility, layout=layout)
+    viewer = create_key(server.service.engine, Role.VIEWER)
+    admin = create_key(server.service.engine, Role.ADMIN)
+    try:
+        _publish_locomotive(mqtt_url, facility)
+        [loco] = wait_until(lambda: server.call("/api/locomotives", viewer)[1], 10, "the locomotive")
+        status, document = server.call("/api/layout", viewer)
+        assert status == 200 and set(document["cameras"]) == set(facility.cameras)
+
+        assert server.call("/api/layout", viewer, "PUT", document)[0] == 403
+        broken = copy.deepcopy(document)
+        broken["cameras"]["T1-C2"]["track"] = "T9"
+        status, body = server.call("/api/layout", admin, "PUT", broken)
+        assert status == 422 and any(issue["key"] == "cameras.T1-C2.track" for issue in body["detail"])
+        moved = copy.deepcopy(document) | {"site": "elsewhere"}
+        assert server.call("/api/layout", admin, "PUT", moved)[0] == 409
+
+        document["tracks"]["T1"]["name"] = "Bay 1 (renamed)"
+        del document["stations"]["T1-B"]
+        status, _ = server.call("/api/layout", admin, "PUT", document)
+        assert status == 200
+        [t1] = [t for t in server.call("/api/state", viewer)[1]["tracks"] if t["track_id"] == "T1"]
+        assert t1["name"] == "Bay 1 (renamed)" and [s["station_id"] for s in t1["stations"]] == ["T1-A"]
+        assert [x["loco_id"] for x in t1["locos"]] == [loco["loco_id"]]
+    finally:
+        server.stop()
+    assert load_facility(layout).tracks["T1"].name == "Bay 1 (renamed)"
+    assert (
+        load_facility(layout.with_name("facility.yaml.previous")).tracks["T1"].name
+        == facility.tracks["T1"].name
+    )
 
 
 def test_retention_deletes_only_what_is_older_than_the_cutoff(

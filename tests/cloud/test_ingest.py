@@ -44,11 +44,18 @@ def test_migrations_bring_an_empty_database_to_the_newest_schema(engine: Engine,
 class Wired:
     """Ingest subscribed to the whole namespace through the shared MQTT adapter."""
 
-    def __init__(self, engine: Engine, mqtt_url: str, facility: Facility) -> None:
+    def __init__(
+        self, engine: Engine, mqtt_url: str, facility: Facility, client_id: str | None = None
+    ) -> None:
         self.fse = FacilityStateEstimator(facility)
         self.ingest = Ingest(engine, facility.site, self.fse)
-        self.link = MqttConnection(BrokerConfig(url=mqtt_url), f"cloud-test-{uuid.uuid4().hex[:6]}")
-        self.link.subscribe("depotwatch/v1/#", self.ingest.handle)
+        self.link = MqttConnection(
+            BrokerConfig(url=mqtt_url),
+            client_id or f"cloud-test-{uuid.uuid4().hex[:6]}",
+            clean_session=client_id is None,
+            on_idle=self.ingest.submit,
+        )
+        self.link.subscribe_acking("depotwatch/v1/#", self.ingest.handle)
         self.ingest.start()
         self.link.start()
         assert self.link.wait_connected(5) and self.link.wait_subscribed(5)
@@ -57,7 +64,7 @@ class Wired:
         assert self.link.publish(topic, payload) is not None
 
     def stop(self) -> None:
-        self.link.stop()
+        self.link.stop(drain=lambda: self.ingest.flush(5))
         self.ingest.stop()
 
 
@@ -97,6 +104,34 @@ def test_detections_are_stored_once_and_fed_to_the_state(
     wired.fse.update(factories.NOW + timedelta(seconds=20))
     [loco] = [loco for loco in wired.fse.locos() if loco.track_id == "T1"]
     assert (loco.start_m, loco.end_m) == pytest.approx((14.0, 22.0), abs=0.11)
+
+
+def test_detections_taken_but_not_committed_come_back_after_a_crash(
+    engine: Engine, redelivering_mqtt_url: str, facility: Facility
+) -> None:
+    """The first cloud takes detections while its database is unreachable and dies before writing
+    them; having acknowledged nothing, it loses nothing: the broker hands them to the next one."""
+    node = f"n{uuid.uuid4().hex[:8]}"
+    client_id = f"cloud-crash-{uuid.uuid4().hex[:6]}"
+    topic = str(Topic(TopicKind.DETECTION, facility.site, node, flow="prod", camera="T1-C2"))
+    unreachable = make_engine("postgresql+psycopg://depotwatch@127.0.0.1:9/none?connect_timeout=1")
+    first = Wired(unreachable, redelivering_mqtt_url, facility, client_id=client_id)
+    for seq in range(10):
+        first.publish(topic, encode(factories.detection(node_id=node, seq=seq)))
+    wait_until(lambda: first.ingest.counts.write_failures >= 1, 10, "a failed write")
+    taken = first.ingest.counts.received
+    assert taken >= 1
+    first.link.stop()  # dies: no drain, nothing acknowledged
+    first.ingest.stop(timeout=0.5)
+    assert first.ingest.counts.stored == 0
+
+    second = Wired(engine, redelivering_mqtt_url, facility, client_id=client_id)
+    try:
+        wait_until(lambda: _count(engine, node) == 10, 15, "all ten detections stored")
+        assert second.ingest.counts.received >= taken
+    finally:
+        second.stop()
+        unreachable.dispose()
 
 
 @pytest.mark.parametrize(

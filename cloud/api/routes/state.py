@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
-from sqlmodel import col, select
 
-from cloud.api.deps import ServiceDep, SessionDep, ViewerKey
+from cloud.api.deps import ServiceDep, ViewerKey
 from cloud.api.schemas import LocoPublic, StatePublic, StationPublic, TrackPublic
-from cloud.db.models import SnapshotRow
+from cloud.fse import TrackState
+from cloud.history import state_at
 from shared.layout import Facility
 
 router = APIRouter(prefix="/api", tags=["state"])
 
 
-def _tracks(facility: Facility, raw: list[dict[str, Any]]) -> list[TrackPublic]:
+def _tracks(facility: Facility, states: list[TrackState]) -> list[TrackPublic]:
     out = []
-    for t in raw:
-        locos = [LocoPublic.model_validate(loco) for loco in t["locos"]]
-        track = facility.tracks[t["track_id"]]
+    for t in states:
+        locos = [LocoPublic.model_validate(asdict(loco)) for loco in t.locos]
+        track = facility.tracks[t.track_id]
         stations = [
             StationPublic(
                 station_id=sid,
@@ -30,15 +30,15 @@ def _tracks(facility: Facility, raw: list[dict[str, Any]]) -> list[TrackPublic]:
                 end_m=st.end_m,
                 occupied_by=[loco.loco_id for loco in locos if loco.station == sid],
             )
-            for sid, st in facility.stations_on_track(t["track_id"]).items()
+            for sid, st in facility.stations_on_track(t.track_id).items()
         ]
         out.append(
             TrackPublic(
-                track_id=t["track_id"],
+                track_id=t.track_id,
                 name=track.name,
                 length_m=track.length_m,
                 locos=locos,
-                unknown=[tuple(u) for u in t["unknown"]],
+                unknown=list(t.unknown),
                 stations=stations,
             )
         )
@@ -49,29 +49,23 @@ def _tracks(facility: Facility, raw: list[dict[str, Any]]) -> list[TrackPublic]:
 def get_state(
     _: ViewerKey,
     service: ServiceDep,
-    session: SessionDep,
     at: Annotated[
         datetime | None, Query(description="A past time (ISO 8601 with zone); now if absent.")
     ] = None,
 ) -> StatePublic:
-    """Every track's locomotives and unseen stretches, now or as last recorded before `at`."""
+    """Every track's locomotives and unseen stretches, now or at a past moment (recomputed from the
+    recorded observations, late backlog data included, keeping the locomotive ids shown live)."""
     if at is None:
-        raw = [
-            {"track_id": t.track_id, "unknown": t.unknown, "locos": [asdict(loco) for loco in t.locos]}
-            for t in service.fse.state()
-        ]
-        return StatePublic(at=datetime.now(UTC), tracks=_tracks(service.facility, raw))
+        return StatePublic(at=datetime.now(UTC), tracks=_tracks(service.facility, service.fse.state()))
     if at.tzinfo is None:
         raise HTTPException(422, "`at` needs a time zone, e.g. 2026-03-02T10:00:00Z")
-    snapshot = session.exec(
-        select(SnapshotRow).where(SnapshotRow.at <= at).order_by(col(SnapshotRow.at).desc()).limit(1)
-    ).first()
-    if snapshot is None:
-        raise HTTPException(404, f"no state was recorded at or before {at.isoformat()}")
-    return StatePublic(at=snapshot.at, tracks=_tracks(service.facility, snapshot.state))
+    past = service.store.past(at)
+    if past is None:
+        raise HTTPException(404, f"nothing was recorded at or before {at.isoformat()}")
+    return StatePublic(at=at, tracks=_tracks(service.facility, state_at(service.facility, past)))
 
 
 @router.get("/tracks", response_model=list[TrackPublic])
-def get_tracks(_: ViewerKey, service: ServiceDep, session: SessionDep) -> list[TrackPublic]:
+def get_tracks(_: ViewerKey, service: ServiceDep) -> list[TrackPublic]:
     """Tracks with their stations' occupancy, now."""
-    return get_state(_, service, session).tracks
+    return _tracks(service.facility, service.fse.state())

@@ -1,0 +1,76 @@
+"""The facility as it was at a past moment, recomputed (pure logic).
+
+A snapshot says which locomotives were there shortly before; the position history moves each one to
+where the live estimator last had it; then the cameras' observations of the moment (every observation
+stored, late backlog data included, placed by its capture time) are fused by a fresh estimator seeded
+with those locomotives. So the answer keeps the ids operators saw live, and reflects data that only
+arrived later from an edge's backlog.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from cloud.fse import MAX_AGE, FacilityStateEstimator, Loco, Observation, TrackState
+from shared.layout import Facility
+
+# Observations this long before the moment can still count (the estimator's own freshness window).
+WINDOW = MAX_AGE
+
+
+@dataclass(frozen=True)
+class PastInputs:
+    """What the database knows around a past moment."""
+
+    at: datetime
+    locos: list[Loco]  # there at the snapshot, or arrived since; each at its last position before `at`
+    observations: list[Observation]  # captured in (at - WINDOW, at]
+
+
+def loco_from_snapshot(data: dict[str, Any]) -> Loco:
+    """A locomotive as a snapshot stored it (JSON: times as ISO text, pairs as lists)."""
+
+    def time(key: str) -> datetime:
+        return datetime.fromisoformat(data[key])
+
+    return Loco(
+        loco_id=data["loco_id"],
+        track_id=data["track_id"],
+        start_m=data["start_m"],
+        end_m=data["end_m"],
+        start_seen=data["start_seen"],
+        end_seen=data["end_seen"],
+        station=data["station"],
+        moving=data["moving"],
+        first_seen=time("first_seen"),
+        last_seen=time("last_seen"),
+        confidence=data["confidence"],
+        settled=(data["settled"][0], data["settled"][1]),
+        still_since=time("still_since"),
+        length_m=data["length_m"],
+    )
+
+
+def moved_to(loco: Loco, positions: Sequence[tuple[float, float, str | None]]) -> Loco:
+    """The locomotive at the last of its recorded positions (start, end, station), if any."""
+    if not positions:
+        return loco
+    start_m, end_m, station = positions[-1]
+    return replace(loco, start_m=start_m, end_m=end_m, station=station)
+
+
+def state_at(facility: Facility, past: PastInputs) -> list[TrackState]:
+    """The facility at `past.at`, track by track."""
+    # A locomotive the live estimator never tracked (seen only in late backlog data) gets no real id.
+    unrecorded = itertools.count(1)
+    estimator = FacilityStateEstimator(facility, new_id=lambda: f"unrecorded-{next(unrecorded)}")
+    estimator.restore(past.locos)
+    for observation in sorted(past.observations, key=lambda o: o.at):
+        if observation.camera_id in facility.cameras and past.at - WINDOW < observation.at <= past.at:
+            estimator.observe(observation)
+    estimator.update(past.at)
+    return estimator.state()

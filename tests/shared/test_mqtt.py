@@ -1,0 +1,90 @@
+"""The MQTT adapter against a real broker: acknowledgement after handling, persistent sessions."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+from shared.mqtt import Ack, BrokerConfig, MqttConnection
+from tests.waiting import wait_until
+
+
+class Taker:
+    """An acking handler that acknowledges only when told to."""
+
+    def __init__(self, acknowledge: bool) -> None:
+        self.acknowledge = acknowledge
+        self.payloads: list[bytes] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, _topic: str, payload: bytes, ack: Ack) -> None:
+        with self.lock:
+            self.payloads.append(payload)
+        if self.acknowledge:
+            ack()
+
+
+def _subscriber(mqtt_url: str, client_id: str, topic: str, taker: Taker) -> MqttConnection:
+    link = MqttConnection(BrokerConfig(url=mqtt_url), client_id, clean_session=False)
+    link.subscribe_acking(topic, taker)
+    link.start()
+    assert link.wait_connected(5) and link.wait_subscribed(5)
+    return link
+
+
+def test_a_message_not_acknowledged_is_redelivered_in_the_next_session(redelivering_mqtt_url: str) -> None:
+    mqtt_url = redelivering_mqtt_url
+    topic = f"depotwatch-test/{uuid.uuid4().hex[:8]}/x"
+    client_id = f"acking-{uuid.uuid4().hex[:8]}"
+    publisher = MqttConnection(BrokerConfig(url=mqtt_url), f"pub-{uuid.uuid4().hex[:8]}")
+    publisher.start()
+    assert publisher.wait_connected(5)
+
+    forgetful = Taker(acknowledge=False)
+    link = _subscriber(mqtt_url, client_id, topic, forgetful)
+    publisher.publish(topic, b"first")
+    wait_until(lambda: forgetful.payloads == [b"first"], 5, "the first delivery")
+    link.stop()  # it took the message but never acknowledged it
+
+    careful = Taker(acknowledge=True)
+    link = _subscriber(mqtt_url, client_id, topic, careful)
+    wait_until(lambda: careful.payloads == [b"first"], 10, "the redelivery")
+    publisher.publish(topic, b"second")
+    wait_until(lambda: careful.payloads == [b"first", b"second"], 5, "the next message")
+    link.stop()
+
+    after = Taker(acknowledge=True)
+    link = _subscriber(mqtt_url, client_id, topic, after)
+    publisher.publish(topic, b"third")
+    wait_until(lambda: after.payloads == [b"third"], 5, "only the new message")
+    link.stop()
+    publisher.stop()
+
+
+def test_plain_handlers_are_acknowledged_even_when_they_fail(mqtt_url: str) -> None:
+    topic = f"depotwatch-test/{uuid.uuid4().hex[:8]}/y"
+    client_id = f"plain-{uuid.uuid4().hex[:8]}"
+    seen: list[bytes] = []
+
+    def failing(_topic: str, payload: bytes) -> None:
+        seen.append(payload)
+        raise ValueError("a handler bug")
+
+    publisher = MqttConnection(BrokerConfig(url=mqtt_url), f"pub-{uuid.uuid4().hex[:8]}")
+    publisher.start()
+    assert publisher.wait_connected(5)
+    for round_ in range(2):
+        link = MqttConnection(BrokerConfig(url=mqtt_url), client_id, clean_session=False)
+        link.subscribe(topic, failing)
+        link.start()
+        assert link.wait_connected(5) and link.wait_subscribed(5)
+        if round_ == 0:
+            publisher.publish(topic, b"poison")
+            wait_until(lambda: seen == [b"poison"], 5, "the failing handler")
+        else:
+            publisher.publish(topic, b"next")
+            wait_until(lambda: seen[-1] == b"next", 5, "the next message")
+        link.stop()
+        assert link.handler_errors == 1
+    assert seen == [b"poison", b"next"]  # the poison message did not come back
+    publisher.stop()
