@@ -18,12 +18,14 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.cloud_latency import latency
 from bench.report import report
 from cloud.db.engine import make_engine, upgrade
 from cloud.fse import FacilityStateEstimator
@@ -174,10 +176,10 @@ def fresh_postgres(url: str) -> tuple[str, str]:
     return make_url(url).set(database=name).render_as_string(hide_password=False), name
 
 
-def _ingest_on_fresh_postgres(count: int, server_url: str) -> dict[str, float]:
+def _on_fresh_postgres(server_url: str, run: Callable[[str], dict[str, float]]) -> dict[str, float]:
     url, name = fresh_postgres(server_url)
     try:
-        return ingest_rate(count, url)
+        return run(url)
     finally:
         admin = create_engine(make_url(server_url), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
@@ -191,6 +193,9 @@ def main() -> None:
     )
     parser.add_argument("--messages", type=int, default=30_000)
     parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--latency-seconds", type=float, default=60.0, help="Duration of the latency run (200 cameras)."
+    )
     args = parser.parse_args()
     conf = REPO / "data" / "bench" / "mosquitto.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
@@ -199,7 +204,13 @@ def main() -> None:
     time.sleep(0.5)
     try:
         bare = bare_rate(args.messages)
-        ingest = _ingest_on_fresh_postgres(args.messages, args.database_url)
+        ingest = _on_fresh_postgres(args.database_url, lambda url: ingest_rate(args.messages, url))
+        delay = _on_fresh_postgres(
+            args.database_url,
+            lambda url: latency(
+                BROKER, url, REPO / "data" / "bench" / "facility-200.yaml", args.latency_seconds
+            ),
+        )
     finally:
         broker.terminate()
         broker.wait(10)
@@ -213,6 +224,22 @@ def main() -> None:
             f"{ingest['stored']:.0f} / {ingest['dead_letters']:.0f}",
             f"{args.messages} / 0",
         ),
+        (
+            f"published → visible in GET /api/state, p99 ms ({delay['cameras']:.0f} cameras × 2 fps)",
+            f"{delay['p99_ms']:.0f}",
+            "≤ 250",
+        ),
+        (
+            "  p50 / p95 / max ms",
+            f"{delay['p50_ms']:.0f} / {delay['p95_ms']:.0f} / {delay['max_ms']:.0f}",
+            "",
+        ),
+        (
+            "  probes seen / lost; messages/s sent",
+            f"{delay['samples'] - delay['lost_probes']:.0f} / {delay['lost_probes']:.0f};"
+            f" {delay['rate']:.0f}",
+            "lost 0",
+        ),
         ("FSE: locomotive count exact, share of time", f"{accuracy['count_exact']:.4f}", "≥ 0.99"),
         ("FSE: identity switches per 100 moves", f"{accuracy['switches_per_100_moves']:.2f}", "≤ 1"),
         ("FSE: moves in the simulated day", f"{accuracy['moves']:.0f}", ""),
@@ -222,7 +249,7 @@ def main() -> None:
         "Cloud service on this machine (2 cores), Mosquitto + PostgreSQL",
         rows,
         RESULTS,
-        {"bare_rate": bare, "ingest": ingest, "fse": accuracy},
+        {"bare_rate": bare, "ingest": ingest, "latency": delay, "fse": accuracy},
     )
 
 

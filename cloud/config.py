@@ -42,7 +42,12 @@ class CloudConfig(FileSettings):
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
-    update_interval_s: float = Field(0.5, gt=0, le=10, description="How often the state is fused and saved.")
+    update_interval_s: float = Field(
+        0.1,
+        gt=0,
+        le=10,
+        description="How often the state is fused and saved; bounds how stale the API's state can be.",
+    )
     snapshot_interval_s: float = Field(60.0, gt=0, description="How often the whole state is kept.")
     retention_days: float = Field(
         90.0, gt=0, description="Observations, positions and snapshots older than this are deleted."

@@ -68,6 +68,8 @@ class IngestCounts:
     dead_letters: int = 0
     stale: int = 0
     write_failures: int = 0
+    # Seconds from capture to arrival of the latest live detection (edge + broker + network delay).
+    lag_s: float = 0.0
 
 
 @dataclass
@@ -127,6 +129,9 @@ class Ingest:
             self._submit(ack, lambda: self._camera_status(message))
 
     def _detection(self, d: Detection, ack: Ack) -> None:
+        received_at = datetime.now(UTC)
+        if not d.historical:
+            self.counts.lag_s = (received_at - d.captured_at).total_seconds()
         row = {
             "observation_id": str(d.observation_id),
             "node_id": d.node_id,
@@ -136,7 +141,7 @@ class Ingest:
             "seq": d.seq,
             "model": f"{d.model.name}:{d.model.version}",
             "captured_at": d.captured_at,
-            "received_at": datetime.now(UTC),
+            "received_at": received_at,
             "historical": d.historical,
             "camera_state": d.camera.state.value,
             "view_start_m": d.view.start_m,
@@ -161,6 +166,11 @@ class Ingest:
             )
             if not self.fse.observe(observation):
                 self.counts.stale += 1
+
+    @property
+    def queued_writes(self) -> int:
+        """Writes waiting for the database (more than a few means it is slow or away)."""
+        return self._writes.qsize()
 
     def submit(self) -> None:
         """Hand the detections gathered so far to the writer (waits while it is QUEUED_WRITES behind)."""

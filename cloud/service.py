@@ -41,9 +41,13 @@ class CloudMetrics:
             ("duplicates", "Detections dropped as duplicates", "duplicates"),
             ("dead_letters", "Messages dead-lettered", "dead_letters"),
             ("stale", "Detections older than the camera's latest (history only)", "stale"),
+            ("write_failures", "Database writes that failed and are being retried", "write_failures"),
+            ("lag_seconds", "Capture to arrival of the latest live detection", "lag_s"),
         ):
             gauge = Gauge(f"depotwatch_cloud_ingest_{name}", help_text, registry=r)
             gauge.set_function(_reader(ingest, field))
+        queued = Gauge("depotwatch_cloud_ingest_queued_writes", "Writes waiting for the database", registry=r)
+        queued.set_function(lambda: float(ingest.queued_writes))
         self.fse_seconds = Histogram(
             "depotwatch_cloud_fse_update_seconds",
             "Time to fuse and save the state",
@@ -136,7 +140,11 @@ class CloudService:
 
     def _update_loop(self) -> None:
         next_snapshot = next_purge = 0.0
-        while not self._stop.wait(self.config.update_interval_s):
+        interval = self.config.update_interval_s
+        deadline = time.monotonic()
+        # A fixed cadence (not a pause after each update), so the state is never staler than one interval.
+        while not self._stop.wait(max(deadline + interval - time.monotonic(), 0.0)):
+            deadline = max(deadline + interval, time.monotonic() - interval)
             try:
                 self.update_once()
                 if time.monotonic() >= next_snapshot:

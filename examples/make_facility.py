@@ -69,9 +69,14 @@ def camera_entry(track: str, node: str, index: int, height: float, offset: float
     }
 
 
-def build() -> dict:
+def build(bays: int = len(BAYS)) -> dict:
+    """The depot as a layout document; more bays than the four described repeat their placement
+    (the benchmarks' large depots)."""
     tracks, stations, nodes, cameras = {}, {}, {}, {}
-    for n, (track, name, height, offset, hfov) in enumerate(BAYS, start=1):
+    for n in range(1, bays + 1):
+        template_track, name, height, offset, hfov = BAYS[(n - 1) % len(BAYS)]
+        track = template_track if n <= len(BAYS) else f"T{n}"
+        name = name if n <= len(BAYS) else f"Bay {n}"
         y = (n - 1) * TRACK_SPACING_M
         tracks[track] = {
             "name": name,

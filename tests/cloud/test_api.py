@@ -178,6 +178,10 @@ def test_state_locomotives_events_and_roles_over_http(
 
     status, metrics = server.call("/metrics")
     assert status == 200 and b"depotwatch_cloud_ingest_stored" in metrics
+    assert (
+        b"depotwatch_cloud_ingest_lag_seconds" in metrics
+        and b"depotwatch_cloud_fse_update_seconds" in metrics
+    )
     assert server.call("/healthz")[1]["mqtt_connected"] is True
 
 
