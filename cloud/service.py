@@ -15,6 +15,7 @@ from cloud.config import CloudConfig
 from cloud.db.engine import make_engine, upgrade
 from cloud.fse import Event, FacilityStateEstimator
 from cloud.ingest import Ingest
+from cloud.live import LiveFeed
 from cloud.state_store import StateStore
 from shared.layout import Facility
 from shared.mqtt import MqttConnection
@@ -23,8 +24,6 @@ from shared.yaml_config import write_yaml_atomically
 
 log = logging.getLogger(__name__)
 
-# Recent events kept in memory for live subscribers (SSE) that reconnect.
-RECENT_EVENTS = 500
 # Retention is enforced this often; deleting old rows is cheap with the time indexes.
 PURGE_INTERVAL_S = 3600.0
 
@@ -82,8 +81,8 @@ class CloudService:
         if config.ingest.shared_group and config.broker.protocol == "5":
             topic_filter = shared_subscription(config.ingest.shared_group, topic_filter)
         self.link.subscribe_acking(topic_filter, self.ingest.handle)
-        self.recent_events: list[Event] = []
-        self.events_changed = threading.Condition()
+        self.live = LiveFeed()
+        self.live.publish(self.fse.state(), [])
         self._layout_lock = threading.Lock()
         self._stop = threading.Event()
         self._updater = threading.Thread(target=self._update_loop, name="cloud-fse", daemon=True)
@@ -130,12 +129,9 @@ class CloudService:
         events = self.fse.update(now)
         self.store.save(now, self.fse.locos(), events)
         self.metrics.fse_seconds.observe(time.perf_counter() - started)
-        if events:
-            for event in events:
-                self.metrics.events.labels(event.kind.value).inc()
-            with self.events_changed:
-                self.recent_events = (self.recent_events + events)[-RECENT_EVENTS:]
-                self.events_changed.notify_all()
+        for event in events:
+            self.metrics.events.labels(event.kind.value).inc()
+        self.live.publish(self.fse.state(), events)
         return events
 
     def _update_loop(self) -> None:

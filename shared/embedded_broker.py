@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 10.0
 DRAIN_TIMEOUT_S = 2.0
-STOP_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 5.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -78,12 +78,26 @@ class EmbeddedBroker:
             try:
                 asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(STOP_TIMEOUT_S)
             except Exception:
-                log.exception("embedded MQTT broker did not shut down cleanly")
+                # amqtt's shutdown can hang on a session waiting for an acknowledgement that its own
+                # teardown cancelled; free the port anyway, so a restart can listen on it again.
+                log.exception("embedded MQTT broker did not shut down cleanly; closing its listeners")
+                self._run(self._close_listeners(), STOP_TIMEOUT_S)
         self._halt_loop()
         log.info("embedded MQTT broker on %s stopped", self.url)
 
+    async def _close_listeners(self) -> None:
+        for server in list(getattr(self._broker, "_servers", {}).values()):
+            await server.close_instance()
+
+    def _run(self, coroutine: Any, timeout: float) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        except Exception:
+            log.exception("embedded MQTT broker: cleanup step failed")
+
     def _halt_loop(self) -> None:
         if self._thread.is_alive():
+            self._run(_cancel_other_tasks(), STOP_TIMEOUT_S)  # none left pending when the loop closes
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(STOP_TIMEOUT_S)
         if not self._loop.is_running():
@@ -94,3 +108,11 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def _cancel_other_tasks() -> None:
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not current]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

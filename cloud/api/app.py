@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
-from cloud.api.routes import commands, events, health, layout, locomotives, state
+from cloud.api.routes import commands, events, health, layout, live, locomotives, state
 from cloud.service import CloudService
+
+STATIC = Path(__file__).with_name("static")
 
 
 def create_app(service: CloudService) -> FastAPI:
@@ -29,6 +34,13 @@ def create_app(service: CloudService) -> FastAPI:
         description="Live locomotive positions in a repair depot.",
     )
     app.state.service = service
-    for module in (state, locomotives, events, health, commands, layout):
+    for module in (state, locomotives, events, health, commands, layout, live):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def facility_map() -> FileResponse:
+        """The live facility map (it asks for an API key; data comes from the API with it)."""
+        return FileResponse(STATIC / "index.html")
+
     return app

@@ -303,3 +303,36 @@ def test_live_events_stream_as_server_sent_events(server: Server, mqtt_url: str,
             lines.append(stream.readline().decode())
     event = json.loads(next(line for line in lines if "arrived" in line).removeprefix("data: "))
     assert event["kind"] == "arrived" and event["track_id"] == "T1"
+
+
+def test_the_live_stream_sends_the_state_on_every_change_and_the_events(
+    server: Server, mqtt_url: str, facility: Facility
+) -> None:
+    key = create_key(server.service.engine, Role.VIEWER)
+    request = urllib.request.Request(f"http://127.0.0.1:{server.port}/api/live", headers={"X-API-Key": key})
+    messages: list[tuple[str, Any]] = []
+    with urllib.request.urlopen(request, timeout=10) as stream:
+        kind = ""
+        published = False
+        while not (
+            any(k == "event" for k, _ in messages)
+            and any(k == "state" and d["tracks"][0]["locos"] for k, d in messages)
+        ):
+            line = stream.readline().decode().strip()
+            if line.startswith("event:"):
+                kind = line.removeprefix("event:").strip()
+            elif line.startswith("data:"):
+                messages.append((kind, json.loads(line.removeprefix("data:"))))
+                if not published:  # the state right away, before anything happened
+                    assert messages[0][0] == "state" and messages[0][1]["tracks"][0]["locos"] == []
+                    _publish_locomotive(mqtt_url, facility)
+                    published = True
+    [loco] = next(d for k, d in messages if k == "state" and d["tracks"][0]["locos"])["tracks"][0]["locos"]
+    assert loco["track_id"] == "T1" and loco["start_m"] == pytest.approx(18.0, abs=0.2)
+
+
+def test_the_map_page_and_its_assets_are_served(server: Server) -> None:
+    status, page = server.call("/")
+    assert status == 200 and b"/static/map.js" in page
+    for asset in ("/static/map.js", "/static/map.css"):
+        assert server.call(asset)[0] == 200

@@ -14,9 +14,23 @@ from sqlmodel import col, func, select
 from cloud.api.deps import ServiceDep, SessionDep, ViewerKey
 from cloud.api.schemas import EventPage, EventPublic
 from cloud.db.models import EventRow
-from cloud.fse import EventKind
+from cloud.fse import Event, EventKind
 
 router = APIRouter(prefix="/api/events", tags=["events"])
+# How often a stream looks for news; the estimator updates every 0.1 s by default.
+STREAM_POLL_S = 0.1
+
+
+def event_public(event: Event) -> EventPublic:
+    return EventPublic(
+        at=event.at,
+        kind=event.kind.value,
+        track_id=event.track_id,
+        loco_id=event.loco_id,
+        station=event.station,
+        camera_id=event.camera_id,
+        detail=event.detail,
+    )
 
 
 @router.get("", response_model=EventPage)
@@ -52,22 +66,12 @@ async def stream_events(_: ViewerKey, service: ServiceDep) -> StreamingResponse:
     """Each new event as an SSE `data:` line, as it happens."""
 
     async def events() -> AsyncIterator[str]:
-        sent = len(service.recent_events)
+        seen = service.live.events_total
         yield ": connected\n\n"
         while True:
-            await asyncio.sleep(0.25)
-            recent = service.recent_events
-            for event in recent[sent:] if sent <= len(recent) else recent:
-                public = EventPublic(
-                    at=event.at,
-                    kind=event.kind.value,
-                    track_id=event.track_id,
-                    loco_id=event.loco_id,
-                    station=event.station,
-                    camera_id=event.camera_id,
-                    detail=event.detail,
-                )
-                yield f"data: {public.model_dump_json()}\n\n"
-            sent = len(recent)
+            await asyncio.sleep(STREAM_POLL_S)
+            seen, new = service.live.events_after(seen)
+            for event in new:
+                yield f"data: {event_public(event).model_dump_json()}\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")

@@ -17,7 +17,7 @@ from shared.layout import Facility
 router = APIRouter(prefix="/api", tags=["state"])
 
 
-def _tracks(facility: Facility, states: list[TrackState]) -> list[TrackPublic]:
+def tracks_public(facility: Facility, states: list[TrackState]) -> list[TrackPublic]:
     out = []
     for t in states:
         locos = [LocoPublic.model_validate(asdict(loco)) for loco in t.locos]
@@ -56,16 +56,16 @@ def get_state(
     """Every track's locomotives and unseen stretches, now or at a past moment (recomputed from the
     recorded observations, late backlog data included, keeping the locomotive ids shown live)."""
     if at is None:
-        return StatePublic(at=datetime.now(UTC), tracks=_tracks(service.facility, service.fse.state()))
+        return StatePublic(at=datetime.now(UTC), tracks=tracks_public(service.facility, service.fse.state()))
     if at.tzinfo is None:
         raise HTTPException(422, "`at` needs a time zone, e.g. 2026-03-02T10:00:00Z")
     past = service.store.past(at)
     if past is None:
         raise HTTPException(404, f"nothing was recorded at or before {at.isoformat()}")
-    return StatePublic(at=at, tracks=_tracks(service.facility, state_at(service.facility, past)))
+    return StatePublic(at=at, tracks=tracks_public(service.facility, state_at(service.facility, past)))
 
 
 @router.get("/tracks", response_model=list[TrackPublic])
 def get_tracks(_: ViewerKey, service: ServiceDep) -> list[TrackPublic]:
     """Tracks with their stations' occupancy, now."""
-    return _tracks(service.facility, service.fse.state())
+    return tracks_public(service.facility, service.fse.state())

@@ -1,0 +1,48 @@
+"""One Server-Sent Events stream for live clients such as the facility map: the whole state whenever
+it changes (`event: state`) and each event as it happens (`event: event`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from cloud.api.deps import ServiceDep, ViewerKey
+from cloud.api.routes.events import STREAM_POLL_S, event_public
+from cloud.api.routes.state import tracks_public
+from cloud.api.schemas import StatePublic
+
+router = APIRouter(prefix="/api/live", tags=["live"])
+# A comment line this often keeps proxies from closing a quiet stream.
+KEEPALIVE_S = 15.0
+
+
+@router.get("")
+async def live(_: ViewerKey, service: ServiceDep) -> StreamingResponse:
+    """The state at once and on every change, then events as they come."""
+
+    async def stream() -> AsyncIterator[str]:
+        version = -1
+        seen = service.live.events_total
+        quiet = 0.0
+        while True:
+            feed = service.live
+            if feed.state_version != version:
+                version = feed.state_version
+                state = StatePublic(at=datetime.now(UTC), tracks=tracks_public(service.facility, feed.state))
+                yield f"event: state\ndata: {state.model_dump_json()}\n\n"
+                quiet = 0.0
+            seen, new = feed.events_after(seen)
+            for event in new:
+                yield f"event: event\ndata: {event_public(event).model_dump_json()}\n\n"
+                quiet = 0.0
+            if quiet >= KEEPALIVE_S:
+                yield ": keepalive\n\n"
+                quiet = 0.0
+            await asyncio.sleep(STREAM_POLL_S)
+            quiet += STREAM_POLL_S
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
