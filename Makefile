@@ -15,10 +15,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Until the edge and cloud services exist, the demo shows what the simulated cameras see.
+# The whole depot on this machine: broker, cloud service, four edge nodes on simulated cameras and the
+# live map; prints the map's URL and keys; Ctrl-C stops it. Options: `depotwatch demo --help`.
 demo: $(STAMP)
-	$(BIN)/depotwatch layout check examples/facility.yaml
-	$(BIN)/depotwatch sim frames --out out/frames
+	$(BIN)/depotwatch demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

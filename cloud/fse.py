@@ -29,8 +29,10 @@ import numpy.typing as npt
 from shared.layout import Facility
 
 GRID_M = 0.1
-# A camera's observation vouches for its view this long; older, the view is unknown.
-MAX_AGE = timedelta(seconds=10)
+# A camera's observation vouches for its view this long; older, the view is unknown. An edge node
+# skips inference while its picture is still and re-confirms every 10 s (capture reconfirm_s), so
+# this must be well above that or still views flap between seen and unseen.
+MAX_AGE = timedelta(seconds=25)
 # Occupied runs closer than this are one locomotive (two-section gangways, a missed cell).
 BRIDGE_M = 0.8
 # Shorter occupied runs are noise.

@@ -222,5 +222,72 @@ def keys_revoke(
     console.print("revoked")
 
 
+@app.command("demo")
+def demo(
+    layout: LayoutOpt = DEFAULT_LAYOUT,
+    nodes: Annotated[int | None, typer.Option(help="Run only the first N edge nodes.")] = None,
+    cameras_per_node: Annotated[
+        int | None, typer.Option(help="Only the first N cameras of each node (the rest report disabled).")
+    ] = None,
+    speed: Annotated[float, typer.Option(help="Simulation seconds per wall second.")] = 10.0,
+    sim_start: Annotated[
+        float | None, typer.Option(help="Simulation second to start at (default: shortly before a move).")
+    ] = None,
+    sample_fps: Annotated[float, typer.Option(help="Frames per second each camera feeds the LPE.")] = 1.0,
+    broker_url: Annotated[
+        str | None, typer.Option(help="Use this broker (mqtt://host:port) instead of starting one.")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="Use this database (e.g. postgresql+psycopg://...) instead of SQLite.")
+    ] = None,
+    port: Annotated[int, typer.Option(help="HTTP port of the map and the API.")] = 8000,
+    workdir: Annotated[Path, typer.Option(help="Configs, logs, spools, SQLite (emptied at start).")] = Path(
+        "var/demo"
+    ),
+) -> None:
+    """Run a whole depot here: broker, cloud service and edge nodes on simulated cameras; Ctrl-C stops it."""
+    import signal
+    import threading
+
+    from shared.demo import Demo, DemoOptions
+
+    options = DemoOptions(
+        layout=layout,
+        workdir=workdir,
+        nodes=nodes,
+        cameras_per_node=cameras_per_node,
+        speed=speed,
+        sim_start_s=sim_start,
+        sample_fps=sample_fps,
+        broker_url=broker_url,
+        database_url=database_url,
+        port=port,
+    )
+    try:
+        runner = Demo(options)
+        urls = runner.start()
+    except DepotwatchError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    console.print(
+        f"\n[bold]depotwatch demo[/bold]: {len(runner.nodes)} edge node(s) of {runner.facility.name}\n"
+        f"  live map      {urls.map}\n"
+        f"  API docs      {urls.docs}\n"
+        f"  viewer key    {urls.viewer_key}\n"
+        f"  admin key     {urls.admin_key}\n"
+        f"  broker        {urls.broker}\n"
+        f"  logs          {workdir}/*.log\n"
+        "The map fills in once the nodes have started (about half a minute). Ctrl-C stops everything.\n",
+        soft_wrap=True,
+    )
+    try:
+        runner.supervise(stop)
+    finally:
+        runner.stop()
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,213 @@
+"""The one-command demo end to end: broker, cloud and edge nodes as processes, checked against the
+simulator's ground truth through the API, and the live map in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.embedded_broker import free_port
+from shared.layout import Facility
+from shared.sim.scenario import Scenario
+from shared.sim.world import World
+from tests.conftest import EXAMPLE_LAYOUT, REPO
+from tests.waiting import wait_until
+
+NODES = 2  # edge-bay1 and edge-bay2: tracks T1 and T2, 8 cameras (what two cores render at 1 fps)
+TRACKS = {"T1", "T2"}
+SPEED = 10.0
+FIRST_MOVE_AFTER_S = 100.0
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOT = REPO / "docs" / "img" / "map.png"
+# An end within this distance of the simulator's counts as right (the LPE's own error is centimetres;
+# the rest is the state lagging the simulation by up to a second or two).
+END_TOLERANCE_M = 1.0
+
+
+@dataclass
+class RunningDemo:
+    url: str
+    viewer_key: str
+    workdir: Path
+    epoch: datetime
+    speed: float
+    process: subprocess.Popen[str]
+
+    def get(self, path: str) -> Any:
+        request = urllib.request.Request(f"{self.url}{path}", headers={"X-API-Key": self.viewer_key})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def sim_seconds(self) -> float:
+        return (time.time() - self.epoch.timestamp()) * self.speed
+
+
+def _next_move(facility: Facility, after_s: float, tracks: set[str]) -> tuple[float, str]:
+    """When and where the simulator next moves a locomotive on `tracks`."""
+    world = World(facility, Scenario())
+    t = after_s
+    while t < world.horizon_s:
+        moving = [loco.track_id for loco in world.locos_at(t) if loco.moving and loco.track_id in tracks]
+        if moving:
+            return t, moving[0]
+        t += 1.0
+    raise AssertionError("the scenario moves nothing on these tracks")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, facility: Facility) -> Iterator[RunningDemo]:
+    workdir = tmp_path_factory.mktemp("demo")
+    port = free_port()
+    # Start the world so that its first move on T1/T2 comes when both tests are ready for it.
+    first_move, _ = _next_move(facility, 0.0, TRACKS)
+    sim_start = max(first_move - FIRST_MOVE_AFTER_S * SPEED, 0.0)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "demo", "--port", str(port), "--workdir", str(workdir)]
+        + ["--nodes", str(NODES), "--speed", str(SPEED), "--layout", str(EXAMPLE_LAYOUT)]
+        + ["--sim-start", str(sim_start)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    key = wait_until(
+        lambda: next((m.group(1) for line in lines if (m := re.search(r"viewer key\s+(\S+)", line))), None),
+        60,
+        "the demo to print its keys",
+    )
+    edge = yaml.safe_load((workdir / "edge-bay1.yaml").read_text())
+    running = RunningDemo(
+        f"http://127.0.0.1:{port}",
+        key,
+        workdir,
+        datetime.fromisoformat(edge["sim"]["epoch"]),
+        float(edge["sim"]["speed"]),
+        process,
+    )
+    try:
+        yield running
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(40)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        assert process.returncode == 0, "".join(lines[-30:])
+        assert "demo: stopped" in "".join(lines)
+
+
+def _truth(facility: Facility, t: float, tracks: set[str]) -> dict[str, list[tuple[float, float]]]:
+    """Each track's locomotives at sim second t, clipped to what the track's cameras cover."""
+    world = World(facility, Scenario())
+    out: dict[str, list[tuple[float, float]]] = {track: [] for track in tracks}
+    for loco in world.locos_at(t):
+        if loco.track_id not in tracks:
+            continue
+        views = [c.view for c in facility.cameras_on_track(loco.track_id).values()]
+        lo, hi = min(v.start_m for v in views), max(v.end_m for v in views)
+        if loco.end_m > lo + 1.0 and loco.start_m < hi - 1.0:
+            out[loco.track_id].append((max(loco.start_m, lo), min(loco.end_m, hi)))
+    return out
+
+
+def _matches(state: dict[str, Any], truth: dict[str, list[tuple[float, float]]]) -> bool:
+    for track in state["tracks"]:
+        expected = truth.get(track["track_id"])
+        if expected is None:
+            continue
+        seen = sorted((loco["start_m"], loco["end_m"]) for loco in track["locos"])
+        if len(seen) != len(expected):
+            return False
+        for (s0, s1), (t0, t1) in zip(seen, sorted(expected), strict=True):
+            if abs(s0 - t0) > END_TOLERANCE_M or abs(s1 - t1) > END_TOLERANCE_M:
+                return False
+    return True
+
+
+def test_the_demo_state_holds_the_simulators_locomotives(demo: RunningDemo, facility: Facility) -> None:
+    tracks = TRACKS
+
+    def agrees() -> bool:
+        try:
+            state = demo.get("/api/state")
+        except urllib.error.URLError:
+            return False  # the cloud process is still starting
+        return any(t["locos"] for t in state["tracks"]) and _matches(
+            state, _truth(facility, demo.sim_seconds(), tracks)
+        )
+
+    wait_until(agrees, 120, "the API state to agree with the simulator on T1 and T2", interval=1.0)
+    health = {c["camera_id"]: c["state"] for c in demo.get("/api/cameras")}
+    assert {cid for cid, state in health.items() if state == "online"} >= {
+        cid for cid, cam in facility.cameras.items() if cam.track in tracks
+    }
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (installed by .ci/run)")
+def test_the_map_draws_the_locomotives_and_follows_a_move(
+    demo: RunningDemo, facility: Facility, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{demo.url}/#key={demo.viewer_key}")
+        wait_until(
+            lambda: (
+                page.locator("g.loco").count() > 0
+                and page.locator("g.loco").count()
+                == sum(len(t["locos"]) for t in demo.get("/api/state")["tracks"])
+            ),
+            120,
+            "the map to draw the locomotives the API holds",
+            interval=0.5,
+        )
+        assert "live" in (page.locator("#link").text_content() or "")
+
+        def starts(track: str) -> list[float]:
+            return sorted(
+                float(g.get_attribute("data-start") or 0)
+                for g in page.locator(f'g.loco[data-track="{track}"]').all()
+            )
+
+        move_s, track = _next_move(facility, demo.sim_seconds(), TRACKS)
+        move_wall = demo.epoch.timestamp() + move_s / demo.speed
+        assert move_wall - time.time() < 150, "the scenario's next move is too far off for this test"
+        before = starts(track)
+
+        def moved() -> bool:
+            now = starts(track)
+            return len(now) != len(before) or any(abs(a - b) > 2.0 for a, b in zip(now, before, strict=True))
+
+        wait_until(moved, 200, f"the map to show the move on {track}", interval=0.5)
+        assert time.time() >= move_wall - 1.0, "the map changed before the simulator moved anything"
+        page.locator("g.loco").first.click()
+        wait_until(lambda: page.locator("#details").is_visible(), 10, "the details panel")
+        shot = tmp_path / "map.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("DEPOTWATCH_UPDATE_SCREENSHOT"):
+        shutil.copy(shot, SCREENSHOT)
