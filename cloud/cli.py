@@ -21,6 +21,21 @@ def run_cloud(config_path: Path) -> None:
     uvicorn.run(create_app(service), host=config.api.host, port=config.api.port, log_level="info")
 
 
+def run_recognition(config_path: Path) -> None:
+    """The recognition worker, until SIGTERM or SIGINT."""
+    import signal
+    import threading
+
+    from cloud.recognition.worker import RecognitionWorker
+
+    config = load_cloud_config(config_path)
+    worker = RecognitionWorker(config, load_facility(config.layout).site)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    worker.run(stop)
+
+
 def new_key(config_path: Path, role: Role, name: str) -> str:
     """Create an API key in the configured database."""
     config = load_cloud_config(config_path)

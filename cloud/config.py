@@ -30,6 +30,48 @@ class IngestConfig(StrictModel):
     )
 
 
+# Painted-number formats of the example fleet (series name, dash, digits); a depot configures its own.
+DEFAULT_PLATE_FORMATS = {
+    "TEM2": r"TEM2-\d{4}",
+    "CHME3": r"CHME3-\d{4}",
+    "2TE116": r"2TE116-\d{4}",
+    "2TE25A": r"2TE25A-\d{3}",
+    "TE33A": r"TE33A-\d{4}",
+    "2M62": r"2M62-\d{4}",
+}
+
+
+class RecognitionConfig(StrictModel):
+    """The recognition worker (`depotwatch cloud recognise`) and how the cloud votes on its readings."""
+
+    series_model_dir: Path = Field(
+        Path("ir_models/loco_model/1.0.0"), description="Series classifier IR folder."
+    )
+    plate_model_dir: Path = Field(
+        Path("ir_models/plate/1.0.0"), description="OCR detector and recogniser IR."
+    )
+    device: str = Field("CPU", description="OpenVINO device for both models.")
+    workers: int = Field(
+        1, ge=1, le=16, description="Thumbnails recognised at once, each by its own copy of the models."
+    )
+    inference_threads: int = Field(
+        0, ge=0, le=64, description="OpenVINO threads per model; 0 lets OpenVINO use every core."
+    )
+    series_threshold: float = Field(0.6, gt=0, lt=1, description="Below this the series is 'unknown'.")
+    plate_formats: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_PLATE_FORMATS),
+        description="Regex of a whole plate per series (upper case, as read).",
+    )
+    fleet_file: Path | None = Field(
+        None, description="Known plate numbers, one per line; reads are matched to them."
+    )
+    client_id: Identifier = Field("depotwatch-recognition", description="MQTT client id of the worker.")
+    shared_group: Identifier | None = Field(
+        "recognition", description="MQTT 5 shared-subscription group, so several workers split thumbnails."
+    )
+    thumbnail_retention_days: float = Field(7.0, gt=0, description="Stored thumbnails are kept this long.")
+
+
 class CloudConfig(FileSettings):
     """Everything the cloud service needs."""
 
@@ -42,6 +84,7 @@ class CloudConfig(FileSettings):
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    recognition: RecognitionConfig = Field(default_factory=RecognitionConfig)
     update_interval_s: float = Field(
         0.1,
         gt=0,

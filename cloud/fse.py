@@ -67,6 +67,9 @@ class EventKind(StrEnum):
     STATION_FREED = "station_freed"
     CAMERA_UNSEEN = "camera_unseen"
     CAMERA_SEEN = "camera_seen"
+    IDENTIFIED = "identified"
+    IDENTITY_CONFLICT = "identity_conflict"
+    REIDENTIFIED = "reidentified"
 
 
 @dataclass(frozen=True)

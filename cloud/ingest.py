@@ -28,7 +28,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlmodel import Session
 
 from cloud.db.bulk import insert_observations
-from cloud.db.models import CameraRow, DeadLetterRow, NodeRow
+from cloud.db.models import CameraRow, DeadLetterRow, NodeRow, ThumbnailRow
 from cloud.fse import FacilityStateEstimator, Observation, SeenExtent
 from shared.codec import decode_message
 from shared.errors import ContractError
@@ -40,6 +40,8 @@ from shared.messages import (
     NodeLifecycle,
     NodeState,
     NodeStatus,
+    Recognition,
+    Thumbnail,
     death_applies,
 )
 from shared.mqtt import Ack
@@ -86,10 +88,17 @@ class Ingest:
     """Validates, dead-letters and feeds the FSE on the caller's thread; an owned writer thread stores
     in arrival order and acknowledges what it committed."""
 
-    def __init__(self, engine: Engine, site: str, fse: FacilityStateEstimator | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        site: str,
+        fse: FacilityStateEstimator | None = None,
+        on_recognition: Callable[[Recognition], object] | None = None,
+    ) -> None:
         self.engine = engine
         self.site = site
         self.fse = fse
+        self.on_recognition = on_recognition
         self.counts = IngestCounts()
         self._pending: list[dict[str, Any]] = []
         self._acks: list[Ack] = []
@@ -127,6 +136,12 @@ class Ingest:
             self._submit(ack, lambda: self._node_status(message))
         elif isinstance(message, CameraStatus):
             self._submit(ack, lambda: self._camera_status(message))
+        elif isinstance(message, Thumbnail):
+            self._submit(ack, lambda: self._thumbnail(message))
+        elif isinstance(message, Recognition):
+            if self.on_recognition is not None:
+                self.on_recognition(message)
+            self._submit(ack, None)
 
     def _detection(self, d: Detection, ack: Ack) -> None:
         received_at = datetime.now(UTC)
@@ -252,6 +267,24 @@ class Ingest:
                     reason=reason[:1000],
                     size=len(payload),
                     payload=payload[:DEAD_LETTER_BYTES],
+                )
+            )
+            session.commit()
+
+    def _thumbnail(self, thumbnail: Thumbnail) -> None:
+        meta = thumbnail.meta
+        with Session(self.engine) as session:
+            session.merge(  # a redelivered thumbnail replaces itself
+                ThumbnailRow(
+                    thumbnail_id=str(meta.thumbnail_id),
+                    captured_at=meta.captured_at,
+                    node_id=meta.node_id,
+                    camera_id=meta.camera_id,
+                    track_id=meta.track_id,
+                    flow=meta.flow,
+                    span_start_m=meta.span.start_m,
+                    span_end_m=meta.span.end_m,
+                    jpeg=thumbnail.jpeg,
                 )
             )
             session.commit()

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from cloud.config import CloudConfig
 from cloud.db.engine import make_engine, upgrade
 from cloud.fse import Event, FacilityStateEstimator
+from cloud.identities import Identities
 from cloud.ingest import Ingest
 from cloud.live import LiveFeed
 from cloud.state_store import StateStore
@@ -72,7 +73,14 @@ class CloudService:
         self._new_id = self.store.id_factory()
         self.fse = FacilityStateEstimator(facility, new_id=self._new_id)
         self.fse.restore(self.store.present())
-        self.ingest = Ingest(self.engine, facility.site, self.fse)
+        self.identities = Identities()
+        self.identities.restore(self.store.identities())
+        self.ingest = Ingest(
+            self.engine,
+            facility.site,
+            self.fse,
+            on_recognition=lambda r: self.identities.observe(r, self.fse.locos()),
+        )
         self.metrics = CloudMetrics(self.ingest)
         self.link = MqttConnection(
             config.broker, config.ingest.client_id, clean_session=False, on_idle=self.ingest.submit
@@ -126,8 +134,9 @@ class CloudService:
         """Fuse, save and announce the state as of now."""
         now = now or datetime.now(UTC)
         started = time.perf_counter()
-        events = self.fse.update(now)
+        events = self.fse.update(now) + self.identities.drain_events()
         self.store.save(now, self.fse.locos(), events)
+        self.store.save_identities(self.identities.drain_changed(), now)
         self.metrics.fse_seconds.observe(time.perf_counter() - started)
         for event in events:
             self.metrics.events.labels(event.kind.value).inc()
@@ -149,6 +158,8 @@ class CloudService:
                 if time.monotonic() >= next_purge:
                     cutoff = datetime.now(UTC) - timedelta(days=self.config.retention_days)
                     deleted = self.store.purge(cutoff)
+                    thumbs = timedelta(days=self.config.recognition.thumbnail_retention_days)
+                    deleted += self.store.purge_thumbnails(datetime.now(UTC) - thumbs)
                     if deleted:
                         log.info("retention: deleted %d rows older than %s", deleted, cutoff.isoformat())
                     next_purge = time.monotonic() + PURGE_INTERVAL_S

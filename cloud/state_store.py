@@ -11,9 +11,18 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, delete, select
 
-from cloud.db.models import EventRow, LocomotiveRow, ObservationRow, PositionRow, SnapshotRow
+from cloud.db.models import (
+    EventRow,
+    IdentityRow,
+    LocomotiveRow,
+    ObservationRow,
+    PositionRow,
+    SnapshotRow,
+    ThumbnailRow,
+)
 from cloud.fse import Event, EventKind, Loco, Observation, SeenExtent, TrackState
 from cloud.history import WINDOW, PastInputs, loco_from_snapshot, moved_to
+from cloud.identities import Identity
 
 # A locomotive's position is written again once an end moved this far.
 POSITION_STEP_M = 0.2
@@ -136,6 +145,39 @@ class StateStore:
                     self._written.pop(event.loco_id, None)
                     self._saved.pop(event.loco_id, None)
             session.commit()
+
+    def identities(self) -> list[IdentityRow]:
+        """Every settled identity (for the vote counts to resume after a restart)."""
+        with Session(self.engine) as session:
+            return list(session.exec(select(IdentityRow)).all())
+
+    def save_identities(self, changed: list[tuple[str, Identity, float, float]], now: datetime) -> None:
+        """Write identities that changed, with the vote weight behind each settled value."""
+        if not changed:
+            return
+        with Session(self.engine) as session:
+            for loco_id, identity, series_weight, plate_weight in changed:
+                session.merge(
+                    IdentityRow(
+                        loco_id=loco_id,
+                        series=identity.series,
+                        series_confidence=identity.series_confidence,
+                        series_weight=series_weight,
+                        plate=identity.plate,
+                        plate_confidence=identity.plate_confidence,
+                        plate_weight=plate_weight,
+                        thumbnail_id=identity.thumbnail_id,
+                        updated_at=now,
+                    )
+                )
+            session.commit()
+
+    def purge_thumbnails(self, before: datetime) -> int:
+        """Delete thumbnails captured before `before`; returns how many."""
+        with Session(self.engine) as session:
+            result = session.exec(delete(ThumbnailRow).where(col(ThumbnailRow.captured_at) < before))
+            session.commit()
+            return int(result.rowcount or 0)
 
     def purge(self, before: datetime) -> int:
         """Delete observations, positions and snapshots older than `before`; returns rows deleted."""

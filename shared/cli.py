@@ -187,6 +187,18 @@ def cloud_run(config: CloudConfigOpt = Path("cloud.yaml")) -> None:
         raise typer.Exit(2) from exc
 
 
+@cloud_app.command("recognise")
+def cloud_recognise(config: CloudConfigOpt = Path("cloud.yaml")) -> None:
+    """Run a recognition worker: series and number of the locomotives in the edge nodes' thumbnails."""
+    from cloud.cli import run_recognition
+
+    try:
+        run_recognition(config)
+    except DepotwatchError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
 @keys_app.command("create")
 def keys_create(
     role: Annotated[str, typer.Option(help="viewer, operator or admin.")],

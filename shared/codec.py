@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.errors import MalformedPayload
 from shared.messages import Message, Thumbnail, ThumbnailMeta
-from shared.topics import Topic, TopicKind, parse_topic
+from shared.topics import FLOW_KINDS, Topic, TopicKind, parse_topic
 
 THUMBNAIL_MAGIC = b"DWT1"
 _HEADER_LEN = struct.Struct(">I")
@@ -69,7 +69,7 @@ def _thumbnail_fields(payload: bytes) -> dict[str, object]:
 def _check_ids(topic: Topic, message: Message) -> None:
     fields = message.meta if isinstance(message, Thumbnail) else message
     expected = {"node_id": topic.node}
-    if topic.kind in (TopicKind.DETECTION, TopicKind.THUMBNAIL):
+    if topic.kind in FLOW_KINDS:
         expected |= {"flow": topic.flow or "", "camera_id": topic.camera or ""}
     elif topic.kind is TopicKind.CAMERA_STATUS:
         expected["camera_id"] = topic.camera or ""

@@ -176,10 +176,12 @@ class Demo:
                 "database_url": database_url,
                 "broker": {"url": broker_url},
                 "ingest": {"client_id": f"depotwatch-demo-cloud-{os.getpid()}"},
+                "recognition": {"client_id": f"depotwatch-demo-recognition-{os.getpid()}"},
                 "api": {"host": self.options.host, "port": self.options.port},
             },
         )
         self._spawn("cloud", ["cloud", "run", "--config", str(cloud_yaml)])
+        self._spawn("recognition", ["cloud", "recognise", "--config", str(cloud_yaml)])
         for index, node in enumerate(self.nodes):
             self._spawn(
                 node, ["edge", "run", "--config", str(self._edge_yaml(node, index, broker_url, epoch))]
@@ -256,8 +258,9 @@ class Demo:
 
     def stop(self) -> None:
         """Edge nodes first (their last detections reach the cloud), then the cloud, then the broker."""
-        edges = [c for c in self._children if c.name != "cloud"]
-        for group in (edges, [c for c in self._children if c.name == "cloud"]):
+        cloud = ("cloud", "recognition")
+        edges = [c for c in self._children if c.name not in cloud]
+        for group in (edges, [c for c in self._children if c.name in cloud]):
             for child in group:
                 child.terminate()
             deadline = time.monotonic() + STOP_GRACE_S

@@ -130,6 +130,26 @@ class Thumbnail(StrictModel):
         return self
 
 
+class Recognition(StrictModel):
+    """What the cloud's recognisers read from one thumbnail: the locomotive's series and number."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    thumbnail_id: UUID
+    node_id: Identifier
+    camera_id: Identifier
+    track_id: Identifier
+    flow: Identifier = PROD_FLOW
+    captured_at: AwareDatetime = Field(description="When the thumbnail's frame was captured.")
+    span: TrackSpan = Field(description="Track metres the thumbnail shows.")
+    series: str | None = Field(None, max_length=32, description="None: below the confidence threshold.")
+    series_confidence: Confidence
+    plate: str | None = Field(None, max_length=32, description="The number, after the plate rules.")
+    plate_confidence: Confidence
+    plate_raw: str = Field("", max_length=64, description="What the OCR read before the rules.")
+    models: list[ModelRef] = Field(max_length=4)
+    rejected: str = Field("", max_length=300, description="Why the thumbnail could not be used, if so.")
+
+
 class NodeState(StrEnum):
     """Whether a node is up; `offline` is also the Last Will."""
 
@@ -232,5 +252,7 @@ class CommandAck(StrictModel):
     reason: str = Field("", max_length=500)
 
 
-JsonMessage = Detection | NodeLifecycle | NodeStatus | CameraStatus | CommandRequest | CommandAck
+JsonMessage = (
+    Detection | NodeLifecycle | NodeStatus | CameraStatus | CommandRequest | CommandAck | Recognition
+)
 Message = JsonMessage | Thumbnail

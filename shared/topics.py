@@ -28,6 +28,7 @@ from shared.messages import (
     Detection,
     NodeLifecycle,
     NodeStatus,
+    Recognition,
     Thumbnail,
 )
 
@@ -39,11 +40,16 @@ class TopicKind(StrEnum):
 
     DETECTION = "det"
     THUMBNAIL = "thumb"
+    RECOGNITION = "recog"
     NODE_STATE = "state"
     NODE_STATUS = "status"
     CAMERA_STATUS = "camera_status"
     COMMAND = "cmd"
     COMMAND_ACK = "cmd_ack"
+
+
+# Kinds published per data flow and per camera.
+FLOW_KINDS = (TopicKind.DETECTION, TopicKind.THUMBNAIL, TopicKind.RECOGNITION)
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class TopicSpec:
 TOPIC_SPECS: dict[TopicKind, TopicSpec] = {
     TopicKind.DETECTION: TopicSpec(Detection, 1, False, 64 * 1024),
     TopicKind.THUMBNAIL: TopicSpec(Thumbnail, 1, False, 600 * 1024),
+    TopicKind.RECOGNITION: TopicSpec(Recognition, 1, False, 16 * 1024),
     TopicKind.NODE_STATE: TopicSpec(NodeLifecycle, 1, True, 16 * 1024),
     TopicKind.NODE_STATUS: TopicSpec(NodeStatus, 1, True, 16 * 1024),
     TopicKind.CAMERA_STATUS: TopicSpec(CameraStatus, 1, True, 16 * 1024),
@@ -78,7 +85,7 @@ class Topic:
     camera: str | None = None
 
     def __post_init__(self) -> None:
-        needs_flow = self.kind in (TopicKind.DETECTION, TopicKind.THUMBNAIL)
+        needs_flow = self.kind in FLOW_KINDS
         needs_camera = needs_flow or self.kind is TopicKind.CAMERA_STATUS
         if needs_flow != (self.flow is not None) or needs_camera != (self.camera is not None):
             raise UnknownTopic(f"a {self.kind.value} topic needs flow={needs_flow}, camera={needs_camera}")
@@ -104,7 +111,7 @@ def parse_topic(topic: str) -> Topic:
         raise UnknownTopic(f"{topic!r} is not under {ROOT}/")
     site, *rest = levels[root_levels:]
     match rest:
-        case ["flow", flow, ("det" | "thumb") as kind, node, camera]:
+        case ["flow", flow, ("det" | "thumb" | "recog") as kind, node, camera]:
             return Topic(TopicKind(kind), site, node, flow=flow, camera=camera)
         case ["node", node, ("state" | "status" | "cmd") as kind]:
             return Topic(TopicKind(kind), site, node)
@@ -130,7 +137,7 @@ def shared_subscription(group: str, topic_filter: str) -> str:
 def _render(kind: TopicKind, site: str, node: str, flow: str, camera: str) -> str:
     base = f"{ROOT}/{site}"
     match kind:
-        case TopicKind.DETECTION | TopicKind.THUMBNAIL:
+        case TopicKind.DETECTION | TopicKind.THUMBNAIL | TopicKind.RECOGNITION:
             return f"{base}/flow/{flow}/{kind.value}/{node}/{camera}"
         case TopicKind.NODE_STATE | TopicKind.NODE_STATUS | TopicKind.COMMAND:
             return f"{base}/node/{node}/{kind.value}"

@@ -18,6 +18,7 @@ from shared.messages import (
     Detection,
     LocoExtent,
     ModelRef,
+    Recognition,
     NodeLifecycle,
     NodeState,
     NodeStatus,
@@ -131,3 +132,21 @@ def command_ack(**overrides: Any) -> CommandAck:
         "accepted": True,
     }
     return CommandAck(**(fields | overrides))
+
+
+def recognition(**overrides: Any) -> Recognition:
+    fields: dict[str, Any] = {
+        "thumbnail_id": uuid.uuid4(),
+        "node_id": "edge-bay1",
+        "camera_id": "T1-C2",
+        "track_id": "T1",
+        "captured_at": NOW,
+        "span": TrackSpan(start_m=14.0, end_m=22.0),
+        "series": "TE33A",
+        "series_confidence": 0.98,
+        "plate": "TE33A-2251",
+        "plate_confidence": 0.95,
+        "plate_raw": "TE33A-2251",
+        "models": [ModelRef(name="loco_model", version="1.0.0"), ModelRef(name="plate", version="1.0.0")],
+    }
+    return Recognition(**(fields | overrides))

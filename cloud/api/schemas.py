@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from cloud.identities import Identity
 
 
 class LocoPublic(BaseModel):
@@ -19,6 +21,27 @@ class LocoPublic(BaseModel):
     first_seen: datetime
     last_seen: datetime
     confidence: float
+    model: str | None = Field(None, description="Series, once the votes over its thumbnails settled it.")
+    model_confidence: float = Field(0.0, description="Share of the votes behind `model`.")
+    number: str | None = Field(None, description="Painted number, once settled.")
+    number_confidence: float = Field(0.0, description="Share of the votes behind `number`.")
+    thumbnail_url: str | None = Field(None, description="The thumbnail the number was read from.")
+
+    def identified(self, identity: Identity | None) -> LocoPublic:
+        """This locomotive with what the recognisers settled about it."""
+        if identity is None:
+            return self
+        return self.model_copy(
+            update={
+                "model": identity.series,
+                "model_confidence": identity.series_confidence,
+                "number": identity.plate,
+                "number_confidence": identity.plate_confidence,
+                "thumbnail_url": f"/api/thumbnails/{identity.thumbnail_id}"
+                if identity.thumbnail_id
+                else None,
+            }
+        )
 
 
 class StationPublic(BaseModel):

@@ -185,3 +185,36 @@ class ApiKeyRow(SQLModel, table=True):
     name: str = Field(default="", max_length=100)
     created_at: datetime = _utc(nullable=False)
     revoked: bool = False
+
+
+class IdentityRow(SQLModel, table=True):
+    """Who a locomotive is, as the votes over its thumbnails settled it."""
+
+    __tablename__ = "identities"
+
+    loco_id: str = Field(primary_key=True, max_length=32)
+    series: str | None = Field(default=None, max_length=32)
+    series_confidence: float = 0.0
+    series_weight: float = 0.0
+    plate: str | None = Field(default=None, max_length=32)
+    plate_confidence: float = 0.0
+    plate_weight: float = 0.0
+    thumbnail_id: str | None = Field(default=None, max_length=36)
+    updated_at: datetime = _utc(nullable=False)
+
+
+class ThumbnailRow(SQLModel, table=True):
+    """A thumbnail an edge node sent, kept for the API for a retention period."""
+
+    __tablename__ = "thumbnails"
+    __table_args__ = (Index("ix_thumbnails_time", "captured_at"),)
+
+    thumbnail_id: str = Field(primary_key=True, max_length=36)
+    captured_at: datetime = _utc(nullable=False)
+    node_id: str = Field(max_length=64)
+    camera_id: str = Field(max_length=64)
+    track_id: str = Field(max_length=64)
+    flow: str = Field(max_length=64)
+    span_start_m: float
+    span_end_m: float
+    jpeg: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

@@ -29,6 +29,10 @@ def _examples() -> list[tuple[Topic, Message]]:
     return [
         (Topic(TopicKind.DETECTION, SITE, "edge-bay1", flow="prod", camera="T1-C2"), factories.detection()),
         (Topic(TopicKind.THUMBNAIL, SITE, "edge-bay1", flow="prod", camera="T1-C2"), factories.thumbnail()),
+        (
+            Topic(TopicKind.RECOGNITION, SITE, "edge-bay1", flow="prod", camera="T1-C2"),
+            factories.recognition(),
+        ),
         (Topic(TopicKind.NODE_STATE, SITE, "edge-bay1"), factories.node_birth()),
         (Topic(TopicKind.NODE_STATUS, SITE, "edge-bay1"), factories.node_status()),
         (Topic(TopicKind.CAMERA_STATUS, SITE, "edge-bay1", camera="T1-C2"), factories.camera_status()),

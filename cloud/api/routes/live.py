@@ -32,7 +32,10 @@ async def live(_: ViewerKey, service: ServiceDep) -> StreamingResponse:
             feed = service.live
             if feed.state_version != version:
                 version = feed.state_version
-                state = StatePublic(at=datetime.now(UTC), tracks=tracks_public(service.facility, feed.state))
+                state = StatePublic(
+                    at=datetime.now(UTC),
+                    tracks=tracks_public(service.facility, feed.state, service.identities),
+                )
                 yield f"event: state\ndata: {state.model_dump_json()}\n\n"
                 quiet = 0.0
             seen, new = feed.events_after(seen)

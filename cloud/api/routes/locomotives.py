@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from sqlmodel import col, select
 
-from cloud.api.deps import SessionDep, ViewerKey
+from cloud.api.deps import ServiceDep, SessionDep, ViewerKey
 from cloud.api.schemas import LocoPublic, PositionPublic
 from cloud.db.models import LocomotiveRow, PositionRow
 
@@ -18,6 +18,7 @@ router = APIRouter(prefix="/api/locomotives", tags=["locomotives"])
 @router.get("", response_model=list[LocoPublic])
 def list_locomotives(
     _: ViewerKey,
+    service: ServiceDep,
     session: SessionDep,
     present: Annotated[
         bool | None, Query(description="Only those in the facility now (or only departed).")
@@ -26,15 +27,19 @@ def list_locomotives(
     query = select(LocomotiveRow).order_by(col(LocomotiveRow.track_id), col(LocomotiveRow.start_m))
     if present is not None:
         query = query.where(LocomotiveRow.present == present)
-    return [LocoPublic.model_validate(row, from_attributes=True) for row in session.exec(query)]
+    return [
+        LocoPublic.model_validate(row, from_attributes=True).identified(service.identities.get(row.loco_id))
+        for row in session.exec(query)
+    ]
 
 
 @router.get("/{loco_id}", response_model=LocoPublic)
-def get_locomotive(_: ViewerKey, session: SessionDep, loco_id: str) -> LocoPublic:
+def get_locomotive(_: ViewerKey, service: ServiceDep, session: SessionDep, loco_id: str) -> LocoPublic:
+    """One locomotive, with its series and number once recognised."""
     row = session.get(LocomotiveRow, loco_id)
     if row is None:
         raise HTTPException(404, f"no locomotive {loco_id!r}")
-    return LocoPublic.model_validate(row, from_attributes=True)
+    return LocoPublic.model_validate(row, from_attributes=True).identified(service.identities.get(loco_id))
 
 
 @router.get("/{loco_id}/history", response_model=list[PositionPublic])

@@ -12,15 +12,23 @@ from cloud.api.deps import ServiceDep, ViewerKey
 from cloud.api.schemas import LocoPublic, StatePublic, StationPublic, TrackPublic
 from cloud.fse import TrackState
 from cloud.history import state_at
+from cloud.identities import Identities
 from shared.layout import Facility
 
 router = APIRouter(prefix="/api", tags=["state"])
 
 
-def tracks_public(facility: Facility, states: list[TrackState]) -> list[TrackPublic]:
+def tracks_public(
+    facility: Facility, states: list[TrackState], identities: Identities | None = None
+) -> list[TrackPublic]:
     out = []
     for t in states:
-        locos = [LocoPublic.model_validate(asdict(loco)) for loco in t.locos]
+        locos = [
+            LocoPublic.model_validate(asdict(loco)).identified(
+                identities.get(loco.loco_id) if identities else None
+            )
+            for loco in t.locos
+        ]
         track = facility.tracks[t.track_id]
         stations = [
             StationPublic(
@@ -56,16 +64,21 @@ def get_state(
     """Every track's locomotives and unseen stretches, now or at a past moment (recomputed from the
     recorded observations, late backlog data included, keeping the locomotive ids shown live)."""
     if at is None:
-        return StatePublic(at=datetime.now(UTC), tracks=tracks_public(service.facility, service.fse.state()))
+        return StatePublic(
+            at=datetime.now(UTC),
+            tracks=tracks_public(service.facility, service.fse.state(), service.identities),
+        )
     if at.tzinfo is None:
         raise HTTPException(422, "`at` needs a time zone, e.g. 2026-03-02T10:00:00Z")
     past = service.store.past(at)
     if past is None:
         raise HTTPException(404, f"nothing was recorded at or before {at.isoformat()}")
-    return StatePublic(at=at, tracks=tracks_public(service.facility, state_at(service.facility, past)))
+    return StatePublic(
+        at=at, tracks=tracks_public(service.facility, state_at(service.facility, past), service.identities)
+    )
 
 
 @router.get("/tracks", response_model=list[TrackPublic])
 def get_tracks(_: ViewerKey, service: ServiceDep) -> list[TrackPublic]:
     """Tracks with their stations' occupancy, now."""
-    return tracks_public(service.facility, service.fse.state())
+    return tracks_public(service.facility, service.fse.state(), service.identities)

@@ -1,0 +1,231 @@
+"""Recognition benchmark: series and number on held-out simulator thumbnails, per thumbnail and per
+locomotive after voting, and thumbnails per second on this machine.
+
+    python -m bench.recognition [--times 8] [--no-fleet] [--update-card]
+
+Thumbnails are cropped by the edge's own ThumbnailMaker from ground-truth extents, on seeds no model
+was trained or tuned on, under day, night, blur and heavy occlusion (workers in front). Numbers count
+per thumbnail only where the whole painted number lies inside the crop; per locomotive, the votes of
+all its thumbnails decide, as in the cloud. Prints a table, writes bench/results/recognition.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+
+from bench.report import report
+from cloud.config import CloudConfig, RecognitionConfig
+from cloud.recognition.recogniser import Recogniser
+from cloud.recognition.voting import IdentityVotes
+from cloud.recognition.worker import build_recogniser
+from shared.layout import load_facility
+from shared.messages import Thumbnail, ThumbnailMeta, TrackSpan
+from shared.sim.scenario import Conditions, Lighting, Scenario
+from shared.sim.world import World
+from training.recognition.thumbs import LAYOUT, Thumb, generate
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "recognition.json"
+PLATE_CARD = REPO / "ir_models" / "plate" / "1.0.0" / "MODEL_CARD.md"
+CONDITIONS: dict[str, tuple[int, Conditions]] = {
+    "day": (901, Conditions(lighting=Lighting.DAY)),
+    "night": (902, Conditions(lighting=Lighting.NIGHT)),
+    "blur": (903, Conditions(blur_sigma_px=(0.8, 1.6), motion_blur_px=(0.0, 4.0))),
+    "occlusion": (904, Conditions(workers_per_camera=3.0)),
+}
+
+
+def fleet_plates() -> list[str]:
+    """The numbers of every locomotive the held-out scenarios may bring: what a depot's fleet list holds."""
+    facility = load_facility(LAYOUT)
+    plates = {
+        loco.plate
+        for seed, conditions in CONDITIONS.values()
+        for loco in World(facility, Scenario(seed=seed, conditions=conditions)).fleet
+    }
+    return sorted(plates)
+
+
+def held_out(times: int) -> dict[str, list[Thumb]]:
+    facility = load_facility(LAYOUT)
+    return {
+        name: generate(
+            facility,
+            Scenario(seed=seed, conditions=conditions),
+            [20000.0 + 900.0 * k for k in range(times)],
+            f"thumbnails ({name})",
+        )
+        for name, (seed, conditions) in CONDITIONS.items()
+    }
+
+
+def _thumbnail(thumb: Thumb) -> Thumbnail:
+    ok, jpeg = cv2.imencode(".jpg", thumb.image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    assert ok
+    meta = ThumbnailMeta(
+        thumbnail_id=uuid.uuid4(),
+        observation_id=uuid.uuid4(),
+        node_id="edge-bay1",
+        camera_id=thumb.camera_id,
+        track_id=thumb.camera_id.split("-")[0],
+        captured_at=datetime.now(UTC),
+        extent_index=0,
+        span=TrackSpan(start_m=thumb.span[0], end_m=thumb.span[1]),
+        bbox=(0, 0, thumb.image.shape[1], thumb.image.shape[0]),
+    )
+    return Thumbnail(meta=meta, jpeg=jpeg.tobytes())
+
+
+def measure(recogniser: Recogniser, thumbs: list[Thumb]) -> dict[str, float]:
+    """Accuracy of one condition's thumbnails, and the time each took end to end (JPEG in)."""
+    series_right = plates_right = plates_total = 0
+    votes: dict[str, IdentityVotes] = defaultdict(IdentityVotes)
+    readable: dict[str, int] = defaultdict(int)
+    seconds = 0.0
+    for thumb in thumbs:
+        message = _thumbnail(thumb)
+        started = time.perf_counter()
+        result = recogniser.recognise(message)
+        seconds += time.perf_counter() - started
+        series_right += result.series == thumb.series
+        if thumb.plate_visible:
+            plates_total += 1
+            plates_right += result.plate == thumb.plate
+            readable[thumb.loco_key] += 1
+        votes[thumb.loco_key].vote("plate", result.plate, result.plate_confidence)
+        votes[thumb.loco_key].vote("series", result.series, result.series_confidence)
+    # Voting settles on two confident reads by design, so a locomotive counts once two of its
+    # thumbnails showed the whole number (a standing one gets a fresh thumbnail every few minutes).
+    readable_locos = [key for key, count in readable.items() if count >= 2]
+    locos_right = sum(votes[key].settled("plate")[0] == key for key in readable_locos)
+    wrong_settled = sum(1 for key, v in votes.items() if v.settled("plate")[0] not in (None, key))
+    return {
+        "thumbnails": float(len(thumbs)),
+        "series_accuracy": series_right / max(len(thumbs), 1),
+        "plate_thumbnails": float(plates_total),
+        "plate_exact_per_thumbnail": plates_right / max(plates_total, 1),
+        "locos_with_a_readable_plate": float(len(readable_locos)),
+        "plate_exact_per_loco": locos_right / max(len(readable_locos), 1),
+        "locos_settled_on_a_wrong_number": float(wrong_settled),
+        "ms_per_thumbnail": 1000.0 * seconds / max(len(thumbs), 1),
+    }
+
+
+def parallel_rate(thumbs: list[Thumb], workers: int, base: CloudConfig) -> float:
+    """Thumbnails per second with `workers` recognisers side by side, one inference thread each (as
+    `recognition.workers` runs them)."""
+    recognition = base.recognition.model_copy(update={"workers": workers, "inference_threads": 1})
+    config = base.model_copy(update={"recognition": recognition})
+    recognisers = [build_recogniser(config) for _ in range(workers)]
+    messages = [_thumbnail(t) for t in thumbs]
+    for recogniser in recognisers:
+        recogniser.recognise(messages[0])
+    started = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda k: [recognisers[k].recognise(m) for m in messages[k::workers]], range(workers)))
+    return len(messages) / (time.perf_counter() - started)
+
+
+def plate_card(results: dict[str, dict[str, float]]) -> str:
+    rows = [
+        "| condition | thumbnails | number exact per thumbnail (whole number in view)"
+        " | per locomotive after voting |",
+        "|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        rows.append(
+            f"| {name} | {r['plate_thumbnails']:.0f} | {r['plate_exact_per_thumbnail']:.3f} |"
+            f" {r['plate_exact_per_loco']:.3f} ({r['locos_with_a_readable_plate']:.0f} locomotives) |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--times", type=int, default=8, help="Simulation moments per condition, 15 min apart."
+    )
+    parser.add_argument(
+        "--update-card", action="store_true", help="Write the figures into the plate model card."
+    )
+    parser.add_argument(
+        "--fleet",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Give the rules the fleet's numbers.",
+    )
+    args = parser.parse_args()
+    fleet = REPO / "data" / "bench" / "fleet.txt"
+    fleet.parent.mkdir(parents=True, exist_ok=True)
+    fleet.write_text("\n".join(fleet_plates()) + "\n")
+    config = CloudConfig(
+        layout=LAYOUT, recognition=RecognitionConfig(fleet_file=fleet if args.fleet else None)
+    )
+    recogniser = build_recogniser(config)
+    sets = held_out(args.times)
+    for thumbs in sets.values():  # warm-up: first inferences compile kernels
+        if thumbs:
+            recogniser.recognise(_thumbnail(thumbs[0]))
+    results = {name: measure(recogniser, thumbs) for name, thumbs in sets.items()}
+    everything = [t for thumbs in sets.values() for t in thumbs]
+    overall = measure(recogniser, everything)
+    rows: list[tuple[str, str, str]] = []
+    for key, label, target, fmt in (
+        ("series_accuracy", "series accuracy per thumbnail", "≥ 0.97", "{:.3f}"),
+        (
+            "plate_exact_per_thumbnail",
+            "number exact per thumbnail (whole number in view)",
+            "≥ 0.90",
+            "{:.3f}",
+        ),
+        (
+            "plate_exact_per_loco",
+            "number exact per locomotive after voting (2+ readable)",
+            "≥ 0.99",
+            "{:.3f}",
+        ),
+        ("locos_settled_on_a_wrong_number", "locomotives settled on a wrong number", "0", "{:.0f}"),
+        ("thumbnails", "thumbnails", "", "{:.0f}"),
+    ):
+        cells = " / ".join(fmt.format(results[name][key]) for name in CONDITIONS)
+        rows.append(
+            (f"{label} ({' / '.join(CONDITIONS)})", cells + f"  (all {fmt.format(overall[key])})", target)
+        )
+    rate = 1000.0 / overall["ms_per_thumbnail"]
+    parallel = parallel_rate(everything, 2, config)
+    rows.append(("thumbnails per second, one recogniser (JPEG → Recognition)", f"{rate:.1f}", ""))
+    rows.append(
+        ("thumbnails per second, 2 recognisers, 1 thread each (workers: 2)", f"{parallel:.1f}", "≥ 50")
+    )
+    report(
+        "Recognition on held-out simulator thumbnails, this machine (2 cores)",
+        rows,
+        RESULTS,
+        {
+            "conditions": results,
+            "all": overall,
+            "thumbnails_per_s": rate,
+            "thumbnails_per_s_2_workers": parallel,
+        },
+    )
+    if args.update_card:
+        text = PLATE_CARD.read_text()
+        start, end = text.index("<!-- metrics -->"), text.index("<!-- /metrics -->")
+        table = (
+            plate_card(results) + f"\n\nSpeed: {rate:.1f} thumbnails/s (series + OCR + rules, one thread)."
+        )
+        PLATE_CARD.write_text(text[: start + len("<!-- metrics -->")] + "\n" + table + "\n" + text[end:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""`depotwatch cloud recognise`: the recognition worker, a process of its own so it can be scaled
+(MQTT 5 shared subscription), upgraded or switched off without touching the cloud service.
+
+It takes every thumbnail of the site, recognises it and publishes a Recognition beside it; the cloud's
+ingest votes. A thumbnail is acknowledged to the broker once its Recognition is handed to the client,
+so a worker that dies leaves the rest for the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloud.config import CloudConfig
+from cloud.recognition.plate_ocr import PlateReader
+from cloud.recognition.plate_rules import PlateRules
+from cloud.recognition.recogniser import Recogniser
+from cloud.recognition.series import SeriesClassifier
+from shared.codec import decode_message, encode
+from shared.errors import ContractError
+from shared.messages import Thumbnail
+from shared.mqtt import Ack, MqttConnection
+from shared.topics import Topic, TopicKind, shared_subscription, subscription
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerCounts:
+    """What the worker did since start."""
+
+    recognised: int = 0
+    rejected: int = 0
+    malformed: int = 0
+
+
+def load_fleet(path: Path | None) -> list[str]:
+    """Known plate numbers, one per line (blank lines and # comments ignored)."""
+    if path is None:
+        return []
+    lines = (line.split("#", 1)[0].strip().upper() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def build_recogniser(config: CloudConfig) -> Recogniser:
+    """The models and rules the configuration names (fails at start on a missing model)."""
+    rec = config.recognition
+    threads = rec.inference_threads
+    return Recogniser(
+        SeriesClassifier(
+            rec.series_model_dir, threshold=rec.series_threshold, device=rec.device, threads=threads
+        ),
+        PlateReader(rec.plate_model_dir, rec.device, threads),
+        PlateRules(rec.plate_formats, load_fleet(rec.fleet_file)),
+    )
+
+
+class RecognitionWorker:
+    """Thumbnails in, Recognitions out."""
+
+    def __init__(self, config: CloudConfig, site: str) -> None:
+        rec = config.recognition
+        # Each thread owns its models: an OpenVINO compiled model is not shared across threads here.
+        self._recognisers: queue.Queue[Recogniser] = queue.Queue()
+        for _ in range(rec.workers):
+            self._recognisers.put(build_recogniser(config))
+        self._pool = ThreadPoolExecutor(rec.workers, thread_name_prefix="recognise")
+        # At most this many thumbnails taken and not yet done; beyond, the MQTT handler waits.
+        self._slots = threading.Semaphore(2 * rec.workers)
+        self.counts = WorkerCounts()
+        self._counts_lock = threading.Lock()
+        self.link = MqttConnection(config.broker, rec.client_id, clean_session=False)
+        topic_filter = subscription(TopicKind.THUMBNAIL, site)
+        if rec.shared_group and config.broker.protocol == "5":
+            topic_filter = shared_subscription(rec.shared_group, topic_filter)
+        self.link.subscribe_acking(topic_filter, self._on_thumbnail)
+
+    def start(self) -> None:
+        self.link.start()
+
+    def stop(self) -> None:
+        self.link.stop(drain=lambda: self._pool.shutdown(wait=True))
+
+    def run(self, stop: threading.Event) -> None:
+        """Until `stop` is set."""
+        self.start()
+        try:
+            stop.wait()
+        finally:
+            self.stop()
+
+    def _on_thumbnail(self, topic: str, payload: bytes, ack: Ack) -> None:
+        try:
+            parsed, thumbnail = decode_message(topic, payload)
+        except ContractError as exc:
+            self._count("malformed")
+            log.warning("recognition: unusable thumbnail on %s: %s", topic, exc)
+            ack()  # it will never become usable
+            return
+        assert isinstance(thumbnail, Thumbnail)
+        self._slots.acquire()
+        self._pool.submit(self._recognise, parsed, thumbnail, ack)
+
+    def _recognise(self, parsed: Topic, thumbnail: Thumbnail, ack: Ack) -> None:
+        recogniser = self._recognisers.get()
+        try:
+            recognition = recogniser.recognise(thumbnail)
+            self._count("rejected" if recognition.rejected else "recognised")
+            if recognition.rejected:
+                log.info(
+                    "recognition: thumbnail %s rejected: %s",
+                    thumbnail.meta.thumbnail_id,
+                    recognition.rejected,
+                )
+            out = Topic(
+                TopicKind.RECOGNITION, parsed.site, parsed.node, flow=parsed.flow, camera=parsed.camera
+            )
+            if self.link.publish(str(out), encode(recognition)) is not None:
+                ack()  # unpublished (broker away): left unacknowledged, so it comes back
+        except Exception:
+            log.exception("recognition: thumbnail %s failed", thumbnail.meta.thumbnail_id)
+            ack()  # a bug for this picture; bringing it back would repeat it
+        finally:
+            self._recognisers.put(recogniser)
+            self._slots.release()
+
+    def _count(self, field: str) -> None:
+        with self._counts_lock:
+            setattr(self.counts, field, getattr(self.counts, field) + 1)

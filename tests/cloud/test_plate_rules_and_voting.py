@@ -1,0 +1,81 @@
+"""Plate rules and identity voting: pure logic."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloud.recognition.plate_rules import PlateRules, edit_distance
+from cloud.recognition.voting import SETTLE_WEIGHT, IdentityVotes
+
+FORMATS = {"TE33A": r"TE33A-\d{4}", "2TE116": r"2TE116-\d{4}", "TEM2": r"TEM2-\d{3}"}
+
+
+@pytest.mark.parametrize(
+    ("read", "plate"),
+    [
+        ("TE33A-2251", "TE33A-2251"),
+        ("te33a-2251 ", "TE33A-2251"),
+        ("TE33A-22S1", "TE33A-2251"),  # S where a digit belongs is a 5
+        ("TE33A-O251", "TE33A-0251"),
+        ("2TE116-0347", "2TE116-0347"),
+        ("TEM2-O47", "TEM2-047"),
+    ],
+)
+def test_reads_that_fit_a_series_format_are_taken_with_look_alikes_fixed(read: str, plate: str) -> None:
+    reading = PlateRules(FORMATS).interpret([(read, 0.9)])
+    assert reading is not None and reading.plate == plate
+
+
+@pytest.mark.parametrize("read", ["TE33A-22", "T1-C2 2026-03-02 16:00:00", "", "XYZ-1234", "TE33A"])
+def test_partial_or_foreign_text_is_no_plate(read: str) -> None:
+    assert PlateRules(FORMATS).interpret([(read, 0.99)]) is None
+
+
+def test_the_fleet_list_corrects_one_edit_and_refuses_ambiguity() -> None:
+    rules = PlateRules(FORMATS, fleet=["TE33A-2251", "TE33A-2368", "TE33A-2361"])
+    near = rules.interpret([("TE33A-2252", 0.9)])
+    assert near is not None and near.plate == "TE33A-2251" and near.confidence < 0.9
+    assert rules.interpret([("TE33A-2365", 0.9)]) is None  # one edit from two fleet numbers
+    assert rules.interpret([("TE33A-9999", 0.9)]) is None  # well-formed but not ours
+
+
+def test_the_most_confident_qualifying_read_wins() -> None:
+    reading = PlateRules(FORMATS).interpret([("0216:00:00", 0.99), ("TE33A-2251", 0.8), ("TE33A-2252", 0.7)])
+    assert reading is not None and reading.plate == "TE33A-2251" and reading.series == "TE33A"
+
+
+def test_edit_distance() -> None:
+    assert edit_distance("TE33A-2251", "TE33A-2251") == 0
+    assert edit_distance("TE33A-2251", "TE33A-2261") == 1
+    assert edit_distance("TE33A-225", "TE33A-2251") == 1
+
+
+def test_one_bad_read_does_not_rename_a_settled_locomotive() -> None:
+    votes = IdentityVotes()
+    verdicts = [votes.vote("plate", "TE33A-2251", 0.95) for _ in range(3)]
+    assert [v.kind for v in verdicts if v] == ["identified"]
+    conflict = votes.vote("plate", "TE33A-2261", 0.99)
+    assert conflict is not None and conflict.kind == "conflict" and conflict.previous == "TE33A-2251"
+    assert votes.vote("plate", "TE33A-2261", 0.99) is None  # told once
+    assert votes.settled("plate")[0] == "TE33A-2251"
+
+
+def test_a_first_wrong_read_is_outvoted_before_anything_settles() -> None:
+    votes = IdentityVotes()
+    assert votes.vote("plate", "TE33A-2261", 0.9) is None
+    kinds = [v.kind for v in (votes.vote("plate", "TE33A-2251", 0.95) for _ in range(5)) if v]
+    assert kinds == ["identified"] and votes.settled("plate")[0] == "TE33A-2251"
+
+
+def test_an_overwhelming_majority_reidentifies_with_an_event() -> None:
+    votes = IdentityVotes()
+    votes.restore("series", "TE33A", SETTLE_WEIGHT)
+    verdicts = [votes.vote("series", "2TE116", 0.9) for _ in range(6)]
+    kinds = [v.kind for v in verdicts if v]
+    assert kinds == ["conflict", "reidentified"] and votes.settled("series")[0] == "2TE116"
+
+
+def test_empty_or_unknown_reads_do_not_vote() -> None:
+    votes = IdentityVotes()
+    assert votes.vote("series", None, 0.9) is None and votes.vote("series", "TEM2", 0.0) is None
+    assert votes.settled("series") == (None, 0.0)
