@@ -44,6 +44,8 @@ class Identities:
         self._identities: dict[str, Identity] = {}
         self._events: list[Event] = []
         self._dirty: set[str] = set()
+        # Bumped whenever a settled series or number changes, so live views know to redraw.
+        self.version = 0
 
     def restore(self, rows: list[IdentityRow]) -> None:
         """Resume settled identities after a restart."""
@@ -72,6 +74,8 @@ class Identities:
             series, series_share = votes.settled("series")
             plate, plate_share = votes.settled("plate")
             before = self._identities.get(loco.loco_id, Identity())
+            if (before.series, before.plate) != (series, plate):
+                self.version += 1
             thumbnail = str(recognition.thumbnail_id) if recognition.plate else before.thumbnail_id
             self._identities[loco.loco_id] = replace(
                 before,

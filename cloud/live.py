@@ -25,9 +25,10 @@ class LiveFeed:
         self.state_version = 0
         self._signature: object = None
 
-    def publish(self, state: list[TrackState], events: list[Event]) -> None:
-        """Take the state after an update and the events it produced."""
-        signature = _signature(state)
+    def publish(self, state: list[TrackState], events: list[Event], identities_version: int = 0) -> None:
+        """Take the state after an update, the events it produced, and the version of the identities
+        (a locomotive newly named is a change worth a push, though it did not move)."""
+        signature = (_signature(state), identities_version)
         with self._lock:
             self._events.extend(events)
             self.events_total += len(events)

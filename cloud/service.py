@@ -140,7 +140,7 @@ class CloudService:
         self.metrics.fse_seconds.observe(time.perf_counter() - started)
         for event in events:
             self.metrics.events.labels(event.kind.value).inc()
-        self.live.publish(self.fse.state(), events)
+        self.live.publish(self.fse.state(), events, self.identities.version)
         return events
 
     def _update_loop(self) -> None:

@@ -210,6 +210,7 @@ def test_the_map_draws_the_locomotives_and_follows_a_move(
         assert time.time() >= move_wall - 1.0, "the map changed before the simulator moved anything"
         page.locator("g.loco").first.click()
         wait_until(lambda: page.locator("#details").is_visible(), 10, "the details panel")
+        wait_until(lambda: page.locator("#loco-history li").count() > 0, 10, "the locomotive's history")
         shot = tmp_path / "map.png"
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
