@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -191,7 +192,9 @@ class Ingest:
         """Hand the detections gathered so far to the writer (waits while it is QUEUED_WRITES behind)."""
         self._submit(None, None)
 
-    def _submit(self, ack: Ack | None, then: Callable[[], None] | None) -> _Write | None:
+    def _submit(
+        self, ack: Ack | None, then: Callable[[], None] | None, timeout: float | None = None
+    ) -> _Write | None:
         with self._lock:
             rows, self._pending = self._pending, []
             acks, self._acks = self._acks, []
@@ -200,14 +203,21 @@ class Ingest:
         if not rows and not acks and then is None:
             return None
         write = _Write(rows, acks, then)
-        self._writes.put(write)
-        return write
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                self._writes.put(write, timeout=0.5)
+                return write
+            except queue.Full:
+                if self._stop.is_set() or (deadline is not None and time.monotonic() > deadline):
+                    # Neither written nor acknowledged: the broker hands these messages over again.
+                    log.warning("ingest: the database is behind; %d messages left to the broker", len(acks))
+                    return None
 
     def flush(self, timeout: float | None = None) -> bool:
         """Write everything received so far and wait for it; False if not done within `timeout`."""
-        marker = self._submit(None, lambda: None)
-        assert marker is not None
-        return marker.done.wait(timeout)
+        marker = self._submit(None, lambda: None, timeout)
+        return marker is not None and marker.done.wait(timeout)
 
     def _write_loop(self) -> None:
         while not self._stop.is_set():

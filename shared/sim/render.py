@@ -84,17 +84,23 @@ class CameraRenderer:
             [self.world.scenario.seed, abs(hash(self.camera_id)) % 2**31, int(t * 1000)]
         )
         img = self._background.copy()
-        plates: list[TruthPlate] = []
+        # Which face painted each pixel last: a number on a face that later faces cover is not visible.
+        owner = np.full(img.shape[:2], -1, np.int32)
+        plates: list[tuple[int, TruthPlate]] = []
         parts = self._scene_faces(
             self.world.locos_at(t, self.track_id), self.world.workers_at(self.camera_id, t)
         )
-        for face in parts:
-            plates.extend(self._draw_face(img, face))
+        for index, face in enumerate(parts):
+            plates.extend((index, plate) for plate in self._draw_face(img, face, owner, index))
         img = self._expose(img, t, conditions, rng)
         if conditions.timestamp_overlay:
             self._overlay(img, t)
         w, h = self.camera.width, self.camera.height
-        inside = [p for p in plates if all(0 <= u < w and 0 <= v < h for u, v in p.quad)]
+        inside = [
+            p
+            for index, p in plates
+            if all(0 <= u < w and 0 <= v < h for u, v in p.quad) and _unoccluded(p, owner, index)
+        ]
         return Rendered(img, inside)
 
     # -- scene -------------------------------------------------------------------------------
@@ -194,7 +200,14 @@ class CameraRenderer:
         uvw = clipped @ self.camera.k.T
         return np.asarray(uvw[:, :2] / uvw[:, 2:3])
 
-    def _fill(self, img: Image, corners: FloatArray, color: Color) -> None:
+    def _fill(
+        self,
+        img: Image,
+        corners: FloatArray,
+        color: Color,
+        owner: npt.NDArray[np.int32] | None = None,
+        index: int = -1,
+    ) -> None:
         uv = self._clip_project(corners)
         if uv is None:
             return
@@ -202,10 +215,14 @@ class CameraRenderer:
         if np.abs(pts).max() > 2**30:
             pts = np.clip(pts, -(2**30), 2**30)
         cv2.fillPoly(img, [pts.astype(np.int32)], color, cv2.LINE_8, _SUBPIXEL_SHIFT)
+        if owner is not None:
+            cv2.fillPoly(owner, [pts.astype(np.int32)], index, cv2.LINE_8, _SUBPIXEL_SHIFT)
 
-    def _draw_face(self, img: Image, face: _Face) -> list[TruthPlate]:
+    def _draw_face(
+        self, img: Image, face: _Face, owner: npt.NDArray[np.int32], index: int
+    ) -> list[TruthPlate]:
         if face.texture is None:
-            self._fill(img, face.corners, face.color)
+            self._fill(img, face.corners, face.color, owner, index)
             return []
         uv = self._clip_project(face.corners)
         if uv is None:
@@ -234,6 +251,7 @@ class CameraRenderer:
         cv2.fillPoly(mask, [poly], 255, cv2.LINE_8, _SUBPIXEL_SHIFT)
         roi = img[y0:y1, x0:x1]
         np.copyto(roi, warped, where=mask[..., None].astype(bool))
+        owner[y0:y1, x0:x1][mask.astype(bool)] = index
         return [self._plate_label(face, homography, rect) for rect in face.texture.plates]
 
     def _plate_label(
@@ -358,3 +376,12 @@ def _noise_bank(height: int, width: int) -> list[npt.NDArray[np.int8]]:
         np.clip(rng.normal(0, NOISE_BANK_SIGMA, (height, width, 3)), -127, 127).astype(np.int8)
         for _ in range(NOISE_BANK_SIZE)
     ]
+
+
+def _unoccluded(plate: TruthPlate, owner: npt.NDArray[np.int32], index: int) -> bool:
+    """Whether the face that carries the number still shows at its centre and corners (insets)."""
+    quad = np.array(plate.quad)
+    centre = quad.mean(axis=0)
+    points = [centre, *(centre + 0.8 * (corner - centre) for corner in quad)]
+    h, w = owner.shape
+    return all(0 <= int(y) < h and 0 <= int(x) < w and owner[int(y), int(x)] == index for x, y in points)
