@@ -234,6 +234,39 @@ def keys_revoke(
     console.print("revoked")
 
 
+grafana_app = typer.Typer(help="Grafana dashboards.", no_args_is_help=True)
+app.add_typer(grafana_app, name="grafana")
+
+
+@grafana_app.command("push")
+def grafana_push(
+    url: Annotated[str, typer.Option(help="Grafana base URL, e.g. http://grafana:3000.")],
+    token: Annotated[str, typer.Option(help="Service account token.", envvar="GRAFANA_TOKEN")],
+) -> None:
+    """Create or overwrite the depotwatch dashboards in an existing Grafana."""
+    from cloud.grafana.push import push
+
+    try:
+        uids = push(url, token)
+    except DepotwatchError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(f"pushed {', '.join(uids)} to {url}")
+
+
+@grafana_app.command("export")
+def grafana_export(
+    out: Annotated[Path, typer.Option(help="Folder for the dashboard JSON files.")] = Path(
+        "compose/grafana/dashboards"
+    ),
+) -> None:
+    """Write the dashboards as JSON files, for Grafana's provisioning."""
+    from cloud.grafana.push import export
+
+    for path in export(out):
+        console.print(str(path))
+
+
 @app.command("demo")
 def demo(
     layout: LayoutOpt = DEFAULT_LAYOUT,

@@ -1,0 +1,191 @@
+"""Grafana dashboards as code: every panel is a PostgreSQL query over the cloud's tables, with the
+columns it must return (checked by a test against a real database), rendered to Grafana's JSON model.
+
+Two dashboards: the facility (map over track metres, locomotives with series and number, station
+occupancy over time, events) and edge health (cameras, nodes, detections received per minute).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DATASOURCE_UID = "depotwatch-postgres"
+DATASOURCE = {"type": "grafana-postgresql-datasource", "uid": DATASOURCE_UID}
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel: its query and the columns the visualisation reads."""
+
+    title: str
+    kind: str  # Grafana panel type
+    sql: str
+    columns: tuple[str, ...]
+    width: int = 12
+    height: int = 8
+    table_format: bool = True  # "table" result format; False: "time_series"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+LOCOMOTIVES_SQL = """
+SELECT l.track_id, DENSE_RANK() OVER (ORDER BY l.track_id) AS track_row,
+       l.start_m, l.end_m, (l.start_m + l.end_m) / 2 AS centre_m,
+       l.loco_id, COALESCE(i.series, '?') AS model, COALESCE(i.plate, '?') AS number,
+       l.station, l.moving, l.first_seen
+FROM locomotives l LEFT JOIN identities i ON i.loco_id = l.loco_id
+WHERE l.present
+ORDER BY l.track_id, l.start_m
+""".strip()
+LOCOMOTIVE_COLUMNS = (
+    "track_id",
+    "track_row",
+    "start_m",
+    "end_m",
+    "centre_m",
+    "loco_id",
+    "model",
+    "number",
+    "station",
+    "moving",
+    "first_seen",
+)
+
+FACILITY = [
+    Panel(
+        "Facility map (track metres; one row per track)",
+        "xychart",
+        LOCOMOTIVES_SQL,
+        LOCOMOTIVE_COLUMNS,
+        width=24,
+        options={"seriesMapping": "auto", "dims": {"x": "centre_m"}},
+    ),
+    Panel(
+        "Locomotives in the facility",
+        "table",
+        LOCOMOTIVES_SQL,
+        LOCOMOTIVE_COLUMNS,
+    ),
+    Panel(
+        "Station occupancy",
+        "state-timeline",
+        """
+SELECT at AS time, station AS metric,
+       CASE WHEN kind = 'station_occupied' THEN loco_id ELSE 'free' END AS value
+FROM events
+WHERE kind IN ('station_occupied', 'station_freed') AND station IS NOT NULL AND $__timeFilter(at)
+ORDER BY at
+""".strip(),
+        ("time", "metric", "value"),
+    ),
+    Panel(
+        "Events",
+        "table",
+        """
+SELECT at AS time, kind, track_id, loco_id, station, camera_id, detail
+FROM events
+WHERE $__timeFilter(at)
+ORDER BY at DESC
+LIMIT 500
+""".strip(),
+        ("time", "kind", "track_id", "loco_id", "station", "camera_id", "detail"),
+        width=24,
+    ),
+]
+
+EDGE_HEALTH = [
+    Panel(
+        "Cameras",
+        "table",
+        """
+SELECT camera_id, node_id, state, fps_captured, fps_inferred, reconnects_last_hour, reason, at AS reported
+FROM cameras
+ORDER BY camera_id
+""".strip(),
+        (
+            "camera_id",
+            "node_id",
+            "state",
+            "fps_captured",
+            "fps_inferred",
+            "reconnects_last_hour",
+            "reason",
+            "reported",
+        ),
+        width=24,
+    ),
+    Panel(
+        "Edge nodes (spool depth: detections waiting to be sent)",
+        "table",
+        """
+SELECT node_id, state, spool_depth, cameras_online, cameras_total, changed_at
+FROM nodes
+ORDER BY node_id
+""".strip(),
+        ("node_id", "state", "spool_depth", "cameras_online", "cameras_total", "changed_at"),
+    ),
+    Panel(
+        "Detections received per minute, by node",
+        "timeseries",
+        """
+SELECT $__timeGroupAlias(received_at, '1m'), node_id AS metric, count(*) AS detections
+FROM observations
+WHERE $__timeFilter(received_at)
+GROUP BY 1, 2
+ORDER BY 1
+""".strip(),
+        ("time", "metric", "detections"),
+        table_format=False,
+    ),
+]
+
+DASHBOARDS = {
+    "depotwatch-facility": ("depotwatch — facility", FACILITY),
+    "depotwatch-edge": ("depotwatch — edge health", EDGE_HEALTH),
+}
+
+
+def dashboard(uid: str) -> dict[str, Any]:
+    """Grafana's JSON model of one dashboard."""
+    title, panels = DASHBOARDS[uid]
+    out, x, y, row_height = [], 0, 0, 0
+    for index, panel in enumerate(panels, start=1):
+        if x + panel.width > 24:
+            x, y = 0, y + row_height
+            row_height = 0
+        out.append(
+            {
+                "id": index,
+                "type": panel.kind,
+                "title": panel.title,
+                "datasource": DATASOURCE,
+                "gridPos": {"x": x, "y": y, "w": panel.width, "h": panel.height},
+                "options": panel.options,
+                "targets": [
+                    {
+                        "refId": "A",
+                        "datasource": DATASOURCE,
+                        "editorMode": "code",
+                        "format": "table" if panel.table_format else "time_series",
+                        "rawQuery": True,
+                        "rawSql": panel.sql,
+                    }
+                ],
+            }
+        )
+        x += panel.width
+        row_height = max(row_height, panel.height)
+    return {
+        "uid": uid,
+        "title": title,
+        "tags": ["depotwatch"],
+        "timezone": "browser",
+        "refresh": "10s",
+        "time": {"from": "now-24h", "to": "now"},
+        "schemaVersion": 39,
+        "panels": out,
+    }
+
+
+def all_dashboards() -> list[dict[str, Any]]:
+    return [dashboard(uid) for uid in DASHBOARDS]
