@@ -1,0 +1,110 @@
+"""The playbook that writes Mosquitto's users and ACLs, run for real (ansible-playbook, local), and its
+files enforced by a real Mosquitto: an edge node publishes under its own topics, never another's."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+
+from shared.embedded_broker import free_port
+from tests.conftest import EXAMPLE_LAYOUT, REPO
+from tests.waiting import wait_until
+
+PLAYBOOK = REPO / "ansible" / "mqtt_acl.yml"
+MOSQUITTO = shutil.which("mosquitto")
+pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="needs mosquitto (installed by .ci/run)")
+
+
+def _playbook(out: Path, passwords: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    extra = out / "vars.yml"
+    extra.write_text(yaml.safe_dump({"mqtt_passwords": passwords}))
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), str(PLAYBOOK)]
+        + ["-e", f"facility_layout={EXAMPLE_LAYOUT}", "-e", f"mosquitto_dir={out}", "-e", f"@{extra}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        env={**os.environ, "LC_ALL": "C.UTF-8", "ANSIBLE_NOCOLOR": "1"},  # Ansible insists on UTF-8
+    )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, dict[str, str]]]:
+    out = tmp_path_factory.mktemp("mosquitto")
+    users = ["cloud", "recognition"] + [f"edge-bay{n}" for n in range(1, 5)]
+    passwords = {user: uuid.uuid4().hex for user in users}
+    first = _playbook(out, passwords)
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = _playbook(out, passwords)
+    assert second.returncode == 0 and "changed=0" in second.stdout, second.stdout
+    port = free_port()
+    (out / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {out / 'passwd'}\n"
+        f"acl_file {out / 'acl'}\npersistence false\n"
+        # Started as root, Mosquitto would switch to its own user, who cannot read pytest's tmp folder.
+        "user root\n"
+    )
+    broker = subprocess.Popen([str(MOSQUITTO), "-c", str(out / "mosquitto.conf")], stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    assert broker.poll() is None, broker.stderr.read() if broker.stderr else ""
+    yield port, passwords
+    broker.terminate()
+    broker.wait(5)
+
+
+def _client(port: int, user: str, password: str) -> mqtt.Client:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{user}-{uuid.uuid4().hex[:6]}")
+    client.username_pw_set(user, password)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client
+
+
+def test_a_node_publishes_under_its_own_topics_only(site: tuple[int, dict[str, str]]) -> None:
+    port, passwords = site
+    received: queue.Queue[str] = queue.Queue()
+    cloud = _client(port, "cloud", passwords["cloud"])
+    cloud.on_message = lambda _c, _u, message: received.put(message.topic)
+    subscribed = queue.Queue[int]()
+    cloud.on_subscribe = lambda *_: subscribed.put(1)
+    cloud.subscribe("depotwatch/v1/depot-north/#", qos=1)
+    subscribed.get(timeout=5)
+    node = _client(port, "edge-bay1", passwords["edge-bay1"])
+    own = "depotwatch/v1/depot-north/flow/prod/det/edge-bay1/T1-C1"
+    other = "depotwatch/v1/depot-north/flow/prod/det/edge-bay2/T2-C1"
+    node.publish(other, b"{}", qos=1).wait_for_publish(5)
+    node.publish(own, b"{}", qos=1).wait_for_publish(5)
+    assert wait_until(lambda: received.get(timeout=5), 6, "the node's own detection") == own
+    assert received.empty()  # the other node's topic never reached the cloud
+    for client in (cloud, node):
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_a_wrong_password_is_refused(site: tuple[int, dict[str, str]]) -> None:
+    port, _ = site
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.username_pw_set("edge-bay1", "not-the-password")
+    codes: queue.Queue[object] = queue.Queue()
+    client.on_connect = lambda _c, _u, _f, reason, _p: codes.put(reason)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    assert codes.get(timeout=5).is_failure  # type: ignore[attr-defined]
+    client.loop_stop()
+
+
+def test_a_missing_password_stops_the_playbook_naming_the_user(tmp_path: Path) -> None:
+    result = _playbook(tmp_path, {"cloud": "x", "recognition": "y"})
+    assert result.returncode != 0 and "mqtt_passwords has no entry for edge-bay1" in result.stdout
