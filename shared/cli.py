@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -40,13 +42,20 @@ ScenarioOpt = Annotated[Path | None, typer.Option("--scenario", help="Simulator 
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Override the scenario's seed.")]
 
 
-def _load(layout: Path, scenario_path: Path | None, seed: int | None) -> tuple[Facility, Scenario]:
+@contextmanager
+def _exit_on_error() -> Iterator[None]:
+    """A DepotwatchError ends the command with its message and exit status 2, not a traceback."""
     try:
-        facility = load_facility(layout)
-        scenario = load_scenario(scenario_path) if scenario_path else Scenario()
+        yield
     except DepotwatchError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
+
+
+def _load(layout: Path, scenario_path: Path | None, seed: int | None) -> tuple[Facility, Scenario]:
+    with _exit_on_error():
+        facility = load_facility(layout)
+        scenario = load_scenario(scenario_path) if scenario_path else Scenario()
     if seed is not None:
         scenario = scenario.model_copy(update={"seed": seed})
     return facility, scenario
@@ -142,7 +151,7 @@ def sim_dataset(
     facility, scen = _load(layout, scenario, seed)
     with Progress(console=console) as progress:
         task = progress.add_task("rendering", total=frames)
-        try:
+        with _exit_on_error():
             labels = write_dataset(
                 facility,
                 scen,
@@ -152,9 +161,6 @@ def sim_dataset(
                 image_format,
                 progress=lambda n: progress.advance(task, n),
             )
-        except DepotwatchError as exc:
-            console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(2) from exc
     console.print(f"{frames} frames, labels in {labels}")
 
 
@@ -165,11 +171,8 @@ def edge_run(
     """Run an edge node: capture, estimate, publish with store-and-forward, until SIGTERM."""
     from edge.cli import run_edge  # OpenVINO loads only for the commands that need it
 
-    try:
+    with _exit_on_error():
         run_edge(config)
-    except DepotwatchError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
 
 
 CloudConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Cloud service YAML.")]
@@ -180,11 +183,8 @@ def cloud_run(config: CloudConfigOpt = Path("cloud.yaml")) -> None:
     """Run the cloud service: MQTT ingest, state estimation, database and REST API."""
     from cloud.cli import run_cloud
 
-    try:
+    with _exit_on_error():
         run_cloud(config)
-    except DepotwatchError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
 
 
 @cloud_app.command("recognise")
@@ -192,11 +192,8 @@ def cloud_recognise(config: CloudConfigOpt = Path("cloud.yaml")) -> None:
     """Run a recognition worker: series and number of the locomotives in the edge nodes' thumbnails."""
     from cloud.cli import run_recognition
 
-    try:
+    with _exit_on_error():
         run_recognition(config)
-    except DepotwatchError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
 
 
 @keys_app.command("create")
@@ -212,11 +209,8 @@ def keys_create(
     if role not in {r.value for r in Role}:
         console.print(f"[red]role must be viewer, operator or admin, not {role!r}[/red]")
         raise typer.Exit(2)
-    try:
+    with _exit_on_error():
         key = new_key(config, Role(role), name)
-    except DepotwatchError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
     typer.echo(key)
 
 
@@ -246,11 +240,8 @@ def grafana_push(
     """Create or overwrite the depotwatch dashboards in an existing Grafana."""
     from cloud.grafana.push import push
 
-    try:
+    with _exit_on_error():
         uids = push(url, token)
-    except DepotwatchError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
     console.print(f"pushed {', '.join(uids)} to {url}")
 
 
@@ -308,12 +299,9 @@ def demo(
         database_url=database_url,
         port=port,
     )
-    try:
+    with _exit_on_error():
         runner = Demo(options)
         urls = runner.start()
-    except DepotwatchError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
