@@ -13,6 +13,17 @@ from edge.node import EdgeNode
 log = logging.getLogger(__name__)
 
 
+def check_edge(config_path: Path) -> str:
+    """Validate the config, its layout and model files without starting anything; a one-line summary."""
+    config, facility = load_edge_config(config_path)
+    cameras = sorted(facility.cameras_of_node(config.node_id))
+    lpe = config.lpe
+    return (
+        f"{config.node_id}: {len(cameras)} cameras ({', '.join(cameras)}), flow {config.flow}, "
+        f"LPE {lpe.model_dir} {lpe.precision} on {lpe.device}, broker {config.broker.url}"
+    )
+
+
 def run_edge(config_path: Path) -> None:
     """Load the config (failing at start on any bad key), run until SIGTERM or SIGINT."""
     config, facility = load_edge_config(config_path)

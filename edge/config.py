@@ -10,7 +10,7 @@ from typing import Self
 from pydantic import AwareDatetime, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from edge.lpe.openvino_lpe import PerformanceHint, Precision
+from edge.lpe.openvino_lpe import PerformanceHint, Precision, model_path
 from shared.errors import ConfigError, ConfigIssue
 from shared.ids import Identifier
 from shared.layout import Facility, load_facility
@@ -136,6 +136,10 @@ def load_edge_config(path: Path) -> tuple[EdgeConfig, Facility]:
             issues.append(
                 ConfigIssue(f"capture.cameras.{camera_id}", f"not a camera of node {config.node_id}")
             )
+    xml = model_path(config.lpe.model_dir, config.lpe.precision)
+    for model_file in (xml, xml.with_suffix(".bin")):
+        if not model_file.is_file():
+            issues.append(ConfigIssue("lpe.model_dir", f"{model_file} does not exist"))
     if issues:
         raise ConfigError(str(path), issues)
     return config, facility

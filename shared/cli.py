@@ -175,6 +175,17 @@ def edge_run(
         run_edge(config)
 
 
+@edge_app.command("check")
+def edge_check(
+    config: Annotated[Path, typer.Argument(help="Edge node YAML.")],
+) -> None:
+    """Validate an edge node's config, layout and model files (exit 2 naming each bad key); starts nothing."""
+    from edge.cli import check_edge
+
+    with _exit_on_error():
+        console.print(check_edge(config), soft_wrap=True, highlight=False)
+
+
 CloudConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Cloud service YAML.")]
 
 

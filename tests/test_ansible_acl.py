@@ -3,41 +3,18 @@ files enforced by a real Mosquitto: an edge node publishes under its own topics,
 
 from __future__ import annotations
 
-import os
 import queue
-import shutil
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-import yaml
 
-from shared.embedded_broker import free_port
-from tests.conftest import EXAMPLE_LAYOUT, REPO
+from tests.deployment import MOSQUITTO, mosquitto, write_mosquitto_users
 from tests.waiting import wait_until
 
-PLAYBOOK = REPO / "ansible" / "mqtt_acl.yml"
-MOSQUITTO = shutil.which("mosquitto")
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="needs mosquitto (installed by .ci/run)")
-
-
-def _playbook(out: Path, passwords: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    extra = out / "vars.yml"
-    extra.write_text(yaml.safe_dump({"mqtt_passwords": passwords}))
-    return subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), str(PLAYBOOK)]
-        + ["-e", f"facility_layout={EXAMPLE_LAYOUT}", "-e", f"mosquitto_dir={out}", "-e", f"@{extra}"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-        env={**os.environ, "LC_ALL": "C.UTF-8", "ANSIBLE_NOCOLOR": "1"},  # Ansible insists on UTF-8
-    )
 
 
 @pytest.fixture(scope="module")
@@ -45,23 +22,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, dict[s
     out = tmp_path_factory.mktemp("mosquitto")
     users = ["cloud", "recognition"] + [f"edge-bay{n}" for n in range(1, 5)]
     passwords = {user: uuid.uuid4().hex for user in users}
-    first = _playbook(out, passwords)
+    first = write_mosquitto_users(out, passwords)
     assert first.returncode == 0, first.stdout + first.stderr
-    second = _playbook(out, passwords)
+    second = write_mosquitto_users(out, passwords)
     assert second.returncode == 0 and "changed=0" in second.stdout, second.stdout
-    port = free_port()
-    (out / "mosquitto.conf").write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {out / 'passwd'}\n"
-        f"acl_file {out / 'acl'}\npersistence false\n"
-        # Started as root, Mosquitto would switch to its own user, who cannot read pytest's tmp folder.
-        "user root\n"
-    )
-    broker = subprocess.Popen([str(MOSQUITTO), "-c", str(out / "mosquitto.conf")], stderr=subprocess.PIPE)
-    time.sleep(0.5)
-    assert broker.poll() is None, broker.stderr.read() if broker.stderr else ""
-    yield port, passwords
-    broker.terminate()
-    broker.wait(5)
+    with mosquitto(out) as port:
+        yield port, passwords
 
 
 def _client(port: int, user: str, password: str) -> mqtt.Client:
@@ -106,5 +72,5 @@ def test_a_wrong_password_is_refused(site: tuple[int, dict[str, str]]) -> None:
 
 
 def test_a_missing_password_stops_the_playbook_naming_the_user(tmp_path: Path) -> None:
-    result = _playbook(tmp_path, {"cloud": "x", "recognition": "y"})
+    result = write_mosquitto_users(tmp_path, {"cloud": "x", "recognition": "y"})
     assert result.returncode != 0 and "mqtt_passwords has no entry for edge-bay1" in result.stdout

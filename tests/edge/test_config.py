@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from edge.config import load_edge_config
+from shared.cli import app
 from shared.errors import ConfigError
 from tests.conftest import REPO
 
@@ -52,6 +54,7 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
         ({"lpe__precision": "int4"}, "lpe.precision", "'fp32' or 'int8'"),
         ({"capture__cameras": {"T2-C1": {"sample_fps": 1}}}, "capture.cameras.T2-C1", "not a camera of node"),
         ({"capture__offline_after_s": 1}, "", "offline_after_s must not be shorter"),
+        ({"lpe__model_dir": "/nowhere/lpe/9.9.9"}, "lpe.model_dir", "lpe_int8.xml does not exist"),
     ],
 )
 def test_bad_settings_fail_at_start_naming_the_key(
@@ -60,3 +63,10 @@ def test_bad_settings_fail_at_start_naming_the_key(
     with pytest.raises(ConfigError) as info:
         load_edge_config(_write(tmp_path, **changes))
     assert any(issue.key == key and message in issue.message for issue in info.value.issues), str(info.value)
+
+
+def test_the_check_command_validates_without_starting_anything(tmp_path: Path) -> None:
+    good = CliRunner().invoke(app, ["edge", "check", str(_write(tmp_path))])
+    assert good.exit_code == 0 and "edge-bay1: 4 cameras (T1-C1, T1-C2, T1-C3, T1-C4)" in good.output
+    bad = CliRunner().invoke(app, ["edge", "check", str(_write(tmp_path, node_id="edge-bay9"))])
+    assert bad.exit_code == 2 and "node_id" in bad.output and "edge-bay9" in bad.output
