@@ -41,6 +41,15 @@ class LpeConfig(StrictModel):
     hint: PerformanceHint = Field("LATENCY", description="OpenVINO performance hint.")
 
 
+class ShadowFlowConfig(StrictModel):
+    """A flow whose model runs in shadow beside the node's own flow: same frames, its own topics."""
+
+    lpe: LpeConfig = Field(description="The shadow model; its batch and requests as for the main one.")
+    threads: int = Field(
+        1, ge=1, le=64, description="CPU threads the shadow model may use, so the main flow keeps the rest."
+    )
+
+
 class CameraSettings(StrictModel):
     """Per-camera sampling and gating."""
 
@@ -106,6 +115,10 @@ class EdgeConfig(FileSettings):
     node_id: Identifier = Field(description="This node's id in the facility layout.")
     layout: Path = Field(description="Facility layout YAML.")
     flow: Identifier = Field(PROD_FLOW, description="Data flow the detections belong to.")
+    shadow: dict[Identifier, ShadowFlowConfig] = Field(
+        default_factory=dict,
+        description="Flows (e.g. dev) whose models run in shadow on the same frames, skipping under load.",
+    )
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
     lpe: LpeConfig = Field(default_factory=LpeConfig)
@@ -119,6 +132,8 @@ class EdgeConfig(FileSettings):
     def _capture_times(self) -> Self:
         if self.capture.offline_after_s < self.capture.stall_after_s:
             raise ValueError("capture.offline_after_s must not be shorter than capture.stall_after_s")
+        if self.flow in self.shadow:
+            raise ValueError(f"shadow.{self.flow} is the node's own flow; a shadow flow needs another name")
         return self
 
 
@@ -136,10 +151,12 @@ def load_edge_config(path: Path) -> tuple[EdgeConfig, Facility]:
             issues.append(
                 ConfigIssue(f"capture.cameras.{camera_id}", f"not a camera of node {config.node_id}")
             )
-    xml = model_path(config.lpe.model_dir, config.lpe.precision)
-    for model_file in (xml, xml.with_suffix(".bin")):
-        if not model_file.is_file():
-            issues.append(ConfigIssue("lpe.model_dir", f"{model_file} does not exist"))
+    models = {"lpe": config.lpe} | {f"shadow.{name}.lpe": flow.lpe for name, flow in config.shadow.items()}
+    for key, lpe in models.items():
+        xml = model_path(lpe.model_dir, lpe.precision)
+        for model_file in (xml, xml.with_suffix(".bin")):
+            if not model_file.is_file():
+                issues.append(ConfigIssue(f"{key}.model_dir", f"{model_file} does not exist"))
     if issues:
         raise ConfigError(str(path), issues)
     return config, facility

@@ -15,9 +15,10 @@ from edge.aggregate import LatestFrames, MotionGate, Sampled
 from edge.capture import CameraWorker, FrameSource, open_video
 from edge.config import EdgeConfig, sim_epoch
 from edge.lpe.estimator import PositionEstimator
-from edge.lpe.openvino_lpe import OpenVinoLpe
+from edge.lpe.openvino_lpe import LpeModelError, OpenVinoLpe
 from edge.lpe.strip import FrameError
 from edge.observability import EdgeMetrics, HealthServer
+from edge.shadow import ShadowRunner
 from edge.spool import Kind, Spool, Spooled
 from edge.thumbnails import ThumbnailMaker
 from shared import __version__
@@ -30,6 +31,7 @@ from shared.messages import (
     CommandRequest,
     Detection,
     LocoExtent,
+    ModelRef,
     NodeLifecycle,
     NodeState,
     NodeStatus,
@@ -75,6 +77,8 @@ class EdgeNode:
             requests=config.lpe.requests,
             hint=config.lpe.hint,
         )
+        self.shadow_errors: dict[str, str] = {}
+        self.shadows = self._shadow_runners()
         self.frames = LatestFrames(on_drop=self._on_frame_dropped)
         self.gate = MotionGate()
         self.thumbnails = ThumbnailMaker(self.cameras, config.thumbnails)
@@ -129,6 +133,8 @@ class EdgeNode:
         self.link.start()
         for thread in self._threads:
             thread.start()
+        for shadow in self.shadows.values():
+            shadow.start()
         for worker in self.workers.values():
             worker.start()
 
@@ -140,6 +146,8 @@ class EdgeNode:
             worker.stop()
         for thread in self._threads:
             thread.join(10)
+        for shadow in self.shadows.values():
+            shadow.stop()
         if self.link.connected.is_set():
             self._publish_direct(
                 TopicKind.NODE_STATE, self._lifecycle(NodeState.OFFLINE, "clean shutdown"), retain=True
@@ -169,6 +177,8 @@ class EdgeNode:
             "mqtt_connected": self.link.connected.is_set(),
             "spool_depth": self.spool.depth(),
             "cameras": {cid: w.health().state.value for cid, w in self.workers.items()},
+            "shadow": {flow: "running" if run.alive() else "stopped" for flow, run in self.shadows.items()}
+            | {flow: f"failed: {error}" for flow, error in self.shadow_errors.items()},
         }
 
     def _guard(self, loop: Callable[[], None]) -> Callable[[], None]:
@@ -204,6 +214,37 @@ class EdgeNode:
             self._world = World(self.facility, scenario)
         return self._world
 
+    def _shadow_runners(self) -> dict[str, ShadowRunner]:
+        """A runner per shadow flow; a shadow model that cannot load is reported, not fatal."""
+        runners = {}
+        for flow, shadow in self.config.shadow.items():
+            lpe = shadow.lpe
+            try:
+                estimator = OpenVinoLpe(
+                    lpe.model_dir,
+                    self.cameras,
+                    precision=lpe.precision,
+                    device=lpe.device,
+                    batch=min(lpe.batch, len(self.cameras)),
+                    requests=lpe.requests,
+                    hint=lpe.hint,
+                    threads=shadow.threads,
+                )
+            except LpeModelError as exc:
+                log.error("edge node %s: shadow flow %s stays off: %s", self.node_id, flow, exc)
+                self.shadow_errors[flow] = str(exc)
+                continue
+            emit = self._shadow_emitter(flow, estimator.model)
+            runners[flow] = ShadowRunner(flow, estimator, emit, self.metrics)
+            log.info("edge node %s: flow %s runs %s in shadow", self.node_id, flow, estimator.model.version)
+        return runners
+
+    def _shadow_emitter(self, flow: str, model: ModelRef) -> Callable[[Sampled, list[LocoExtent]], None]:
+        def emit(sampled: Sampled, extents: list[LocoExtent]) -> None:
+            self._emit(sampled, extents, time.monotonic(), flow=flow, model=model)
+
+        return emit
+
     def _on_frame_dropped(self, camera_id: str) -> None:
         self.workers[camera_id].frames_dropped_total += 1
         self.metrics.frames_dropped.labels(camera_id).inc()
@@ -226,7 +267,10 @@ class EdgeNode:
                 todo.append(s)
             if not todo:
                 continue
-            for s, extents in self._estimate(todo):
+            estimated = self._estimate(todo)
+            for shadow in self.shadows.values():
+                shadow.offer([s for s, _ in estimated])
+            for s, extents in estimated:
                 self._emit(s, extents, now)
                 last = inferred_at.get(s.camera_id)
                 if last is not None and now > last:
@@ -251,23 +295,37 @@ class EdgeNode:
         self.metrics.inference_seconds.observe(time.perf_counter() - started)
         return pairs
 
-    def _emit(self, sampled: Sampled, extents: list[LocoExtent], now: float) -> None:
+    def _emit(
+        self,
+        sampled: Sampled,
+        extents: list[LocoExtent],
+        now: float,
+        *,
+        flow: str | None = None,
+        model: ModelRef | None = None,
+    ) -> None:
+        """Spool the detection of a frame (and, for the node's own flow, any thumbnails due)."""
         cam = self.cameras[sampled.camera_id]
+        shadow = flow is not None and flow != self.config.flow
+        flow = flow or self.config.flow
         detection = Detection(
             observation_id=uuid.uuid4(),
             node_id=self.node_id,
             camera_id=sampled.camera_id,
             track_id=cam.track,
-            flow=self.config.flow,
-            model=self.estimator.model,
+            flow=flow,
+            model=model or self.estimator.model,
             captured_at=sampled.captured_at,
-            seq=self.spool.next_counter("detection_seq"),
+            seq=self.spool.next_counter(f"detection_seq:{flow}" if shadow else "detection_seq"),
             view=TrackSpan(start_m=cam.view.start_m, end_m=cam.view.end_m),
             extents=extents,
             camera=self.workers[sampled.camera_id].health(),
         )
-        topic = self._topic(TopicKind.DETECTION, camera=sampled.camera_id)
-        self.spool.put(Kind.DETECTION, str(topic), encode(detection))
+        topic = self._topic(TopicKind.DETECTION, camera=sampled.camera_id, flow=flow)
+        self.spool.put(Kind.SHADOW if shadow else Kind.DETECTION, str(topic), encode(detection))
+        if shadow:
+            self._wake.set()
+            return
         for index, extent in enumerate(extents):
             if not self.thumbnails.due(sampled.camera_id, extent, now):
                 continue
@@ -492,14 +550,15 @@ class EdgeNode:
             worker.set_enabled(command.enabled)
         log.info("edge node %s: applied %s from %s", self.node_id, command, request.issued_by or "the cloud")
 
-    def _topic(self, kind: TopicKind, camera: str | None = None) -> Topic:
-        flow = self.config.flow if kind in (TopicKind.DETECTION, TopicKind.THUMBNAIL) else None
+    def _topic(self, kind: TopicKind, camera: str | None = None, flow: str | None = None) -> Topic:
+        if kind in (TopicKind.DETECTION, TopicKind.THUMBNAIL):
+            flow = flow or self.config.flow
         return Topic(kind, self.site, self.node_id, flow=flow, camera=camera)
 
 
 def _as_historical(row: Spooled) -> bytes:
     """The payload re-encoded with `historical` set: it is sent after an outage."""
-    if row.kind is Kind.DETECTION:
+    if row.kind in (Kind.DETECTION, Kind.SHADOW):
         detection = decode(Detection, row.payload)
         return encode(detection.model_copy(update={"historical": True}))
     thumb = decode(Thumbnail, row.payload)

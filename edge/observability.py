@@ -42,6 +42,18 @@ class EdgeMetrics:
         self.frames_gated = Counter(
             "depotwatch_edge_frames_gated", "Frames skipped by the motion gate", ["camera"], registry=r
         )
+        self.shadow_frames_inferred = Counter(
+            "depotwatch_edge_shadow_frames_inferred", "Frames a shadow flow inferred", ["flow"], registry=r
+        )
+        self.shadow_frames_skipped = Counter(
+            "depotwatch_edge_shadow_frames_skipped",
+            "Frames a shadow flow skipped to keep up with the main flow",
+            ["flow"],
+            registry=r,
+        )
+        self.shadow_failures = Counter(
+            "depotwatch_edge_shadow_failures", "Batches a shadow model failed on", ["flow"], registry=r
+        )
         self.camera_fps = Gauge(
             "depotwatch_edge_camera_fps", "Captured frames per second", ["camera"], registry=r
         )

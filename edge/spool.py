@@ -1,8 +1,8 @@
 """Store-and-forward: every outgoing message is written here first and deleted only once the broker
 has acknowledged it, so a broker or network outage loses nothing and a restart resumes the backlog.
 
-SQLite in WAL mode, one connection behind a lock. The spool is bounded in bytes: when full it drops
-the oldest thumbnails first, then the oldest detections, and counts each drop. It also keeps the
+SQLite in WAL mode, one connection behind a lock. The spool is bounded in bytes: when full it drops the
+oldest shadow-flow detections first, then thumbnails, then detections, and counts each drop. It also keeps the
 node's counters that must survive restarts: the detection sequence number and the birth sequence.
 """
 
@@ -40,13 +40,21 @@ class SpoolError(DepotwatchError):
 
 
 class Kind(StrEnum):
-    """What a spooled message is; thumbnails are dropped first when the spool is full."""
+    """What a spooled message is; when the spool is full, a shadow flow's detections go first, then
+    thumbnails, then the production detections."""
 
     DETECTION = "detection"
     THUMBNAIL = "thumbnail"
+    SHADOW = "shadow"
 
 
-DROP_ORDER = (Kind.THUMBNAIL, Kind.DETECTION)
+DROP_ORDER = (Kind.SHADOW, Kind.THUMBNAIL, Kind.DETECTION)
+# What a new message of a kind may push out of a full spool.
+MAY_DISPLACE = {
+    Kind.DETECTION: set(DROP_ORDER),
+    Kind.THUMBNAIL: {Kind.SHADOW, Kind.THUMBNAIL},
+    Kind.SHADOW: {Kind.SHADOW},
+}
 
 
 @dataclass(frozen=True)
@@ -105,8 +113,8 @@ class Spool:
         for victim in DROP_ORDER:
             if self._bytes + size <= self.max_bytes:
                 return True
-            if victim is Kind.DETECTION and kind is Kind.THUMBNAIL:
-                return False  # a new thumbnail never pushes out a detection
+            if victim not in MAY_DISPLACE[kind]:
+                return False
             while self._bytes + size > self.max_bytes:
                 row = self._db.execute(
                     "SELECT id, LENGTH(payload) FROM outbox WHERE kind = ? ORDER BY id LIMIT 1",

@@ -72,6 +72,7 @@ class OpenVinoLpe:
         requests: int = 2,
         hint: PerformanceHint = "LATENCY",
         inference_precision: str | None = None,
+        threads: int | None = None,
     ) -> None:
         xml = model_path(model_dir, precision)
         for path in (xml, xml.with_suffix(".bin")):
@@ -92,6 +93,8 @@ class OpenVinoLpe:
         config: dict[str, Any] = {"PERFORMANCE_HINT": hint}
         if inference_precision:
             config["INFERENCE_PRECISION_HINT"] = inference_precision
+        if threads is not None and device == "CPU":
+            config["INFERENCE_NUM_THREADS"] = threads
         try:
             self.compiled = core.compile_model(model, device, config)
         except RuntimeError as exc:

@@ -1,0 +1,147 @@
+"""A flow run in shadow at the edge: the same frames as the node's own flow, another model, its own
+topics; it skips frames rather than hold the main flow up, and a broken shadow model takes nothing down."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.aggregate import Sampled
+from edge.config import EdgeConfig, LpeConfig, ShadowFlowConfig
+from edge.lpe.openvino_lpe import OpenVinoLpe
+from edge.node import EdgeNode
+from edge.observability import EdgeMetrics
+from edge.shadow import ShadowRunner
+from shared.layout import Facility, parse_facility
+from shared.messages import Detection, LocoExtent, Thumbnail
+from tests.collector import Collector
+from tests.edge.test_lpe import MODEL_DIR
+from tests.edge.test_node import facility_data, node_config
+from tests.waiting import wait_until
+
+
+@pytest.fixture
+def depot() -> Facility:
+    """The example depot under a site id of its own."""
+    return parse_facility(facility_data(f"test-{uuid.uuid4().hex[:8]}"))
+
+
+@pytest.fixture
+def collector(mqtt_url: str, depot: Facility) -> Iterator[Collector]:
+    c = Collector(mqtt_url, depot.site)
+    yield c
+    c.stop()
+
+
+DEV = ShadowFlowConfig(lpe=LpeConfig(model_dir=MODEL_DIR, precision="fp32"), threads=1)
+
+
+def _shadow_config(tmp_path: Path, url: str, shadow: ShadowFlowConfig = DEV) -> EdgeConfig:
+    return node_config(tmp_path, url, shadow={"dev": shadow})
+
+
+def test_a_shadow_flow_publishes_its_own_model_on_the_same_frames(
+    tmp_path: Path,
+    mqtt_url: str,
+    depot: Facility,
+    collector: Collector,
+) -> None:
+    node = EdgeNode(_shadow_config(tmp_path, mqtt_url), depot)
+    node.start()
+    try:
+        wait_until(
+            lambda: len([d for d in collector.of(Detection) if d.flow == "dev"]) >= 24, 30, "dev detections"
+        )
+        health = node.health()
+        dropped = sum(w.frames_dropped_total for w in node.workers.values())
+    finally:
+        node.stop()
+    assert health["healthy"] and health["shadow"] == {"dev": "running"}
+    detections = collector.of(Detection)
+    prod = {(d.camera_id, d.captured_at): d for d in detections if d.flow == "prod"}
+    dev = [d for d in detections if d.flow == "dev"]
+    assert {d.model.version for d in prod.values()} == {"1.0.0-int8"}
+    assert {d.model.version for d in dev} == {"1.0.0-fp32"}
+    assert dropped == 0  # the main flow kept up with every sampled frame
+    # Every shadow detection is of a frame the main flow estimated too; the two models agree on it.
+    for shadow in dev:
+        main = prod.get((shadow.camera_id, shadow.captured_at))
+        if main is None:  # still in the main flow's spool when the node stopped
+            continue
+        assert len(shadow.extents) == len(main.extents)
+        for a, b in zip(shadow.extents, main.extents, strict=True):
+            assert abs(a.start_m - b.start_m) < 1.0 and abs(a.end_m - b.end_m) < 1.0
+    assert all(t.meta.flow == "prod" for t in collector.of(Thumbnail))  # thumbnails come from the main flow
+
+
+def test_a_broken_shadow_model_leaves_the_main_flow_running(
+    tmp_path: Path,
+    mqtt_url: str,
+    depot: Facility,
+    collector: Collector,
+) -> None:
+    broken = tmp_path / "lpe" / "9.9.9"
+    broken.mkdir(parents=True)
+    (broken / "lpe_int8.xml").write_text("<net>not a model</net>")
+    (broken / "lpe_int8.bin").write_bytes(b"\0" * 16)
+    config = _shadow_config(tmp_path, mqtt_url, ShadowFlowConfig(lpe=LpeConfig(model_dir=broken)))
+    node = EdgeNode(config, depot)
+    node.start()
+    try:
+        wait_until(lambda: len(collector.of(Detection)) >= 8, 20, "main-flow detections")
+        health = node.health()
+    finally:
+        node.stop()
+    assert health["healthy"]
+    assert str(health["shadow"]["dev"]).startswith("failed: ")  # type: ignore[index]
+    assert all(d.flow == "prod" for d in collector.of(Detection))
+
+
+class _Held:
+    """The real shipped model, held at a gate: a shadow flow too slow to keep up."""
+
+    def __init__(self, lpe: OpenVinoLpe) -> None:
+        self.lpe, self.gate, self.calls = lpe, threading.Event(), 0
+
+    @property
+    def model(self) -> object:
+        return self.lpe.model
+
+    def estimate(self, frames: list[tuple[str, np.ndarray]]) -> list[list[LocoExtent]]:  # type: ignore[type-arg]
+        self.calls += 1
+        self.gate.wait(10)
+        return self.lpe.estimate(frames)
+
+
+def test_a_slow_shadow_skips_batches_and_never_blocks_the_main_flow(depot: Facility) -> None:
+    cameras = depot.cameras_of_node("edge-bay1")
+    held = _Held(OpenVinoLpe(MODEL_DIR, cameras, precision="fp32", batch=4, threads=1))
+    emitted: list[Sampled] = []
+    metrics = EdgeMetrics()
+    runner = ShadowRunner("dev", held, lambda s, _extents: emitted.append(s), metrics)  # type: ignore[arg-type]
+    grey = np.full((720, 1280, 3), 90, np.uint8)
+    runner.start()
+    try:
+        batches = [[Sampled(cid, grey, datetime.now(UTC)) for cid in sorted(cameras)] for _ in range(10)]
+        runner.offer(batches[0])
+        wait_until(lambda: held.calls == 1, 5, "the shadow to take the first batch")
+        started = time.monotonic()
+        for batch in batches[1:]:
+            runner.offer(batch)  # the shadow is stuck on batch 0: these must return at once
+        assert time.monotonic() - started < 1.0
+        held.gate.set()
+        wait_until(lambda: len(emitted) == 8, 10, "the first and the newest batch")
+    finally:
+        runner.stop()
+    assert emitted[:4] == batches[0] and emitted[4:] == batches[-1]
+    skipped = metrics.registry.get_sample_value(
+        "depotwatch_edge_shadow_frames_skipped_total", {"flow": "dev"}
+    )
+    assert skipped == 8 * 4  # batches 1-8 were replaced before the shadow could start them
