@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 from bench.cloud_latency import latency
 from bench.report import report
 from cloud.db.engine import make_engine, upgrade
+from cloud.flows import one_estimator
 from cloud.fse import FacilityStateEstimator
 from cloud.ingest import Ingest
 from shared.codec import encode
@@ -133,7 +134,7 @@ def ingest_rate(count: int, database_url: str) -> dict[str, float]:
     upgrade(database_url)
     engine = make_engine(database_url)
     fse = FacilityStateEstimator(facility)
-    ingest = Ingest(engine, facility.site, fse)
+    ingest = Ingest(engine, facility.site, one_estimator(fse))
     node = f"bench{uuid.uuid4().hex[:6]}"
     link = MqttConnection(
         BrokerConfig(url=BROKER), f"bench-ingest-{uuid.uuid4().hex[:6]}", on_idle=ingest.submit

@@ -4,11 +4,13 @@ variables (nested keys joined by `__`), validated at start."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.ids import Identifier
+from shared.messages import PROD_FLOW
 from shared.mqtt import BrokerConfig
 from shared.strict import StrictModel
 from shared.yaml_config import FileSettings, load_settings
@@ -72,6 +74,19 @@ class RecognitionConfig(StrictModel):
     thumbnail_retention_days: float = Field(7.0, gt=0, description="Stored thumbnails are kept this long.")
 
 
+class FlowConfig(StrictModel):
+    """One data flow's state estimator. Detections of a flow not listed here are stored, not fused."""
+
+    clock: Literal["wall", "data"] = Field(
+        "wall",
+        description="wall: the estimator runs on the wall clock (live flows); data: on the capture times "
+        "of the flow's detections, so a recording replayed at any speed gives the results it gave live.",
+    )
+    update_interval_s: float | None = Field(
+        None, gt=0, le=10, description="Estimator cadence of this flow; update_interval_s when unset."
+    )
+
+
 class CloudConfig(FileSettings):
     """Everything the cloud service needs."""
 
@@ -91,10 +106,28 @@ class CloudConfig(FileSettings):
         le=10,
         description="How often the state is fused and saved; bounds how stale the API's state can be.",
     )
+    watermark_s: float = Field(
+        0.3,
+        ge=0,
+        le=5,
+        description="Each update fuses what was captured up to this long before it, so detections a "
+        "little late in transit still count where they belong (and replays agree with live); the state "
+        "lags by this much.",
+    )
     snapshot_interval_s: float = Field(60.0, gt=0, description="How often the whole state is kept.")
     retention_days: float = Field(
         90.0, gt=0, description="Observations, positions and snapshots older than this are deleted."
     )
+    flows: dict[Identifier, FlowConfig] = Field(
+        default_factory=lambda: {PROD_FLOW: FlowConfig()},
+        description="The flows estimated here, each with its own estimator and stored state; must hold prod.",
+    )
+
+    @model_validator(mode="after")
+    def _prod_flow(self) -> Self:
+        if PROD_FLOW not in self.flows:
+            raise ValueError(f"flows must include {PROD_FLOW!r}: the map, recognition and events follow it")
+        return self
 
 
 def load_cloud_config(path: Path) -> CloudConfig:

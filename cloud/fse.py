@@ -16,6 +16,7 @@ state: they belong to history, which is rebuilt from stored observations when a 
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import threading
 from collections.abc import Callable
@@ -158,7 +159,10 @@ class FacilityStateEstimator:
         self._new_id = new_id or _new_ids()
         # Observations arrive on the ingest thread while another thread fuses: one lock guards both.
         self._lock = threading.RLock()
-        self._latest: dict[str, Observation] = {}
+        # Per camera: the observation in effect at the last update, and those captured after it,
+        # waiting for an update at or after their capture time.
+        self._current: dict[str, Observation] = {}
+        self._waiting: dict[str, list[Observation]] = {}
         self._camera_seen: dict[str, bool] = {}
         self._tracks: dict[str, _Track] = {}
         for tid, track in facility.tracks.items():
@@ -175,14 +179,17 @@ class FacilityStateEstimator:
         return max(int(round(metres / GRID_M)), 0)
 
     def observe(self, observation: Observation) -> bool:
-        """Take a camera's observation; False when it is older than one already used (late data)."""
-        if observation.camera_id not in self.facility.cameras:
-            raise KeyError(f"unknown camera {observation.camera_id!r}")
+        """Take a camera's observation; it counts from the first update at or after its capture time.
+        False when it is older than one already taken (late data: history only)."""
+        cid = observation.camera_id
+        if cid not in self.facility.cameras:
+            raise KeyError(f"unknown camera {cid!r}")
         with self._lock:
-            latest = self._latest.get(observation.camera_id)
+            waiting = self._waiting.setdefault(cid, [])
+            latest = waiting[-1] if waiting else self._current.get(cid)
             if latest is not None and observation.at <= latest.at:
                 return False
-            self._latest[observation.camera_id] = observation
+            waiting.append(observation)
             return True
 
     def restore(self, locos: list[Loco]) -> None:
@@ -194,8 +201,15 @@ class FacilityStateEstimator:
                     track.locos[loco.loco_id] = loco
 
     def update(self, now: datetime) -> list[Event]:
-        """Fuse the latest observations into the state as of `now`; returns the events."""
+        """Fuse each camera's latest observation captured by `now` into the state as of `now`; returns
+        the events. Observations captured after `now` wait for a later update, so the result depends
+        on what was captured by then, not on when it arrived."""
         with self._lock:
+            for cid, waiting in self._waiting.items():
+                due = bisect.bisect_right(waiting, now, key=lambda o: o.at)
+                if due:
+                    self._current[cid] = waiting[due - 1]
+                    del waiting[:due]
             events = self._camera_events(now)
             for track in self._tracks.values():
                 events.extend(self._update_track(track, now))
@@ -219,7 +233,7 @@ class FacilityStateEstimator:
     # ------------------------------------------------------------------------------------------
 
     def _fresh(self, camera_id: str, now: datetime) -> Observation | None:
-        obs = self._latest.get(camera_id)
+        obs = self._current.get(camera_id)
         if obs is None or not obs.online or now - obs.at > MAX_AGE:
             return None
         return obs

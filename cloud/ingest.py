@@ -30,7 +30,7 @@ from sqlmodel import Session
 
 from cloud.db.bulk import insert_observations
 from cloud.db.models import CameraRow, DeadLetterRow, NodeRow, ThumbnailRow
-from cloud.fse import FacilityStateEstimator, Observation, SeenExtent
+from cloud.fse import Observation, SeenExtent
 from shared.codec import decode_message
 from shared.errors import ContractError
 from shared.messages import (
@@ -70,6 +70,7 @@ class IngestCounts:
     duplicates: int = 0
     dead_letters: int = 0
     stale: int = 0
+    unfused: int = 0  # stored, but no estimator runs the detection's flow (or knows its camera)
     write_failures: int = 0
     # Seconds from capture to arrival of the latest live detection (edge + broker + network delay).
     lag_s: float = 0.0
@@ -93,12 +94,12 @@ class Ingest:
         self,
         engine: Engine,
         site: str,
-        fse: FacilityStateEstimator | None = None,
+        observe: Callable[[str, Observation], bool | None] | None = None,
         on_recognition: Callable[[Recognition], object] | None = None,
     ) -> None:
         self.engine = engine
         self.site = site
-        self.fse = fse
+        self.observe = observe
         self.on_recognition = on_recognition
         self.counts = IngestCounts()
         self._pending: list[dict[str, Any]] = []
@@ -170,7 +171,7 @@ class Ingest:
             full = len(self._pending) >= BATCH_ROWS
         if full:
             self.submit()
-        if self.fse is not None and d.camera_id in self.fse.facility.cameras:
+        if self.observe is not None:
             observation = Observation(
                 d.camera_id,
                 d.captured_at,
@@ -180,7 +181,10 @@ class Ingest:
                 ),
                 online=d.camera.state is CameraState.ONLINE,
             )
-            if not self.fse.observe(observation):
+            fused = self.observe(d.flow, observation)
+            if fused is None:
+                self.counts.unfused += 1
+            elif not fused:
                 self.counts.stale += 1
 
     @property

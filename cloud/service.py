@@ -1,5 +1,6 @@
-"""The cloud service: MQTT ingest, the state estimator's update loop and its persistence, each owned
-here and started and stopped with the HTTP app (FastAPI lifespan)."""
+"""The cloud service: MQTT ingest, one state estimator per data flow with its update loop and
+persistence, each owned here and started and stopped with the HTTP app (FastAPI lifespan). The prod
+flow also drives recognition, the live feed and the map."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from cloud.config import CloudConfig
 from cloud.db.engine import make_engine, upgrade
-from cloud.fse import Event, FacilityStateEstimator
+from cloud.flows import FlowRuntime, on_grid
+from cloud.fse import Event, FacilityStateEstimator, Observation
 from cloud.identities import Identities
 from cloud.ingest import Ingest
 from cloud.live import LiveFeed
 from cloud.state_store import StateStore
 from shared.layout import Facility
+from shared.messages import PROD_FLOW
 from shared.mqtt import MqttConnection
 from shared.topics import ROOT, shared_subscription
 from shared.yaml_config import write_yaml_atomically
@@ -41,6 +44,7 @@ class CloudMetrics:
             ("duplicates", "Detections dropped as duplicates", "duplicates"),
             ("dead_letters", "Messages dead-lettered", "dead_letters"),
             ("stale", "Detections older than the camera's latest (history only)", "stale"),
+            ("unfused", "Detections of a flow no estimator runs (stored only)", "unfused"),
             ("write_failures", "Database writes that failed and are being retried", "write_failures"),
             ("lag_seconds", "Capture to arrival of the latest live detection", "lag_s"),
         ):
@@ -54,7 +58,7 @@ class CloudMetrics:
             registry=r,
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
         )
-        self.events = Counter("depotwatch_cloud_events", "Events emitted", ["kind"], registry=r)
+        self.events = Counter("depotwatch_cloud_events", "Events emitted", ["flow", "kind"], registry=r)
 
 
 def _reader(ingest: Ingest, field: str) -> Callable[[], float]:
@@ -69,16 +73,14 @@ class CloudService:
         self.facility = facility
         upgrade(config.database_url)
         self.engine = make_engine(config.database_url)
-        self.store = StateStore(self.engine)
-        self._new_id = self.store.id_factory()
-        self.fse = FacilityStateEstimator(facility, new_id=self._new_id)
-        self.fse.restore(self.store.present())
+        self._new_id = StateStore(self.engine).id_factory()
+        self.flows = {name: self._flow(name, facility) for name in config.flows}
         self.identities = Identities()
         self.identities.restore(self.store.identities())
         self.ingest = Ingest(
             self.engine,
             facility.site,
-            self.fse,
+            observe=self.observe,
             on_recognition=lambda r: self.identities.observe(r, self.fse.locos()),
         )
         self.metrics = CloudMetrics(self.ingest)
@@ -94,6 +96,33 @@ class CloudService:
         self._layout_lock = threading.Lock()
         self._stop = threading.Event()
         self._updater = threading.Thread(target=self._update_loop, name="cloud-fse", daemon=True)
+
+    @property
+    def fse(self) -> FacilityStateEstimator:
+        """The prod flow's estimator."""
+        return self.flows[PROD_FLOW].fse
+
+    @property
+    def store(self) -> StateStore:
+        """The prod flow's store."""
+        return self.flows[PROD_FLOW].store
+
+    def _flow(self, name: str, facility: Facility) -> FlowRuntime:
+        flow_config = self.config.flows[name]
+        store = StateStore(self.engine, name)
+        fse = FacilityStateEstimator(facility, new_id=self._new_id)
+        fse.restore(store.present())
+        interval = flow_config.update_interval_s or self.config.update_interval_s
+        watermark = timedelta(seconds=self.config.watermark_s)
+        return FlowRuntime(name, flow_config, fse, store, timedelta(seconds=interval), watermark)
+
+    def observe(self, flow: str, observation: Observation) -> bool | None:
+        """Fuse a detection's observation into its flow's estimator; None when no estimator runs that
+        flow or the camera is not in the layout, False when it is older than the camera's latest."""
+        runtime = self.flows.get(flow)
+        if runtime is None or observation.camera_id not in self.facility.cameras:
+            return None
+        return runtime.observe(observation, self._update_flow)
 
     def start(self) -> None:
         self.ingest.start()
@@ -117,10 +146,12 @@ class CloudService:
         """Use a new layout of the same site from now on, and keep it in the layout file."""
         with self._layout_lock:
             write_yaml_atomically(self.config.layout, facility.model_dump(mode="json"))
-            fse = FacilityStateEstimator(facility, new_id=self._new_id)
-            kept = [loco for loco in self.fse.locos() if loco.track_id in facility.tracks]
-            fse.restore(kept)
-            self.facility, self.fse, self.ingest.fse = facility, fse, fse
+            for runtime in self.flows.values():
+                fse = FacilityStateEstimator(facility, new_id=self._new_id)
+                fse.restore([loco for loco in runtime.fse.locos() if loco.track_id in facility.tracks])
+                runtime.fse = fse
+            kept = self.fse.locos()
+            self.facility = facility
         log.info(
             "layout of %s replaced by %s: %d tracks, %d cameras; %d locomotives kept",
             facility.site,
@@ -131,16 +162,36 @@ class CloudService:
         )
 
     def update_once(self, now: datetime | None = None) -> list[Event]:
-        """Fuse, save and announce the state as of now."""
-        now = now or datetime.now(UTC)
+        """Fuse, save and announce the state of every wall-clock flow as of `now` (by default the last
+        update instant a watermark ago) once per instant; returns the prod flow's events."""
+        events: list[Event] = []
+        for runtime in self.flows.values():
+            if runtime.data_clock:
+                continue
+            at = now
+            if at is None:
+                at = on_grid(datetime.now(UTC) - runtime.watermark, runtime.interval)
+                if runtime.next_tick is not None and at < runtime.next_tick:
+                    continue  # this instant is done
+                runtime.next_tick = at + runtime.interval
+            flow_events = self._update_flow(runtime, at)
+            events = flow_events if runtime.name == PROD_FLOW else events
+        return events
+
+    def _update_flow(self, runtime: FlowRuntime, now: datetime) -> list[Event]:
         started = time.perf_counter()
-        events = self.fse.update(now) + self.identities.drain_events()
-        self.store.save(now, self.fse.locos(), events)
-        self.store.save_identities(self.identities.drain_changed(), now)
+        prod = runtime.name == PROD_FLOW
+        events = runtime.fse.update(now) + (self.identities.drain_events() if prod else [])
+        runtime.store.save(now, runtime.fse.locos(), events)
+        if runtime.data_clock and (runtime.next_snapshot is None or now >= runtime.next_snapshot):
+            runtime.store.snapshot(now, runtime.fse.state())
+            runtime.next_snapshot = now + timedelta(seconds=self.config.snapshot_interval_s)
         self.metrics.fse_seconds.observe(time.perf_counter() - started)
         for event in events:
-            self.metrics.events.labels(event.kind.value).inc()
-        self.live.publish(self.fse.state(), events, self.identities.version)
+            self.metrics.events.labels(runtime.name, event.kind.value).inc()
+        if prod:
+            self.store.save_identities(self.identities.drain_changed(), now)
+            self.live.publish(self.fse.state(), events, self.identities.version)
         return events
 
     def _update_loop(self) -> None:
@@ -153,7 +204,9 @@ class CloudService:
             try:
                 self.update_once()
                 if time.monotonic() >= next_snapshot:
-                    self.store.snapshot(datetime.now(UTC), self.fse.state())
+                    for runtime in self.flows.values():
+                        if not runtime.data_clock:
+                            runtime.store.snapshot(datetime.now(UTC), runtime.fse.state())
                     next_snapshot = time.monotonic() + self.config.snapshot_interval_s
                 if time.monotonic() >= next_purge:
                     cutoff = datetime.now(UTC) - timedelta(days=self.config.retention_days)

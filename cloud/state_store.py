@@ -1,5 +1,6 @@
-"""Persistence of the live state: locomotives (so a restart resumes them, ids and all), their position
-history, events, and periodic snapshots of the whole facility for questions about the past."""
+"""Persistence of one flow's live state: locomotives (so a restart resumes them, ids and all), their
+position history, events, and periodic snapshots of the whole facility for questions about the past.
+Every row carries the flow; each flow's estimator has a store of its own."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from cloud.db.models import (
 from cloud.fse import Event, EventKind, Loco, Observation, SeenExtent, TrackState
 from cloud.history import WINDOW, PastInputs, loco_from_snapshot, moved_to
 from cloud.identities import Identity
+from shared.messages import PROD_FLOW
 
 # A locomotive's position is written again once an end moved this far.
 POSITION_STEP_M = 0.2
@@ -30,9 +32,10 @@ POSITION_STEP_M = 0.2
 LAST_SEEN_REFRESH = timedelta(seconds=10)
 
 
-def to_row(loco: Loco) -> LocomotiveRow:
+def to_row(loco: Loco, flow: str = PROD_FLOW) -> LocomotiveRow:
     return LocomotiveRow(
         loco_id=loco.loco_id,
+        flow=flow,
         track_id=loco.track_id,
         start_m=loco.start_m,
         end_m=loco.end_m,
@@ -71,24 +74,28 @@ def from_row(row: LocomotiveRow) -> Loco:
 
 
 class StateStore:
-    """Writes what the estimator concluded; reads it back at start."""
+    """Writes what one flow's estimator concluded; reads it back at start."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, flow: str = PROD_FLOW) -> None:
         self.engine = engine
+        self.flow = flow
         self._written: dict[str, tuple[float, float]] = {}
         self._saved: dict[str, Loco] = {}
 
     def present(self) -> list[Loco]:
         """Locomotives in the facility when the service last stopped."""
         with Session(self.engine) as session:
-            rows = session.exec(select(LocomotiveRow).where(LocomotiveRow.present)).all()
+            rows = session.exec(
+                select(LocomotiveRow).where(LocomotiveRow.present, LocomotiveRow.flow == self.flow)
+            ).all()
         self._written = {r.loco_id: (r.start_m, r.end_m) for r in rows}
         locos = [from_row(r) for r in rows]
         self._saved = {loco.loco_id: loco for loco in locos}
         return locos
 
     def id_factory(self) -> Callable[[], str]:
-        """New locomotive ids that continue after the highest one ever given."""
+        """New locomotive ids that continue after the highest one ever given, in any flow (ids are
+        unique across flows, so one factory serves every flow's estimator)."""
         with Session(self.engine) as session:
             highest = session.exec(select(func.max(LocomotiveRow.loco_id))).one()
         start = int(highest[1:]) + 1 if highest else 1
@@ -99,35 +106,42 @@ class StateStore:
         """Upsert the locomotives that changed, retire the departed ones, append events and moved
         positions. A locomotive that only stood on is rewritten once per LAST_SEEN_REFRESH (its
         last_seen), not on every update: at 10 updates a second that was most of the write load."""
+        rewrite = [
+            loco
+            for loco in locos
+            if (saved := self._saved.get(loco.loco_id)) is None
+            or _changed(saved, loco)
+            or loco.last_seen - saved.last_seen >= LAST_SEEN_REFRESH
+        ]
+        moved = [
+            loco
+            for loco in locos
+            if (last := self._written.get(loco.loco_id)) is None
+            or max(abs(last[0] - loco.start_m), abs(last[1] - loco.end_m)) > POSITION_STEP_M
+        ]
+        if not rewrite and not moved and not events:
+            return
         with Session(self.engine) as session:
-            for loco in locos:
-                saved = self._saved.get(loco.loco_id)
-                if (
-                    saved is None
-                    or _changed(saved, loco)
-                    or loco.last_seen - saved.last_seen >= LAST_SEEN_REFRESH
-                ):
-                    session.merge(to_row(loco))
-                    self._saved[loco.loco_id] = loco
-                last = self._written.get(loco.loco_id)
-                if (
-                    last is None
-                    or max(abs(last[0] - loco.start_m), abs(last[1] - loco.end_m)) > POSITION_STEP_M
-                ):
-                    session.add(
-                        PositionRow(
-                            loco_id=loco.loco_id,
-                            at=now,
-                            track_id=loco.track_id,
-                            start_m=loco.start_m,
-                            end_m=loco.end_m,
-                            station=loco.station,
-                        )
+            for loco in rewrite:
+                session.merge(to_row(loco, self.flow))
+                self._saved[loco.loco_id] = loco
+            for loco in moved:
+                session.add(
+                    PositionRow(
+                        loco_id=loco.loco_id,
+                        flow=self.flow,
+                        at=now,
+                        track_id=loco.track_id,
+                        start_m=loco.start_m,
+                        end_m=loco.end_m,
+                        station=loco.station,
                     )
-                    self._written[loco.loco_id] = (loco.start_m, loco.end_m)
+                )
+                self._written[loco.loco_id] = (loco.start_m, loco.end_m)
             for event in events:
                 session.add(
                     EventRow(
+                        flow=self.flow,
                         at=event.at,
                         kind=event.kind.value,
                         track_id=event.track_id,
@@ -204,14 +218,18 @@ class StateStore:
             for t in state
         ]
         with Session(self.engine) as session:
-            session.add(SnapshotRow(at=now, state=payload))
+            session.add(SnapshotRow(flow=self.flow, at=now, state=payload))
             session.commit()
 
-    def past(self, at: datetime, flow: str = "prod") -> PastInputs | None:
-        """What is needed to recompute the state at `at`; None when nothing was recorded before it."""
+    def past(self, at: datetime) -> PastInputs | None:
+        """What is needed to recompute the flow's state at `at`; None when nothing was recorded before it."""
+        flow = self.flow
         with Session(self.engine) as session:
             snapshot = session.exec(
-                select(SnapshotRow).where(SnapshotRow.at <= at).order_by(col(SnapshotRow.at).desc()).limit(1)
+                select(SnapshotRow)
+                .where(SnapshotRow.flow == flow, SnapshotRow.at <= at)
+                .order_by(col(SnapshotRow.at).desc())
+                .limit(1)
             ).first()
             since = snapshot.at if snapshot is not None else None
             locos = {
@@ -220,11 +238,15 @@ class StateStore:
                     loco_from_snapshot(d) for t in (snapshot.state if snapshot else []) for d in t["locos"]
                 )
             }
-            arrived = select(LocomotiveRow).where(LocomotiveRow.first_seen <= at)
+            arrived = select(LocomotiveRow).where(LocomotiveRow.flow == flow, LocomotiveRow.first_seen <= at)
             departed = select(EventRow.loco_id).where(
-                EventRow.kind == EventKind.DEPARTED.value, EventRow.at <= at
+                EventRow.flow == flow, EventRow.kind == EventKind.DEPARTED.value, EventRow.at <= at
             )
-            moves = select(PositionRow).where(PositionRow.at <= at).order_by(col(PositionRow.at))
+            moves = (
+                select(PositionRow)
+                .where(PositionRow.flow == flow, PositionRow.at <= at)
+                .order_by(col(PositionRow.at))
+            )
             if since is not None:
                 arrived = arrived.where(LocomotiveRow.first_seen > since)
                 departed = departed.where(EventRow.at > since)

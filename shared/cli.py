@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import cv2
 import numpy as np
 import typer
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from shared.errors import DepotwatchError
+from shared.cli_support import console, exit_on_error
+from shared.flow_cli import flow_app
 from shared.layout import Facility, load_facility
 from shared.sim.dataset import write_dataset
 from shared.sim.scenario import Lighting, Scenario, load_scenario
@@ -33,8 +31,8 @@ app.add_typer(layout_app, name="layout")
 app.add_typer(sim_app, name="sim")
 app.add_typer(edge_app, name="edge")
 app.add_typer(cloud_app, name="cloud")
+app.add_typer(flow_app, name="flow")
 
-console = Console()
 DEFAULT_LAYOUT = Path("examples/facility.yaml")
 
 LayoutOpt = Annotated[Path, typer.Option("--layout", "-l", help="Facility layout YAML.")]
@@ -42,18 +40,8 @@ ScenarioOpt = Annotated[Path | None, typer.Option("--scenario", help="Simulator 
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Override the scenario's seed.")]
 
 
-@contextmanager
-def _exit_on_error() -> Iterator[None]:
-    """A DepotwatchError ends the command with its message and exit status 2, not a traceback."""
-    try:
-        yield
-    except DepotwatchError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
-
-
 def _load(layout: Path, scenario_path: Path | None, seed: int | None) -> tuple[Facility, Scenario]:
-    with _exit_on_error():
+    with exit_on_error():
         facility = load_facility(layout)
         scenario = load_scenario(scenario_path) if scenario_path else Scenario()
     if seed is not None:
@@ -151,7 +139,7 @@ def sim_dataset(
     facility, scen = _load(layout, scenario, seed)
     with Progress(console=console) as progress:
         task = progress.add_task("rendering", total=frames)
-        with _exit_on_error():
+        with exit_on_error():
             labels = write_dataset(
                 facility,
                 scen,
@@ -171,7 +159,7 @@ def edge_run(
     """Run an edge node: capture, estimate, publish with store-and-forward, until SIGTERM."""
     from edge.cli import run_edge  # OpenVINO loads only for the commands that need it
 
-    with _exit_on_error():
+    with exit_on_error():
         run_edge(config)
 
 
@@ -182,7 +170,7 @@ def edge_check(
     """Validate an edge node's config, layout and model files (exit 2 naming each bad key); starts nothing."""
     from edge.cli import check_edge
 
-    with _exit_on_error():
+    with exit_on_error():
         console.print(check_edge(config), soft_wrap=True, highlight=False)
 
 
@@ -194,7 +182,7 @@ def cloud_run(config: CloudConfigOpt = Path("cloud.yaml")) -> None:
     """Run the cloud service: MQTT ingest, state estimation, database and REST API."""
     from cloud.cli import run_cloud
 
-    with _exit_on_error():
+    with exit_on_error():
         run_cloud(config)
 
 
@@ -203,7 +191,7 @@ def cloud_recognise(config: CloudConfigOpt = Path("cloud.yaml")) -> None:
     """Run a recognition worker: series and number of the locomotives in the edge nodes' thumbnails."""
     from cloud.cli import run_recognition
 
-    with _exit_on_error():
+    with exit_on_error():
         run_recognition(config)
 
 
@@ -220,7 +208,7 @@ def keys_create(
     if role not in {r.value for r in Role}:
         console.print(f"[red]role must be viewer, operator or admin, not {role!r}[/red]")
         raise typer.Exit(2)
-    with _exit_on_error():
+    with exit_on_error():
         key = new_key(config, Role(role), name)
     typer.echo(key)
 
@@ -251,7 +239,7 @@ def grafana_push(
     """Create or overwrite the depotwatch dashboards in an existing Grafana."""
     from cloud.grafana.push import push
 
-    with _exit_on_error():
+    with exit_on_error():
         uids = push(url, token)
     console.print(f"pushed {', '.join(uids)} to {url}")
 
@@ -310,7 +298,7 @@ def demo(
         database_url=database_url,
         port=port,
     )
-    with _exit_on_error():
+    with exit_on_error():
         runner = Demo(options)
         urls = runner.start()
     stop = threading.Event()

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from cloud.api.routes import commands, events, health, layout, live, locomotives, state, thumbnails
+from cloud.api.routes import commands, events, flows, health, layout, live, locomotives, state, thumbnails
 from cloud.service import CloudService
 
 STATIC = Path(__file__).with_name("static")
@@ -34,7 +34,7 @@ def create_app(service: CloudService) -> FastAPI:
         description="Live locomotive positions in a repair depot.",
     )
     app.state.service = service
-    for module in (state, locomotives, events, health, commands, layout, live, thumbnails):
+    for module in (state, locomotives, events, flows, health, commands, layout, live, thumbnails):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

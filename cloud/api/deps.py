@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi import Depends, Header, HTTPException, Query, Request, status
 from sqlmodel import Session
 
 from cloud.auth import Role, role_of
+from cloud.flows import FlowRuntime
 from cloud.service import CloudService
 
 
@@ -18,6 +19,24 @@ def get_service(request: Request) -> CloudService:
 
 
 ServiceDep = Annotated[CloudService, Depends(get_service)]
+
+
+def get_flow(
+    service: ServiceDep, flow: Annotated[str, Query(description="Data flow (prod, dev, …).")] = "prod"
+) -> FlowRuntime:
+    return flow_named(service, flow)
+
+
+def flow_named(service: CloudService, flow: str) -> FlowRuntime:
+    """The flow's estimator; 404 naming the flows there are."""
+    runtime = service.flows.get(flow)
+    if runtime is None:
+        known = ", ".join(sorted(service.flows))
+        raise HTTPException(404, f"no estimator runs flow {flow!r} (flows: {known})")
+    return runtime
+
+
+FlowDep = Annotated[FlowRuntime, Depends(get_flow)]
 
 
 def get_session(service: ServiceDep) -> Iterator[Session]:

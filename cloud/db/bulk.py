@@ -21,12 +21,14 @@ _COLUMNS = [c for c in _TABLE.columns if c.name != "id"]
 _NAMES = [c.name for c in _COLUMNS]
 _JSON_COLUMNS = {"extents"}
 _STAGING = "observations_incoming"
+# A node numbers each flow's detections on its own; this key makes a redelivery a no-op.
+_CONFLICT = "ON CONFLICT (flow, node_id, seq) DO NOTHING"
 
 
 def _executemany_statement() -> TextClause:
     return text(
         f"INSERT INTO {_TABLE.name} ({', '.join(_NAMES)}) VALUES ({', '.join(':' + n for n in _NAMES)}) "
-        "ON CONFLICT (node_id, seq) DO NOTHING"
+        + _CONFLICT
     ).bindparams(
         *(bindparam(c.name, type_=String() if c.name in _JSON_COLUMNS else c.type) for c in _COLUMNS)
     )
@@ -52,8 +54,5 @@ def _copy_insert(connection: Connection, rows: list[dict[str, Any]]) -> int:
     with cursor.copy(f"COPY {_STAGING} ({columns}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row([row[n] for n in _NAMES])
-    cursor.execute(
-        f"INSERT INTO {_TABLE.name} ({columns}) SELECT {columns} FROM {_STAGING} "
-        "ON CONFLICT (node_id, seq) DO NOTHING"
-    )
+    cursor.execute(f"INSERT INTO {_TABLE.name} ({columns}) SELECT {columns} FROM {_STAGING} " + _CONFLICT)
     return int(cursor.rowcount)

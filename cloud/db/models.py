@@ -41,7 +41,7 @@ class ObservationRow(SQLModel, table=True):
 
     __tablename__ = "observations"
     __table_args__ = (
-        UniqueConstraint("node_id", "seq", name="uq_observations_node_seq"),
+        UniqueConstraint("flow", "node_id", "seq", name="uq_observations_flow_node_seq"),
         Index("ix_observations_camera_time", "camera_id", "captured_at"),
         Index("ix_observations_flow_time", "flow", "captured_at"),
     )
@@ -111,9 +111,13 @@ class LocomotiveRow(SQLModel, table=True):
     """The estimator's locomotives, kept so that the state survives a restart."""
 
     __tablename__ = "locomotives"
-    __table_args__ = (Index("ix_locomotives_present", "present", "track_id"),)
+    __table_args__ = (
+        Index("ix_locomotives_present", "present", "track_id"),
+        Index("ix_locomotives_flow_present", "flow", "present", "track_id"),
+    )
 
     loco_id: str = Field(primary_key=True, max_length=32)
+    flow: str = Field(default="prod", max_length=64, sa_column_kwargs={"server_default": "prod"})
     track_id: str = Field(max_length=64)
     start_m: float
     end_m: float
@@ -139,6 +143,7 @@ class PositionRow(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     loco_id: str = Field(max_length=32)
+    flow: str = Field(default="prod", max_length=64, sa_column_kwargs={"server_default": "prod"})
     at: datetime = _utc(nullable=False)
     track_id: str = Field(max_length=64)
     start_m: float
@@ -150,9 +155,14 @@ class EventRow(SQLModel, table=True):
     """What the estimator reported."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_time", "at"), Index("ix_events_track_time", "track_id", "at"))
+    __table_args__ = (
+        Index("ix_events_time", "at"),
+        Index("ix_events_track_time", "track_id", "at"),
+        Index("ix_events_flow_time", "flow", "at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
+    flow: str = Field(default="prod", max_length=64, sa_column_kwargs={"server_default": "prod"})
     at: datetime = _utc(nullable=False)
     kind: str = Field(max_length=32)
     track_id: str = Field(max_length=64)
@@ -166,9 +176,10 @@ class SnapshotRow(SQLModel, table=True):
     """The whole facility state at one moment, for "what was where at time t"."""
 
     __tablename__ = "snapshots"
-    __table_args__ = (Index("ix_snapshots_time", "at"),)
+    __table_args__ = (Index("ix_snapshots_time", "at"), Index("ix_snapshots_flow_time", "flow", "at"))
 
     id: int | None = Field(default=None, primary_key=True)
+    flow: str = Field(default="prod", max_length=64, sa_column_kwargs={"server_default": "prod"})
     at: datetime = _utc(nullable=False)
     state: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
 

@@ -2,7 +2,8 @@
 columns it must return (checked by a test against a real database), rendered to Grafana's JSON model.
 
 Two dashboards: the facility (map over track metres, locomotives with series and number, station
-occupancy over time, events) and edge health (cameras, nodes, detections received per minute).
+occupancy over time, events; for the data flow chosen at the top, prod by default) and edge health
+(cameras, nodes, detections received per minute).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 
 DATASOURCE_UID = "depotwatch-postgres"
 DATASOURCE = {"type": "grafana-postgresql-datasource", "uid": DATASOURCE_UID}
+# The facility dashboard's flow picker: every flow an estimator has written locomotives for.
+FLOW_VARIABLE_SQL = "SELECT DISTINCT flow FROM locomotives ORDER BY 1"
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ SELECT l.track_id, DENSE_RANK() OVER (ORDER BY l.track_id) AS track_row,
        l.loco_id, COALESCE(i.series, '?') AS model, COALESCE(i.plate, '?') AS number,
        l.station, l.moving, l.first_seen
 FROM locomotives l LEFT JOIN identities i ON i.loco_id = l.loco_id
-WHERE l.present
+WHERE l.present AND l.flow = '${flow}'
 ORDER BY l.track_id, l.start_m
 """.strip()
 LOCOMOTIVE_COLUMNS = (
@@ -73,7 +76,8 @@ FACILITY = [
 SELECT at AS time, station AS metric,
        CASE WHEN kind = 'station_occupied' THEN loco_id ELSE 'free' END AS value
 FROM events
-WHERE kind IN ('station_occupied', 'station_freed') AND station IS NOT NULL AND $__timeFilter(at)
+WHERE kind IN ('station_occupied', 'station_freed') AND station IS NOT NULL AND flow = '${flow}'
+  AND $__timeFilter(at)
 ORDER BY at
 """.strip(),
         ("time", "metric", "value"),
@@ -84,7 +88,7 @@ ORDER BY at
         """
 SELECT at AS time, kind, track_id, loco_id, station, camera_id, detail
 FROM events
-WHERE $__timeFilter(at)
+WHERE flow = '${flow}' AND $__timeFilter(at)
 ORDER BY at DESC
 LIMIT 500
 """.strip(),
@@ -175,9 +179,24 @@ def dashboard(uid: str) -> dict[str, Any]:
         )
         x += panel.width
         row_height = max(row_height, panel.height)
+    variables = []
+    if any("${flow}" in panel.sql for panel in panels):
+        variables.append(
+            {
+                "name": "flow",
+                "label": "Flow",
+                "type": "query",
+                "datasource": DATASOURCE,
+                "query": FLOW_VARIABLE_SQL,
+                "definition": FLOW_VARIABLE_SQL,
+                "current": {"text": "prod", "value": "prod"},
+                "refresh": 1,
+            }
+        )
     return {
         "uid": uid,
         "title": title,
+        "templating": {"list": variables},
         "tags": ["depotwatch"],
         "timezone": "browser",
         "refresh": "10s",

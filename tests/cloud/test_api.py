@@ -20,7 +20,7 @@ import uvicorn
 
 from cloud.api.app import create_app
 from cloud.auth import Role, create_key
-from cloud.config import ApiConfig, CloudConfig, IngestConfig
+from cloud.config import ApiConfig, CloudConfig, FlowConfig, IngestConfig
 from cloud.service import CloudService
 from shared.codec import encode
 from shared.embedded_broker import free_port
@@ -37,7 +37,12 @@ class Server:
     """The service and its API on a free port, in this process."""
 
     def __init__(
-        self, database_url: str, mqtt_url: str, facility: Facility, layout: Path = EXAMPLE_LAYOUT
+        self,
+        database_url: str,
+        mqtt_url: str,
+        facility: Facility,
+        layout: Path = EXAMPLE_LAYOUT,
+        flows: dict[str, FlowConfig] | None = None,
     ) -> None:
         self.port = free_port()
         config = CloudConfig(
@@ -47,6 +52,7 @@ class Server:
             ingest=IngestConfig(client_id=f"cloud-{uuid.uuid4().hex[:8]}"),
             api=ApiConfig(port=self.port),
             update_interval_s=0.2,
+            **({"flows": flows} if flows else {}),
         )
         self.service = CloudService(config, facility)
         self.server = uvicorn.Server(

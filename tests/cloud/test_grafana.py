@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 
 from cloud.db.engine import make_engine, upgrade
 from cloud.fse import FacilityStateEstimator, Observation, SeenExtent
-from cloud.grafana.dashboards import DASHBOARDS, Panel, all_dashboards
+from cloud.grafana.dashboards import DASHBOARDS, FLOW_VARIABLE_SQL, Panel, all_dashboards
 from cloud.grafana.push import GrafanaError, export, push
 from cloud.identities import Identity
 from cloud.ingest import Ingest
@@ -44,7 +44,9 @@ START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 
 
 def _expand(sql: str, start: datetime, end: datetime) -> str:
-    """Grafana's PostgreSQL macros, as Grafana expands them."""
+    """Grafana's PostgreSQL macros and the dashboard's flow variable (at its default), as Grafana
+    expands them."""
+    sql = sql.replace("${flow}", "prod")
     sql = re.sub(
         r"\$__timeFilter\((\w+)\)", rf"\1 BETWEEN '{start.isoformat()}' AND '{end.isoformat()}'", sql
     )
@@ -120,7 +122,9 @@ def test_every_panel_query_returns_the_columns_it_shows(filled: Engine, panel: P
 def test_the_map_knows_series_and_number_once_identified(filled: Engine) -> None:
     _, panels = DASHBOARDS["depotwatch-facility"]
     with filled.connect() as connection:
-        rows = connection.execute(text(panels[0].sql)).mappings().all()
+        rows = connection.execute(text(_expand(panels[0].sql, START, datetime.now(UTC)))).mappings().all()
+        flows = connection.execute(text(FLOW_VARIABLE_SQL)).scalars().all()
+    assert "prod" in flows
     assert any(r["number"] == "TE33A-2251" and r["model"] == "TE33A" for r in rows)
     assert {r["track_row"] for r in rows} <= {1, 2, 3, 4}
 

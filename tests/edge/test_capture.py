@@ -94,8 +94,9 @@ def test_sampling_follows_the_configured_rate(facility: Facility) -> None:
         time.sleep(2.0)
     finally:
         worker.stop()
-    assert worker.frames_total >= 30
+    # Sampling thins the camera's frames to the configured rate, however fast the frames came.
     assert 6 <= len(sink.frames) <= 10
+    assert worker.frames_total >= 2 * len(sink.frames)
 
 
 def test_a_file_that_ends_goes_offline_and_is_reopened(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from sqlmodel import col, func, select
 
-from cloud.api.deps import ServiceDep, SessionDep, ViewerKey
+from cloud.api.deps import FlowDep, ServiceDep, SessionDep, ViewerKey
 from cloud.api.schemas import EventPage, EventPublic
 from cloud.db.models import EventRow
 from cloud.fse import Event, EventKind
@@ -37,6 +37,7 @@ def event_public(event: Event) -> EventPublic:
 def list_events(
     _: ViewerKey,
     session: SessionDep,
+    flow: FlowDep,
     since: datetime | None = None,
     until: datetime | None = None,
     track: str | None = None,
@@ -44,8 +45,8 @@ def list_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> EventPage:
-    """Newest first."""
-    query = select(EventRow)
+    """A flow's events, newest first."""
+    query = select(EventRow).where(EventRow.flow == flow.name)
     if since is not None:
         query = query.where(EventRow.at >= since)
     if until is not None:

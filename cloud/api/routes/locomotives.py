@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from sqlmodel import col, select
 
-from cloud.api.deps import ServiceDep, SessionDep, ViewerKey
+from cloud.api.deps import FlowDep, ServiceDep, SessionDep, ViewerKey
 from cloud.api.schemas import LocoPublic, PositionPublic
 from cloud.db.models import LocomotiveRow, PositionRow
 
@@ -20,11 +20,16 @@ def list_locomotives(
     _: ViewerKey,
     service: ServiceDep,
     session: SessionDep,
+    flow: FlowDep,
     present: Annotated[
         bool | None, Query(description="Only those in the facility now (or only departed).")
     ] = True,
 ) -> list[LocoPublic]:
-    query = select(LocomotiveRow).order_by(col(LocomotiveRow.track_id), col(LocomotiveRow.start_m))
+    query = (
+        select(LocomotiveRow)
+        .where(LocomotiveRow.flow == flow.name)
+        .order_by(col(LocomotiveRow.track_id), col(LocomotiveRow.start_m))
+    )
     if present is not None:
         query = query.where(LocomotiveRow.present == present)
     return [

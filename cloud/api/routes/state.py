@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from cloud.api.deps import ServiceDep, ViewerKey
+from cloud.api.deps import FlowDep, ServiceDep, ViewerKey
 from cloud.api.schemas import LocoPublic, StatePublic, StationPublic, TrackPublic
 from cloud.fse import TrackState
 from cloud.history import state_at
@@ -57,20 +57,21 @@ def tracks_public(
 def get_state(
     _: ViewerKey,
     service: ServiceDep,
+    flow: FlowDep,
     at: Annotated[
         datetime | None, Query(description="A past time (ISO 8601 with zone); now if absent.")
     ] = None,
 ) -> StatePublic:
-    """Every track's locomotives and unseen stretches, now or at a past moment (recomputed from the
-    recorded observations, late backlog data included, keeping the locomotive ids shown live)."""
+    """Every track's locomotives and unseen stretches in a flow, now or at a past moment (recomputed
+    from the recorded observations, late backlog data included, keeping the locomotive ids shown live)."""
     if at is None:
         return StatePublic(
             at=datetime.now(UTC),
-            tracks=tracks_public(service.facility, service.fse.state(), service.identities),
+            tracks=tracks_public(service.facility, flow.fse.state(), service.identities),
         )
     if at.tzinfo is None:
         raise HTTPException(422, "`at` needs a time zone, e.g. 2026-03-02T10:00:00Z")
-    past = service.store.past(at)
+    past = flow.store.past(at)
     if past is None:
         raise HTTPException(404, f"nothing was recorded at or before {at.isoformat()}")
     return StatePublic(
@@ -79,6 +80,6 @@ def get_state(
 
 
 @router.get("/tracks", response_model=list[TrackPublic])
-def get_tracks(_: ViewerKey, service: ServiceDep) -> list[TrackPublic]:
-    """Tracks with their stations' occupancy, now."""
-    return tracks_public(service.facility, service.fse.state(), service.identities)
+def get_tracks(_: ViewerKey, service: ServiceDep, flow: FlowDep) -> list[TrackPublic]:
+    """Tracks with their stations' occupancy in a flow, now."""
+    return tracks_public(service.facility, flow.fse.state(), service.identities)

@@ -1,0 +1,90 @@
+"""Data flows: which the cloud estimates, and how two of them compare over a time range."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel
+
+from cloud.api.deps import ServiceDep, ViewerKey, flow_named
+from cloud.compare import Comparison, view_of
+from cloud.history import state_at
+
+router = APIRouter(prefix="/api/flows", tags=["flows"])
+# One comparison recomputes both flows' states at each instant: this many at most per request.
+MAX_INSTANTS = 2000
+
+
+class FlowPublic(BaseModel):
+    flow: str
+    clock: str
+    update_interval_s: float
+    locomotives: int
+
+
+class ComparisonPublic(BaseModel):
+    a: str
+    b: str
+    since: datetime
+    until: datetime
+    step_s: float
+    instants: int
+    occupancy_agreement: float | None
+    compared_track_m: float
+    end_error_median_m: float | None
+    end_error_p95_m: float | None
+    matched: int
+    only_a: int
+    only_b: int
+    id_switches: int
+
+
+@router.get("", response_model=list[FlowPublic])
+def list_flows(_: ViewerKey, service: ServiceDep) -> list[FlowPublic]:
+    """The flows estimated here."""
+    return [
+        FlowPublic(
+            flow=name,
+            clock=runtime.config.clock,
+            update_interval_s=runtime.interval.total_seconds(),
+            locomotives=len(runtime.fse.locos()),
+        )
+        for name, runtime in sorted(service.flows.items())
+    ]
+
+
+@router.get("/compare", response_model=ComparisonPublic)
+def compare_flows(
+    _: ViewerKey,
+    service: ServiceDep,
+    a: Annotated[str, Query(description="The reference flow, e.g. prod.")],
+    b: Annotated[str, Query(description="The flow compared with it, e.g. dev.")],
+    since: Annotated[datetime, Query(description="Start of the range (ISO 8601 with zone).")],
+    until: Annotated[datetime, Query(description="End of the range (ISO 8601 with zone).")],
+    step_s: Annotated[float, Query(gt=0, description="Seconds between compared instants.")] = 10.0,
+) -> ComparisonPublic:
+    """Both flows' states recomputed at every `step_s` from `since` to `until`: occupancy agreement over
+    the watched track both know, end distance of the locomotives both see, those only one sees, and
+    identity switches (b giving one of a's locomotives a new id)."""
+    flow_a, flow_b = flow_named(service, a), flow_named(service, b)
+    if since.tzinfo is None or until.tzinfo is None:
+        raise HTTPException(422, "`since` and `until` need a time zone, e.g. 2026-03-02T10:00:00Z")
+    if until <= since:
+        raise HTTPException(422, "`until` must be after `since`")
+    instants = int((until - since).total_seconds() // step_s) + 1
+    if instants > MAX_INSTANTS:
+        raise HTTPException(422, f"{instants} instants to compare; at most {MAX_INSTANTS}: raise step_s")
+    comparison = Comparison()
+    for k in range(instants):
+        at = since + timedelta(seconds=k * step_s)
+        past_a, past_b = flow_a.store.past(at), flow_b.store.past(at)
+        if past_a is None or past_b is None:
+            continue
+        comparison.add(
+            service.facility,
+            view_of(state_at(service.facility, past_a)),
+            view_of(state_at(service.facility, past_b)),
+        )
+    return ComparisonPublic(a=a, b=b, since=since, until=until, step_s=step_s, **comparison.summary())

@@ -1,0 +1,127 @@
+"""One estimator per flow in the cloud: two flows fed different detections keep separate states,
+events and locomotives, each asked for by `?flow=`; a flow no estimator runs is stored, not fused."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import Session, func, select
+
+from cloud.auth import Role, create_key
+from cloud.config import FlowConfig
+from cloud.db.models import ObservationRow
+from shared.codec import encode
+from shared.layout import Facility
+from shared.messages import LocoExtent, ModelRef, TrackSpan
+from shared.mqtt import BrokerConfig, MqttConnection
+from shared.topics import Topic, TopicKind
+from tests import factories
+from tests.cloud.test_api import Server
+from tests.conftest import DatabaseFactory
+from tests.waiting import wait_until
+
+BEYOND_START = {"start_beyond_view": True, "end_beyond_view": False, "confidence": 0.9}
+
+
+@pytest.fixture
+def server(database_factory: DatabaseFactory, mqtt_url: str, facility: Facility) -> Iterator[Server]:
+    s = Server(database_factory(), mqtt_url, facility, flows={"prod": FlowConfig(), "dev": FlowConfig()})
+    yield s
+    s.stop()
+
+
+def _publish(mqtt_url: str, facility: Facility, flow: str, end_m: float, version: str) -> None:
+    """One locomotive in T1-C2's view, ending at `end_m`, as the flow's model saw it."""
+    link = MqttConnection(BrokerConfig(url=mqtt_url), f"edge-{uuid.uuid4().hex[:6]}")
+    link.start()
+    assert link.wait_connected(5)
+    view = facility.cameras["T1-C2"].view
+    now = datetime.now(UTC)
+    for k in range(3):
+        d = factories.detection(
+            camera_id="T1-C2",
+            flow=flow,
+            model=ModelRef(name="lpe", version=version),
+            captured_at=now + timedelta(milliseconds=200 * k),
+            seq=k,
+            view=TrackSpan(start_m=view.start_m, end_m=view.end_m),
+            extents=[LocoExtent(start_m=view.start_m, end_m=end_m, **BEYOND_START)],  # type: ignore[arg-type]
+        )
+        topic = Topic(TopicKind.DETECTION, facility.site, "edge-bay1", flow=flow, camera="T1-C2")
+        assert link.publish(str(topic), encode(d)) is not None
+    link.stop()
+
+
+def test_two_flows_keep_separate_comparable_states(server: Server, mqtt_url: str, facility: Facility) -> None:
+    viewer = create_key(server.service.engine, Role.VIEWER)
+    _publish(mqtt_url, facility, "prod", 20.0, "1.0.0-int8")
+    _publish(mqtt_url, facility, "dev", 24.0, "1.0.0-fp32")
+
+    def locos(flow: str) -> list[dict[str, object]]:
+        return server.call(f"/api/state?flow={flow}", viewer)[1]["tracks"][0]["locos"]  # type: ignore[no-any-return]
+
+    prod = wait_until(lambda: locos("prod"), 10, "the prod locomotive")
+    dev = wait_until(lambda: locos("dev"), 10, "the dev locomotive")
+    assert prod[0]["end_m"] == pytest.approx(20.0, abs=0.11) and dev[0]["end_m"] == pytest.approx(
+        24.0, abs=0.11
+    )
+    assert prod[0]["loco_id"] != dev[0]["loco_id"]
+
+    wait_until(lambda: server.call("/api/events?flow=dev&kind=arrived", viewer)[1]["total"], 5, "dev's event")
+    prod_events = server.call("/api/events?flow=prod&kind=arrived", viewer)[1]["items"]
+    dev_events = server.call("/api/events?flow=dev&kind=arrived", viewer)[1]["items"]
+    assert [e["loco_id"] for e in prod_events] == [prod[0]["loco_id"]]
+    assert [e["loco_id"] for e in dev_events] == [dev[0]["loco_id"]]
+    wait_until(lambda: server.call("/api/locomotives?flow=dev", viewer)[1], 5, "dev's stored locomotive")
+    [stored] = server.call("/api/locomotives?flow=dev", viewer)[1]
+    assert stored["loco_id"] == dev[0]["loco_id"]
+
+    # Each flow's detections are kept, though both flows of the node number them from the same seq.
+    with Session(server.service.engine) as session:
+        flows = session.exec(select(ObservationRow.flow, func.count()).group_by(ObservationRow.flow)).all()
+    assert dict(flows) == {"prod": 3, "dev": 3}
+
+    status, error = server.call("/api/state?flow=qa", viewer)
+    assert status == 404 and "flows: dev, prod" in error["detail"]
+
+    listed = server.call("/api/flows", viewer)[1]
+    assert [(f["flow"], f["clock"], f["locomotives"]) for f in listed] == [
+        ("dev", "wall", 1),
+        ("prod", "wall", 1),
+    ]
+    since = datetime.now(UTC).replace(microsecond=0)
+    query = (
+        f"a=prod&b=dev&since={since.isoformat()}&until={(since + timedelta(seconds=2)).isoformat()}&step_s=1"
+    )
+    status, comparison = server.call(f"/api/flows/compare?{query.replace('+', '%2B')}", viewer)
+    # Instants before the flows' first locomotive have nothing to compare and are left out.
+    assert status == 200 and 2 <= comparison["instants"] == comparison["matched"]
+    assert comparison["end_error_median_m"] == pytest.approx(2.0, abs=0.15)  # ends 0 and 4 m apart
+    assert comparison["only_a"] == comparison["only_b"] == comparison["id_switches"] == 0
+    # Only T1-C2's view (13.4-27.3 m) is known to both; they disagree on the 4 m between the ends.
+    assert comparison["occupancy_agreement"] == pytest.approx(1 - 4.0 / 13.9, abs=0.02)
+    assert server.call(f"/api/flows/compare?{query.replace('+', '%2B')}&step_s=0.0001", viewer)[0] == 422
+    assert (
+        server.call(
+            "/api/flows/compare?a=prod&b=qa&since=2026-01-01T00:00:00Z&until=2026-01-02T00:00:00Z", viewer
+        )[0]
+        == 404
+    )
+
+
+def test_a_flow_without_an_estimator_is_stored_not_fused(
+    server: Server, mqtt_url: str, facility: Facility
+) -> None:
+    _publish(mqtt_url, facility, "qa", 22.0, "2.0.0-int8")
+    ingest = server.service.ingest
+
+    def stored() -> int:
+        with Session(server.service.engine) as session:
+            return int(session.exec(select(func.count()).where(ObservationRow.flow == "qa")).one())
+
+    wait_until(lambda: stored() == 3, 10, "the qa detections stored")
+    assert ingest.counts.unfused == 3
+    assert all(not track.locos for track in server.service.fse.state())

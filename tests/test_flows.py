@@ -1,0 +1,122 @@
+"""Recording and replay end to end: an edge node's live prod flow is estimated by the cloud while a
+recorder writes it to a file; the file replayed at top speed into a data-clock flow gives the same
+locomotive events, at the same update instants, and the same positions as the live run did."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, col, func, select
+
+from cloud.config import FlowConfig
+from cloud.db.models import EventRow, ObservationRow, PositionRow
+from edge.config import CameraSettings, CaptureConfig, EdgeConfig, MetricsConfig, SimConfig, SpoolConfig
+from edge.node import EdgeNode
+from shared.demo import first_move_s
+from shared.layout import parse_facility
+from shared.mqtt import BrokerConfig
+from shared.recording import Recorder, read_header, read_recording, replay
+from shared.sim.scenario import Scenario
+from shared.topics import TopicKind
+from tests.cloud.test_api import Server
+from tests.conftest import EXAMPLE_LAYOUT, DatabaseFactory
+from tests.edge.test_node import facility_data
+from tests.waiting import wait_until
+
+LOCO_EVENTS = ("arrived", "departed", "moved", "station_occupied", "station_freed")
+LIVE_S = 50.0  # from 12 s before the first shunt on T1 to well after it settles
+
+
+def _count(server: Server, flow: str) -> int:
+    with Session(server.service.engine) as session:
+        return int(session.exec(select(func.count()).where(ObservationRow.flow == flow)).one())
+
+
+def _events(server: Server, flow: str, until: datetime) -> list[EventRow]:
+    with Session(server.service.engine) as session:
+        query = (
+            select(EventRow)
+            .where(EventRow.flow == flow, col(EventRow.kind).in_(LOCO_EVENTS), EventRow.at <= until)
+            .order_by(col(EventRow.at), col(EventRow.id))
+        )
+        return list(session.exec(query).all())
+
+
+def _what(event: EventRow) -> tuple[str, str, str | None]:
+    return event.kind, event.track_id, event.station
+
+
+def _last_positions(server: Server, flow: str) -> dict[str, tuple[float, float]]:
+    with Session(server.service.engine) as session:
+        rows = session.exec(select(PositionRow).where(PositionRow.flow == flow).order_by(col(PositionRow.at)))
+        return {row.loco_id: (row.start_m, row.end_m) for row in rows}
+
+
+@pytest.mark.slow
+def test_a_recording_replayed_at_top_speed_gives_the_live_results(
+    tmp_path: Path, database_factory: DatabaseFactory, mqtt_url: str
+) -> None:
+    facility = parse_facility(facility_data(f"test-{uuid.uuid4().hex[:8]}"))
+    flows = {"prod": FlowConfig(), "replay": FlowConfig(clock="data")}
+    server = Server(database_factory(), mqtt_url, facility, flows=flows)
+    recording = tmp_path / "live.dwrec"
+    recorder = Recorder(BrokerConfig(url=mqtt_url), facility.site, "prod", recording)
+    recorder.start()
+    move_s = first_move_s(facility, Scenario(), {"T1"}, step_s=1.0)
+    assert move_s is not None
+    node = EdgeNode(
+        EdgeConfig(
+            node_id="edge-bay1",
+            layout=EXAMPLE_LAYOUT,
+            broker=BrokerConfig(url=mqtt_url),
+            spool=SpoolConfig(path=tmp_path / "spool.sqlite"),
+            capture=CaptureConfig(defaults=CameraSettings(sample_fps=2)),
+            sim=SimConfig(epoch=datetime.now(UTC) - timedelta(seconds=move_s - 12)),
+            metrics=MetricsConfig(port=0),
+        ),
+        facility,
+    )
+    try:
+        node.start()
+        time.sleep(LIVE_S)
+        node.stop()
+        wait_until(
+            lambda: _count(server, "prod") == recorder.counts[TopicKind.DETECTION] > 0,
+            20,
+            "live detections stored",
+        )
+        recorder.stop()
+        assert read_header(recording)["flow"] == "prod"
+        detections = [r for r in read_recording(recording) if "/det/" in r.topic]
+        assert len(detections) == _count(server, "prod") > 40
+
+        started = time.monotonic()
+        sent = replay(recording, BrokerConfig(url=mqtt_url), "replay", speed=None)
+        assert sent >= len(detections)
+        wait_until(lambda: _count(server, "replay") == len(detections), 30, "every replayed detection stored")
+        replay_s = time.monotonic() - started
+        with Session(server.service.engine) as session:
+            last = session.exec(select(func.max(ObservationRow.captured_at))).one()
+        assert last is not None
+        until = last - timedelta(seconds=1)  # the replay's data clock stops at the last detection
+        live, replayed = _events(server, "prod", until), _events(server, "replay", until)
+        live_at = _last_positions(server, "prod")
+        replayed_at = _last_positions(server, "replay")
+    finally:
+        server.stop()
+
+    assert replay_s < LIVE_S / 3  # top speed, not the recorded pace
+    assert {"arrived", "station_freed"} <= {e.kind for e in live}, [_what(e) for e in live]  # the shunt
+    # The same events at the same update instants, each live locomotive under one replay id.
+    assert [(e.at, *_what(e)) for e in replayed] == [(e.at, *_what(e)) for e in live]
+    ids: dict[str, str] = {}
+    for event, twin in zip(live, replayed, strict=True):
+        assert ids.setdefault(event.loco_id or "", twin.loco_id or "") == (twin.loco_id or "")
+    assert len(set(ids.values())) == len(ids)
+    for live_id, replay_id in ids.items():
+        if live_id:
+            assert replayed_at[replay_id] == pytest.approx(live_at[live_id])
