@@ -32,6 +32,7 @@ lint: $(STAMP)
 # Benchmarks print their tables and write bench/results/*.json; speed targets live here, not in tests.
 bench: $(STAMP)
 	$(BIN)/python -m bench.lpe
+	$(BIN)/python -m bench.flows
 
 # Re-trains the LPE from simulator data (about 30 minutes on 2 cores) and rewrites ir_models/lpe/.
 train-lpe: $(STAMP)

@@ -1,8 +1,8 @@
 """Comparing two views of the facility instant by instant: two flows, or a flow and the simulator's
 ground truth. Over the watched track both views know, how much they agree on occupied and free; for
 the locomotives both see (matched by overlap), how far apart their ends are; which locomotives only
-one has; and how often the second view gave a locomotive of the first a new id (identity switches).
-Pure logic over plain data."""
+one has where the other could have seen them; and how often the second view gave a locomotive of the
+first a new id (identity switches). Pure logic over plain data."""
 
 from __future__ import annotations
 
@@ -74,8 +74,10 @@ class Comparison:
             self.agreed_m += float((known & (occ_a == occ_b)).sum()) * GRID_M
             pairs, lone_a, lone_b = match(ta.locos, tb.locos)
             self.matched += len(pairs)
-            self.only_a += len(lone_a)
-            self.only_b += len(lone_b)
+            # A locomotive only one view has counts where the other could have seen it: on track it
+            # watches and knows, not in its unknown or unwatched stretches.
+            self.only_a += sum(_within(x, known) for x in lone_a)
+            self.only_b += sum(_within(y, known) for y in lone_b)
             for x, y in pairs:
                 self.end_errors_m += [abs(x.start_m - y.start_m), abs(x.end_m - y.end_m)]
                 if self._partner.setdefault(x.loco_id, y.loco_id) != y.loco_id:
@@ -123,6 +125,11 @@ def match(a: Sequence[Seen], b: Sequence[Seen]) -> tuple[list[tuple[Seen, Seen]]
         [x for i, x in enumerate(a) if i not in used_a],
         [y for j, y in enumerate(b) if j not in used_b],
     )
+
+
+def _within(loco: Seen, known: npt.NDArray[np.bool_]) -> bool:
+    start, end = max(int(round(loco.start_m / GRID_M)), 0), max(int(round(loco.end_m / GRID_M)), 0)
+    return float(known[start:end].sum()) * GRID_M >= MIN_OVERLAP_M
 
 
 def _cells(length_m: float) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,7 @@ import typer
 from shared.cli_support import console, exit_on_error
 from shared.mqtt import BrokerConfig
 
+FLOWS_FILE = Path("ansible/flows.yml")
 flow_app = typer.Typer(help="Data flows: recording and replay.", no_args_is_help=True)
 
 ConfigOpt = Annotated[
@@ -70,3 +72,52 @@ def replay_recording(
         broker, _ = _broker_and_site(config)
         sent = replay(recording, broker, into, None if fast else speed)
     console.print(f"replayed {sent} messages into flow {into}")
+
+
+FlowsFileOpt = Annotated[Path, typer.Option("--flows-file", help="The flows file the edge rollout reads.")]
+InventoryOpt = Annotated[
+    Path | None,
+    typer.Option(help="Roll the change out now: ansible-playbook ansible/edge.yml with this inventory."),
+]
+
+
+@flow_app.command("promote")
+def promote_flow(
+    flow: Annotated[str, typer.Argument(help="The shadow flow whose model becomes prod's, e.g. dev.")],
+    flows_file: FlowsFileOpt = FLOWS_FILE,
+    inventory: InventoryOpt = None,
+) -> None:
+    """Make a shadow flow's model the prod one (reversible with `flow rollback`)."""
+    from shared.promotion import promote
+
+    with exit_on_error():
+        flows = promote(flow, flows_file)
+    console.print(
+        f"prod now runs LPE {flows.edge_node_lpe_version} {flows.edge_node_lpe_precision} "
+        f"(was {flows.edge_node_flow_history[-1].edge_node_lpe_version} "
+        f"{flows.edge_node_flow_history[-1].edge_node_lpe_precision}); written to {flows_file}"
+    )
+    _roll_out(flows_file, inventory)
+
+
+@flow_app.command("rollback")
+def rollback_flow(flows_file: FlowsFileOpt = FLOWS_FILE, inventory: InventoryOpt = None) -> None:
+    """Undo the last promotion."""
+    from shared.promotion import rollback
+
+    with exit_on_error():
+        flows = rollback(flows_file)
+    console.print(f"prod back on LPE {flows.edge_node_lpe_version} {flows.edge_node_lpe_precision}")
+    _roll_out(flows_file, inventory)
+
+
+def _roll_out(flows_file: Path, inventory: Path | None) -> None:
+    command = ["ansible-playbook", "-i", str(inventory or "ansible/inventory.yml"), "ansible/edge.yml"]
+    command += ["-e", f"@{flows_file}"]
+    if inventory is None:
+        console.print("roll it out with:  " + " ".join(command), soft_wrap=True)
+        return
+    result = subprocess.run(command, check=False)
+    if result.returncode:
+        console.print("[red]the rollout failed; boxes that did not come up were put back[/red]")
+        raise typer.Exit(result.returncode)

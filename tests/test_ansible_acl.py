@@ -14,7 +14,10 @@ import pytest
 from tests.deployment import MOSQUITTO, mosquitto, write_mosquitto_users
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="needs mosquitto (installed by .ci/run)")
+pytestmark = [
+    pytest.mark.deployment,
+    pytest.mark.skipif(MOSQUITTO is None, reason="needs mosquitto (installed by .ci/run)"),
+]
 
 
 @pytest.fixture(scope="module")

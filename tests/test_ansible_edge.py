@@ -13,6 +13,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 import zipfile
@@ -26,6 +27,7 @@ import yaml
 
 from shared.embedded_broker import free_port
 from shared.messages import Detection
+from shared.promotion import ShadowModel, load_flows, promote, rollback
 from shared.topics import TopicKind, subscription
 from tests.conftest import EXAMPLE_LAYOUT, REPO
 from tests.deployment import (
@@ -40,9 +42,11 @@ from tests.deployment import (
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.deployment,
     pytest.mark.skipif(MOSQUITTO is None or OPENSSL is None, reason="needs mosquitto and openssl (.ci/run)"),
 ]
 NODE = "edge-bay1"
+Completed = subprocess.CompletedProcess[str]
 SITE = "depot-north"
 
 
@@ -62,7 +66,9 @@ class Box:
     def prefix(self) -> Path:
         return self.root / "opt"
 
-    def deploy(self, wheel: Path, **extra: object) -> subprocess.CompletedProcess[str]:
+    def deploy(
+        self, wheel: Path, flows: Path | None = None, **extra: object
+    ) -> subprocess.CompletedProcess[str]:
         inventory = self.root / "inventory.yml"
         host = {
             "ansible_connection": "local",
@@ -90,7 +96,8 @@ class Box:
             "edge_node_health_delay_s": 1,
             **extra,
         }
-        return run_playbook("edge.yml", self.root / "vars.yml", variables, "-i", str(inventory))
+        more = ["-e", f"@{flows}"] if flows else []
+        return run_playbook("edge.yml", self.root / "vars.yml", variables, "-i", str(inventory), *more)
 
     def release(self, link: str) -> str:
         return (self.prefix / link).resolve().name
@@ -222,6 +229,50 @@ def test_rollback_returns_to_the_previous_release(box: Box) -> None:
     assert back.returncode == 0, back.stdout
     assert (box.release("current"), box.release("previous")) == (first, second)
     assert box.health()["mqtt_connected"]
+
+
+def _models_seen(box: Box, seconds: float = 12) -> dict[str, set[str]]:
+    """The model versions the node's detections of each flow named, over `seconds`."""
+    seen: dict[str, set[str]] = {}
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"cloud-{uuid.uuid4().hex[:6]}")
+    client.username_pw_set("cloud", box.passwords["cloud"])
+    client.tls_set(ca_certs=str(box.root / "tls" / "ca.crt"), cert_reqs=ssl.CERT_REQUIRED)
+
+    def on_message(_c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        detection = Detection.model_validate_json(message.payload)
+        seen.setdefault(detection.flow, set()).add(detection.model.version)
+
+    client.on_message = on_message
+    client.on_connect = lambda c, _u, _f, _r, _p: c.subscribe(
+        subscription(TopicKind.DETECTION, SITE, node=NODE), qos=1
+    )
+    client.connect("localhost", box.port)
+    client.loop_start()
+    time.sleep(seconds)
+    client.disconnect()
+    client.loop_stop()
+    return seen
+
+
+def test_promoting_a_shadow_flow_rolls_its_model_out_as_prod_and_rollback_brings_it_back(box: Box) -> None:
+    flows = box.root / "flows.yml"
+    flows.write_text((ANSIBLE / "flows.yml").read_text())
+    start = load_flows(flows).model_copy(
+        update={"edge_node_shadow_flows": {"dev": ShadowModel(lpe_version="1.0.0", lpe_precision="fp32")}}
+    )
+    flows.write_text(yaml.safe_dump(start.model_dump(mode="json")))
+    assert box.deploy(box.good, flows).returncode == 0
+    assert _models_seen(box) == {"prod": {"1.0.0-int8"}, "dev": {"1.0.0-fp32"}}
+
+    promote("dev", flows, REPO / "ir_models")
+    promoted = box.deploy(box.good, flows)
+    assert promoted.returncode == 0, promoted.stdout
+    assert _models_seen(box) == {"prod": {"1.0.0-fp32"}}
+
+    rollback(flows)
+    back = box.deploy(box.good, flows)
+    assert back.returncode == 0, back.stdout
+    assert _models_seen(box) == {"prod": {"1.0.0-int8"}, "dev": {"1.0.0-fp32"}}
 
 
 def test_a_node_missing_from_the_layout_stops_the_play_naming_it(box: Box) -> None:
