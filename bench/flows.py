@@ -127,7 +127,9 @@ def _truth(facility: Facility, world: World, t: float) -> View:
     view: View = {}
     for track_id, track in facility.tracks.items():
         locos = tuple(
-            Seen(state.loco.plate, max(state.start_m, 0.0), min(state.end_m, track.length_m))
+            Seen(
+                state.loco.plate, max(state.start_m, 0.0), min(state.end_m, track.length_m), state.loco.plate
+            )
             for state in world.locos_at(t, track_id)
         )
         view[track_id] = TrackView(locos)

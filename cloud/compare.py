@@ -1,8 +1,9 @@
 """Comparing two views of the facility instant by instant: two flows, or a flow and the simulator's
 ground truth. Over the watched track both views know, how much they agree on occupied and free; for
 the locomotives both see (matched by overlap), how far apart their ends are; which locomotives only
-one has where the other could have seen them; and how often the second view gave a locomotive of the
-first a new id (identity switches). Pure logic over plain data."""
+one has where the other could have seen them; how often the second view gave a locomotive of the
+first a new id (identity switches); and, where both recognised a locomotive's number, whether they
+read the same. Pure logic over plain data."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cloud.fse import TrackState
+from cloud.identities import Identities
 from shared.layout import Facility
 
 GRID_M = 0.1
@@ -27,6 +29,7 @@ class Seen:
     loco_id: str
     start_m: float
     end_m: float
+    number: str | None = None  # the recognised number (plate), if any
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,17 @@ class TrackView:
 View = dict[str, TrackView]  # by track id
 
 
-def view_of(states: Iterable[TrackState]) -> View:
-    """A flow's state as a view."""
+def view_of(states: Iterable[TrackState], identities: Identities | None = None) -> View:
+    """A flow's state as a view, with the numbers its identities settled."""
+
+    def number(loco_id: str) -> str | None:
+        identity = identities.get(loco_id) if identities is not None else None
+        return identity.plate if identity is not None else None
+
     return {
-        s.track_id: TrackView(tuple(Seen(lo.loco_id, lo.start_m, lo.end_m) for lo in s.locos), s.unknown)
+        s.track_id: TrackView(
+            tuple(Seen(lo.loco_id, lo.start_m, lo.end_m, number(lo.loco_id)) for lo in s.locos), s.unknown
+        )
         for s in states
     }
 
@@ -60,6 +70,8 @@ class Comparison:
     only_a: int = 0
     only_b: int = 0
     id_switches: int = 0
+    numbers_compared: int = 0
+    number_differences: int = 0
     _partner: dict[str, str] = field(default_factory=dict)
 
     def add(self, facility: Facility, a: View, b: View) -> None:
@@ -80,6 +92,9 @@ class Comparison:
             self.only_b += sum(_within(y, known) for y in lone_b)
             for x, y in pairs:
                 self.end_errors_m += [abs(x.start_m - y.start_m), abs(x.end_m - y.end_m)]
+                if x.number and y.number:
+                    self.numbers_compared += 1
+                    self.number_differences += x.number != y.number
                 if self._partner.setdefault(x.loco_id, y.loco_id) != y.loco_id:
                     self.id_switches += 1
                     self._partner[x.loco_id] = y.loco_id
@@ -97,6 +112,8 @@ class Comparison:
             "only_a": self.only_a,
             "only_b": self.only_b,
             "id_switches": self.id_switches,
+            "numbers_compared": self.numbers_compared,
+            "number_differences": self.number_differences,
         }
 
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from cloud.config import FlowConfig
 from cloud.fse import FacilityStateEstimator, Observation
+from cloud.identities import Identities
 from cloud.state_store import StateStore
 from shared.messages import PROD_FLOW
 
@@ -26,16 +27,19 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass
 class FlowRuntime:
-    """One flow's estimator and store; `next_tick` and `next_snapshot` run on data time for data flows."""
+    """One flow's estimator, store and identities (the recognitions' votes for its locomotives);
+    `next_tick` and `next_snapshot` run on data time for data flows."""
 
     name: str
     config: FlowConfig
     fse: FacilityStateEstimator
     store: StateStore
+    identities: Identities
     interval: timedelta
     watermark: timedelta
     next_tick: datetime | None = None
     next_snapshot: datetime | None = None
+    updated_at: datetime | None = None  # the instant the state is as of
 
     @property
     def data_clock(self) -> bool:

@@ -21,7 +21,7 @@ from cloud.ingest import Ingest
 from cloud.live import LiveFeed
 from cloud.state_store import StateStore
 from shared.layout import Facility
-from shared.messages import PROD_FLOW
+from shared.messages import PROD_FLOW, Recognition
 from shared.mqtt import MqttConnection
 from shared.topics import ROOT, shared_subscription
 from shared.yaml_config import write_yaml_atomically
@@ -75,14 +75,7 @@ class CloudService:
         self.engine = make_engine(config.database_url)
         self._new_id = StateStore(self.engine).id_factory()
         self.flows = {name: self._flow(name, facility) for name in config.flows}
-        self.identities = Identities()
-        self.identities.restore(self.store.identities())
-        self.ingest = Ingest(
-            self.engine,
-            facility.site,
-            observe=self.observe,
-            on_recognition=lambda r: self.identities.observe(r, self.fse.locos()),
-        )
+        self.ingest = Ingest(self.engine, facility.site, observe=self.observe, on_recognition=self.recognised)
         self.metrics = CloudMetrics(self.ingest)
         self.link = MqttConnection(
             config.broker, config.ingest.client_id, clean_session=False, on_idle=self.ingest.submit
@@ -107,14 +100,28 @@ class CloudService:
         """The prod flow's store."""
         return self.flows[PROD_FLOW].store
 
+    @property
+    def identities(self) -> Identities:
+        """The prod flow's identities."""
+        return self.flows[PROD_FLOW].identities
+
+    def recognised(self, recognition: Recognition) -> None:
+        """Count a recognition for the locomotive it shows in every flow (each flow's ids its own)."""
+        for runtime in self.flows.values():
+            runtime.identities.observe(recognition, runtime.fse.locos())
+
     def _flow(self, name: str, facility: Facility) -> FlowRuntime:
         flow_config = self.config.flows[name]
         store = StateStore(self.engine, name)
         fse = FacilityStateEstimator(facility, new_id=self._new_id)
-        fse.restore(store.present())
-        interval = flow_config.update_interval_s or self.config.update_interval_s
+        present = store.present()
+        fse.restore(present)
+        identities = Identities()
+        ids = {loco.loco_id for loco in present}
+        identities.restore([row for row in store.identities() if row.loco_id in ids])
+        interval = timedelta(seconds=flow_config.update_interval_s or self.config.update_interval_s)
         watermark = timedelta(seconds=self.config.watermark_s)
-        return FlowRuntime(name, flow_config, fse, store, timedelta(seconds=interval), watermark)
+        return FlowRuntime(name, flow_config, fse, store, identities, interval, watermark)
 
     def observe(self, flow: str, observation: Observation) -> bool | None:
         """Fuse a detection's observation into its flow's estimator; None when no estimator runs that
@@ -181,8 +188,10 @@ class CloudService:
     def _update_flow(self, runtime: FlowRuntime, now: datetime) -> list[Event]:
         started = time.perf_counter()
         prod = runtime.name == PROD_FLOW
-        events = runtime.fse.update(now) + (self.identities.drain_events() if prod else [])
+        events = runtime.fse.update(now) + runtime.identities.drain_events()
+        runtime.updated_at = now
         runtime.store.save(now, runtime.fse.locos(), events)
+        runtime.store.save_identities(runtime.identities.drain_changed(), now)
         if runtime.data_clock and (runtime.next_snapshot is None or now >= runtime.next_snapshot):
             runtime.store.snapshot(now, runtime.fse.state())
             runtime.next_snapshot = now + timedelta(seconds=self.config.snapshot_interval_s)
@@ -190,7 +199,6 @@ class CloudService:
         for event in events:
             self.metrics.events.labels(runtime.name, event.kind.value).inc()
         if prod:
-            self.store.save_identities(self.identities.drain_changed(), now)
             self.live.publish(self.fse.state(), events, self.identities.version)
         return events
 
@@ -205,8 +213,10 @@ class CloudService:
                 self.update_once()
                 if time.monotonic() >= next_snapshot:
                     for runtime in self.flows.values():
-                        if not runtime.data_clock:
-                            runtime.store.snapshot(datetime.now(UTC), runtime.fse.state())
+                        # As of the instant of its last update: a snapshot newer than its state would
+                        # hide locomotives that arrived in between from questions about the past.
+                        if not runtime.data_clock and runtime.updated_at is not None:
+                            runtime.store.snapshot(runtime.updated_at, runtime.fse.state())
                     next_snapshot = time.monotonic() + self.config.snapshot_interval_s
                 if time.monotonic() >= next_purge:
                     cutoff = datetime.now(UTC) - timedelta(days=self.config.retention_days)

@@ -17,13 +17,14 @@ def test_the_same_locomotive_is_matched_by_overlap_and_others_are_lone() -> None
 
 def test_agreement_end_errors_and_identity_switches_add_up(facility: Facility) -> None:
     comparison = Comparison()
-    truth = {"T1": TrackView((Seen("t", 10.0, 30.0),))}
+    truth = {"T1": TrackView((Seen("t", 10.0, 30.0, "TE33A-2257"),))}
     comparison.add(facility, truth, {"T1": TrackView((Seen("L1", 10.0, 31.0),))})
-    comparison.add(facility, truth, {"T1": TrackView((Seen("L2", 10.0, 30.0),))})  # a new id: a switch
+    comparison.add(facility, truth, {"T1": TrackView((Seen("L2", 10.0, 30.0, "TE33A-2251"),))})  # a switch
     # Unknown stretches are left out of the agreement, not counted as disagreement.
     comparison.add(facility, truth, {"T1": TrackView((), unknown=((0.0, 70.0),))})
     summary = comparison.summary()
     assert summary["instants"] == 3 and summary["matched"] == 2 and summary["id_switches"] == 1
+    assert summary["numbers_compared"] == 1 and summary["number_differences"] == 1  # L1 had no number yet
     assert summary["end_error_median_m"] == 0.0 and summary["end_error_p95_m"] == pytest.approx(0.85)
     # One metre of T1 disagrees in the first instant, out of everything watched and known in all three.
     compared = summary["compared_track_m"]

@@ -23,6 +23,7 @@ from tests.cloud.test_api import Server
 from tests.conftest import DatabaseFactory
 from tests.waiting import wait_until
 
+FLOWS = ("prod", "dev")
 BEYOND_START = {"start_beyond_view": True, "end_beyond_view": False, "confidence": 0.9}
 
 
@@ -87,20 +88,35 @@ def test_two_flows_keep_separate_comparable_states(server: Server, mqtt_url: str
     status, error = server.call("/api/state?flow=qa", viewer)
     assert status == 404 and "flows: dev, prod" in error["detail"]
 
+    # A recognition counts in both flows, for the locomotive it shows in each.
+    link = MqttConnection(BrokerConfig(url=mqtt_url), f"recognition-{uuid.uuid4().hex[:6]}")
+    link.start()
+    assert link.wait_connected(5)
+    for _ in range(2):
+        recognition = factories.recognition(span=TrackSpan(start_m=14.0, end_m=19.0))
+        topic = Topic(TopicKind.RECOGNITION, facility.site, "edge-bay1", flow="prod", camera="T1-C2")
+        assert link.publish(str(topic), encode(recognition)) is not None
+    link.stop()
+    for flow in ("prod", "dev"):
+        wait_until(lambda f=flow: locos(f)[0].get("number") == "TE33A-2251", 5, f"{flow}'s number")
+
     listed = server.call("/api/flows", viewer)[1]
     assert [(f["flow"], f["clock"], f["locomotives"]) for f in listed] == [
         ("dev", "wall", 1),
         ("prod", "wall", 1),
     ]
-    since = datetime.now(UTC).replace(microsecond=0)
+    first_seen = [
+        server.call(f"/api/locomotives?flow={f}", viewer)[1][0]["first_seen"] for f in ("prod", "dev")
+    ]
+    since = max(datetime.fromisoformat(t) for t in first_seen)
     query = (
         f"a=prod&b=dev&since={since.isoformat()}&until={(since + timedelta(seconds=2)).isoformat()}&step_s=1"
     )
     status, comparison = server.call(f"/api/flows/compare?{query.replace('+', '%2B')}", viewer)
-    # Instants before the flows' first locomotive have nothing to compare and are left out.
-    assert status == 200 and 2 <= comparison["instants"] == comparison["matched"]
+    assert status == 200 and comparison["instants"] == comparison["matched"] == 3
     assert comparison["end_error_median_m"] == pytest.approx(2.0, abs=0.15)  # ends 0 and 4 m apart
     assert comparison["only_a"] == comparison["only_b"] == comparison["id_switches"] == 0
+    assert comparison["numbers_compared"] == comparison["matched"] and comparison["number_differences"] == 0
     # Only T1-C2's view (13.4-27.3 m) is known to both; they disagree on the 4 m between the ends.
     assert comparison["occupancy_agreement"] == pytest.approx(1 - 4.0 / 13.9, abs=0.02)
     assert server.call(f"/api/flows/compare?{query.replace('+', '%2B')}&step_s=0.0001", viewer)[0] == 422

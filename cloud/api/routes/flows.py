@@ -39,6 +39,8 @@ class ComparisonPublic(BaseModel):
     only_a: int
     only_b: int
     id_switches: int
+    numbers_compared: int
+    number_differences: int
 
 
 @router.get("", response_model=list[FlowPublic])
@@ -67,7 +69,7 @@ def compare_flows(
 ) -> ComparisonPublic:
     """Both flows' states recomputed at every `step_s` from `since` to `until`: occupancy agreement over
     the watched track both know, end distance of the locomotives both see, those only one sees, and
-    identity switches (b giving one of a's locomotives a new id)."""
+    identity switches (b giving one of a's locomotives a new id), and recognised numbers that differ."""
     flow_a, flow_b = flow_named(service, a), flow_named(service, b)
     if since.tzinfo is None or until.tzinfo is None:
         raise HTTPException(422, "`since` and `until` need a time zone, e.g. 2026-03-02T10:00:00Z")
@@ -84,7 +86,7 @@ def compare_flows(
             continue
         comparison.add(
             service.facility,
-            view_of(state_at(service.facility, past_a)),
-            view_of(state_at(service.facility, past_b)),
+            view_of(state_at(service.facility, past_a), flow_a.identities),
+            view_of(state_at(service.facility, past_b), flow_b.identities),
         )
     return ComparisonPublic(a=a, b=b, since=since, until=until, step_s=step_s, **comparison.summary())

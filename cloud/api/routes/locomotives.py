@@ -18,13 +18,13 @@ router = APIRouter(prefix="/api/locomotives", tags=["locomotives"])
 @router.get("", response_model=list[LocoPublic])
 def list_locomotives(
     _: ViewerKey,
-    service: ServiceDep,
     session: SessionDep,
     flow: FlowDep,
     present: Annotated[
         bool | None, Query(description="Only those in the facility now (or only departed).")
     ] = True,
 ) -> list[LocoPublic]:
+    """A flow's locomotives, with series and number once recognised."""
     query = (
         select(LocomotiveRow)
         .where(LocomotiveRow.flow == flow.name)
@@ -33,7 +33,7 @@ def list_locomotives(
     if present is not None:
         query = query.where(LocomotiveRow.present == present)
     return [
-        LocoPublic.model_validate(row, from_attributes=True).identified(service.identities.get(row.loco_id))
+        LocoPublic.model_validate(row, from_attributes=True).identified(flow.identities.get(row.loco_id))
         for row in session.exec(query)
     ]
 
@@ -44,7 +44,9 @@ def get_locomotive(_: ViewerKey, service: ServiceDep, session: SessionDep, loco_
     row = session.get(LocomotiveRow, loco_id)
     if row is None:
         raise HTTPException(404, f"no locomotive {loco_id!r}")
-    return LocoPublic.model_validate(row, from_attributes=True).identified(service.identities.get(loco_id))
+    runtime = service.flows.get(row.flow)
+    identity = runtime.identities.get(loco_id) if runtime is not None else None
+    return LocoPublic.model_validate(row, from_attributes=True).identified(identity)
 
 
 @router.get("/{loco_id}/history", response_model=list[PositionPublic])

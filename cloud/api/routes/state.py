@@ -67,7 +67,7 @@ def get_state(
     if at is None:
         return StatePublic(
             at=datetime.now(UTC),
-            tracks=tracks_public(service.facility, flow.fse.state(), service.identities),
+            tracks=tracks_public(service.facility, flow.fse.state(), flow.identities),
         )
     if at.tzinfo is None:
         raise HTTPException(422, "`at` needs a time zone, e.g. 2026-03-02T10:00:00Z")
@@ -75,11 +75,11 @@ def get_state(
     if past is None:
         raise HTTPException(404, f"nothing was recorded at or before {at.isoformat()}")
     return StatePublic(
-        at=at, tracks=tracks_public(service.facility, state_at(service.facility, past), service.identities)
+        at=at, tracks=tracks_public(service.facility, state_at(service.facility, past), flow.identities)
     )
 
 
 @router.get("/tracks", response_model=list[TrackPublic])
 def get_tracks(_: ViewerKey, service: ServiceDep, flow: FlowDep) -> list[TrackPublic]:
     """Tracks with their stations' occupancy in a flow, now."""
-    return tracks_public(service.facility, flow.fse.state(), service.identities)
+    return tracks_public(service.facility, flow.fse.state(), flow.identities)
