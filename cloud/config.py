@@ -107,12 +107,12 @@ class CloudConfig(FileSettings):
         description="How often the state is fused and saved; bounds how stale the API's state can be.",
     )
     watermark_s: float = Field(
-        0.3,
+        0.1,
         ge=0,
         le=5,
-        description="Each update fuses what was captured up to this long before it, so detections a "
-        "little late in transit still count where they belong (and replays agree with live); the state "
-        "lags by this much.",
+        description="Each update fuses what was captured up to this long before it, so detections up to "
+        "this late in transit still count where they belong, and a replay gives exactly the live results; "
+        "the state lags by this much.",
     )
     snapshot_interval_s: float = Field(60.0, gt=0, description="How often the whole state is kept.")
     retention_days: float = Field(

@@ -43,6 +43,7 @@ class Server:
         facility: Facility,
         layout: Path = EXAMPLE_LAYOUT,
         flows: dict[str, FlowConfig] | None = None,
+        watermark_s: float = 0.1,
     ) -> None:
         self.port = free_port()
         config = CloudConfig(
@@ -52,6 +53,7 @@ class Server:
             ingest=IngestConfig(client_id=f"cloud-{uuid.uuid4().hex[:8]}"),
             api=ApiConfig(port=self.port),
             update_interval_s=0.2,
+            watermark_s=watermark_s,
             **({"flows": flows} if flows else {}),
         )
         self.service = CloudService(config, facility)
