@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # Retention is enforced this often; deleting old rows is cheap with the time indexes.
 PURGE_INTERVAL_S = 3600.0
+# Wake this long after an update instant closes, so that timer jitter never wakes the loop just before.
+WAKE_SLACK_S = 0.002
 
 
 class CloudMetrics:
@@ -202,13 +204,19 @@ class CloudService:
             self.live.publish(self.fse.state(), events, self.identities.version)
         return events
 
+    def _until_next_instant(self) -> float:
+        """Seconds until the next update instant of the service's grid closes."""
+        interval = timedelta(seconds=self.config.update_interval_s)
+        watermark = timedelta(seconds=self.config.watermark_s)
+        now = datetime.now(UTC)
+        closes = on_grid(now - watermark, interval) + interval + watermark
+        return (closes - now).total_seconds() + WAKE_SLACK_S
+
     def _update_loop(self) -> None:
         next_snapshot = next_purge = 0.0
-        interval = self.config.update_interval_s
-        deadline = time.monotonic()
-        # A fixed cadence (not a pause after each update), so the state is never staler than one interval.
-        while not self._stop.wait(max(deadline + interval - time.monotonic(), 0.0)):
-            deadline = max(deadline + interval, time.monotonic() - interval)
+        # Wake as each update instant closes (its watermark passed), not at some phase after it: the
+        # state is then never staler than the watermark plus one interval.
+        while not self._stop.wait(self._until_next_instant()):
             try:
                 self.update_once()
                 if time.monotonic() >= next_snapshot:
