@@ -14,14 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cloud.config import FlowConfig
-from cloud.fse import FacilityStateEstimator, Observation
+from cloud.fse import MAX_AGE, FacilityStateEstimator, Observation
 from cloud.identities import Identities
 from cloud.state_store import StateStore
 from shared.messages import PROD_FLOW
 
-# A data clock never steps more than this at once: after a silence longer than the estimator's memory
-# the state is all unknown anyway, and stepping every interval through it would only cost time.
-MAX_CATCH_UP = timedelta(minutes=5)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -40,6 +37,7 @@ class FlowRuntime:
     next_tick: datetime | None = None
     next_snapshot: datetime | None = None
     updated_at: datetime | None = None  # the instant the state is as of
+    last_at: datetime | None = None  # capture time of the newest observation fused
 
     @property
     def data_clock(self) -> bool:
@@ -50,9 +48,11 @@ class FlowRuntime:
         reached = at - self.watermark
         if self.next_tick is None:
             self.next_tick = on_grid(reached, self.interval)
-        if reached - self.next_tick > MAX_CATCH_UP:
-            self.next_tick = on_grid(reached - MAX_CATCH_UP, self.interval)
         while self.next_tick <= reached:
+            if self.last_at is not None and self.next_tick > self.last_at + MAX_AGE + self.interval:
+                # Every view has gone stale and stays so until this detection: nothing can change
+                # in between, so the steps through the silence are skipped, not run.
+                self.next_tick = max(self.next_tick, on_grid(reached, self.interval))
             update(self, self.next_tick)
             self.next_tick += self.interval
 
@@ -60,7 +60,10 @@ class FlowRuntime:
         """Fuse one observation (stepping a data clock up to it first); False if it was stale."""
         if self.data_clock:
             self.advance(observation.at, update)
-        return self.fse.observe(observation)
+        fused = self.fse.observe(observation)
+        if fused and (self.last_at is None or observation.at > self.last_at):
+            self.last_at = observation.at
+        return fused
 
 
 def on_grid(at: datetime, interval: timedelta) -> datetime:

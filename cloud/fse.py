@@ -163,6 +163,7 @@ class FacilityStateEstimator:
         # waiting for an update at or after their capture time.
         self._current: dict[str, Observation] = {}
         self._waiting: dict[str, list[Observation]] = {}
+        self._updated_at: datetime | None = None
         self._camera_seen: dict[str, bool] = {}
         self._tracks: dict[str, _Track] = {}
         for tid, track in facility.tracks.items():
@@ -180,11 +181,15 @@ class FacilityStateEstimator:
 
     def observe(self, observation: Observation) -> bool:
         """Take a camera's observation; it counts from the first update at or after its capture time.
-        False when it is older than one already taken (late data: history only)."""
+        False when it is older than one already taken (late data: history only), or captured further
+        ahead of the last update than an observation stays valid (a camera clock running ahead: it
+        would wait, unfused, and turn away every real observation after it)."""
         cid = observation.camera_id
         if cid not in self.facility.cameras:
             raise KeyError(f"unknown camera {cid!r}")
         with self._lock:
+            if self._updated_at is not None and observation.at > self._updated_at + MAX_AGE:
+                return False
             waiting = self._waiting.setdefault(cid, [])
             latest = waiting[-1] if waiting else self._current.get(cid)
             if latest is not None and observation.at <= latest.at:
@@ -205,6 +210,7 @@ class FacilityStateEstimator:
         the events. Observations captured after `now` wait for a later update, so the result depends
         on what was captured by then, not on when it arrived."""
         with self._lock:
+            self._updated_at = now
             for cid, waiting in self._waiting.items():
                 due = bisect.bisect_right(waiting, now, key=lambda o: o.at)
                 if due:

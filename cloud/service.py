@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from cloud.config import CloudConfig
 from cloud.db.engine import make_engine, upgrade
+from cloud.db.models import IdentityRow
 from cloud.flows import FlowRuntime, on_grid
 from cloud.fse import Event, FacilityStateEstimator, Observation
 from cloud.identities import Identities
@@ -57,6 +58,7 @@ class CloudMetrics:
         self.fse_seconds = Histogram(
             "depotwatch_cloud_fse_update_seconds",
             "Time to fuse and save the state",
+            ["flow"],
             registry=r,
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
         )
@@ -76,7 +78,8 @@ class CloudService:
         upgrade(config.database_url)
         self.engine = make_engine(config.database_url)
         self._new_id = StateStore(self.engine).id_factory()
-        self.flows = {name: self._flow(name, facility) for name in config.flows}
+        identities = StateStore(self.engine).identities()
+        self.flows = {name: self._flow(name, facility, identities) for name in config.flows}
         self.ingest = Ingest(self.engine, facility.site, observe=self.observe, on_recognition=self.recognised)
         self.metrics = CloudMetrics(self.ingest)
         self.link = MqttConnection(
@@ -108,19 +111,22 @@ class CloudService:
         return self.flows[PROD_FLOW].identities
 
     def recognised(self, recognition: Recognition) -> None:
-        """Count a recognition for the locomotive it shows in every flow (each flow's ids its own)."""
-        for runtime in self.flows.values():
+        """Count a recognition for the locomotive it shows: a live (prod) thumbnail's in every live flow
+        (each flow its own ids), a replayed one's only in the flow it was replayed into."""
+        if recognition.flow == PROD_FLOW:
+            targets = [runtime for runtime in self.flows.values() if not runtime.data_clock]
+        else:
+            targets = [self.flows[recognition.flow]] if recognition.flow in self.flows else []
+        for runtime in targets:
             runtime.identities.observe(recognition, runtime.fse.locos())
 
-    def _flow(self, name: str, facility: Facility) -> FlowRuntime:
+    def _flow(self, name: str, facility: Facility, identity_rows: list[IdentityRow]) -> FlowRuntime:
         flow_config = self.config.flows[name]
         store = StateStore(self.engine, name)
         fse = FacilityStateEstimator(facility, new_id=self._new_id)
-        present = store.present()
-        fse.restore(present)
+        fse.restore(store.present())
         identities = Identities()
-        ids = {loco.loco_id for loco in present}
-        identities.restore([row for row in store.identities() if row.loco_id in ids])
+        identities.restore(identity_rows)  # ids are unique across flows: every row fits one flow only
         interval = timedelta(seconds=flow_config.update_interval_s or self.config.update_interval_s)
         watermark = timedelta(seconds=self.config.watermark_s)
         return FlowRuntime(name, flow_config, fse, store, identities, interval, watermark)
@@ -190,27 +196,30 @@ class CloudService:
     def _update_flow(self, runtime: FlowRuntime, now: datetime) -> list[Event]:
         started = time.perf_counter()
         prod = runtime.name == PROD_FLOW
-        events = runtime.fse.update(now) + runtime.identities.drain_events()
+        fse = runtime.fse  # once: a layout change may swap it meanwhile (a data-clock flow runs on ingest)
+        events = fse.update(now) + runtime.identities.drain_events()
         runtime.updated_at = now
-        runtime.store.save(now, runtime.fse.locos(), events)
+        runtime.store.save(now, fse.locos(), events)
         runtime.store.save_identities(runtime.identities.drain_changed(), now)
         if runtime.data_clock and (runtime.next_snapshot is None or now >= runtime.next_snapshot):
-            runtime.store.snapshot(now, runtime.fse.state())
+            runtime.store.snapshot(now, fse.state())
             runtime.next_snapshot = now + timedelta(seconds=self.config.snapshot_interval_s)
-        self.metrics.fse_seconds.observe(time.perf_counter() - started)
+        self.metrics.fse_seconds.labels(runtime.name).observe(time.perf_counter() - started)
         for event in events:
             self.metrics.events.labels(runtime.name, event.kind.value).inc()
         if prod:
-            self.live.publish(self.fse.state(), events, self.identities.version)
+            self.live.publish(fse.state(), events, self.identities.version)
         return events
 
     def _until_next_instant(self) -> float:
-        """Seconds until the next update instant of the service's grid closes."""
-        interval = timedelta(seconds=self.config.update_interval_s)
-        watermark = timedelta(seconds=self.config.watermark_s)
+        """Seconds until the next update instant of any wall-clock flow closes (its watermark passed)."""
         now = datetime.now(UTC)
-        closes = on_grid(now - watermark, interval) + interval + watermark
-        return (closes - now).total_seconds() + WAKE_SLACK_S
+        closes = [
+            on_grid(now - rt.watermark, rt.interval) + rt.interval + rt.watermark
+            for rt in self.flows.values()
+            if not rt.data_clock
+        ]
+        return (min(closes) - now).total_seconds() + WAKE_SLACK_S if closes else 1.0
 
     def _update_loop(self) -> None:
         next_snapshot = next_purge = 0.0

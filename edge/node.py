@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from edge.aggregate import LatestFrames, MotionGate, Sampled
 from edge.capture import CameraWorker, FrameSource, open_video
-from edge.config import EdgeConfig, sim_epoch
+from edge.config import EdgeConfig, LpeConfig, sim_epoch
 from edge.lpe.estimator import PositionEstimator
 from edge.lpe.openvino_lpe import LpeModelError, OpenVinoLpe
 from edge.lpe.strip import FrameError
@@ -68,15 +68,7 @@ class EdgeNode:
         self.cameras = facility.cameras_of_node(config.node_id)
         self.metrics = EdgeMetrics()
         self.spool = Spool(config.spool.path, int(config.spool.max_megabytes * 1e6))
-        self.estimator = estimator or OpenVinoLpe(
-            config.lpe.model_dir,
-            self.cameras,
-            precision=config.lpe.precision,
-            device=config.lpe.device,
-            batch=min(config.lpe.batch, len(self.cameras)),
-            requests=config.lpe.requests,
-            hint=config.lpe.hint,
-        )
+        self.estimator = estimator or self._open_lpe(config.lpe)
         self.shadow_errors: dict[str, str] = {}
         self.shadows = self._shadow_runners()
         self.frames = LatestFrames(on_drop=self._on_frame_dropped)
@@ -218,18 +210,8 @@ class EdgeNode:
         """A runner per shadow flow; a shadow model that cannot load is reported, not fatal."""
         runners = {}
         for flow, shadow in self.config.shadow.items():
-            lpe = shadow.lpe
             try:
-                estimator = OpenVinoLpe(
-                    lpe.model_dir,
-                    self.cameras,
-                    precision=lpe.precision,
-                    device=lpe.device,
-                    batch=min(lpe.batch, len(self.cameras)),
-                    requests=lpe.requests,
-                    hint=lpe.hint,
-                    threads=shadow.threads,
-                )
+                estimator = self._open_lpe(shadow.lpe, threads=shadow.threads)
             except LpeModelError as exc:
                 log.error("edge node %s: shadow flow %s stays off: %s", self.node_id, flow, exc)
                 self.shadow_errors[flow] = str(exc)
@@ -238,6 +220,18 @@ class EdgeNode:
             runners[flow] = ShadowRunner(flow, estimator, emit, self.metrics)
             log.info("edge node %s: flow %s runs %s in shadow", self.node_id, flow, estimator.model.version)
         return runners
+
+    def _open_lpe(self, lpe: LpeConfig, threads: int | None = None) -> OpenVinoLpe:
+        return OpenVinoLpe(
+            lpe.model_dir,
+            self.cameras,
+            precision=lpe.precision,
+            device=lpe.device,
+            batch=min(lpe.batch, len(self.cameras)),
+            requests=lpe.requests,
+            hint=lpe.hint,
+            threads=threads,
+        )
 
     def _shadow_emitter(self, flow: str, model: ModelRef) -> Callable[[Sampled, list[LocoExtent]], None]:
         def emit(sampled: Sampled, extents: list[LocoExtent]) -> None:

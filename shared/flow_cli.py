@@ -12,8 +12,8 @@ import typer
 
 from shared.cli_support import console, exit_on_error
 from shared.mqtt import BrokerConfig
+from shared.promotion import FLOWS_FILE
 
-FLOWS_FILE = Path("ansible/flows.yml")
 flow_app = typer.Typer(help="Data flows: recording and replay.", no_args_is_help=True)
 
 ConfigOpt = Annotated[

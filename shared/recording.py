@@ -35,6 +35,8 @@ VERSION = 1
 _RECORD = struct.Struct("<dHI")  # arrival offset, topic length, payload length
 # Replay as fast as possible keeps at most this many publishes unacknowledged by the broker.
 MAX_IN_FLIGHT = 500
+# A replay gives up when the broker acknowledges nothing (or stays away) this long.
+ACK_TIMEOUT_S = 60.0
 RECORDED_KINDS = (TopicKind.DETECTION, TopicKind.THUMBNAIL)
 
 
@@ -163,16 +165,23 @@ def replay(path: Path, broker: BrokerConfig, flow: str, speed: float | None = 1.
                 delay = started + record.offset_s / speed - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            in_flight.acquire()
-            while link.publish(topic, payload) is None:  # disconnected: wait for the reconnect
-                link.wait_connected(1)
+            _acquire(in_flight, broker)
+            if not link.wait_connected(ACK_TIMEOUT_S):
+                raise RecordingError(f"lost the broker at {broker.url} and it did not come back")
+            # Published once: paho keeps a QoS 1 message it could not send and sends it on reconnect.
+            link.publish(topic, payload)
             sent += 1
         for _ in range(MAX_IN_FLIGHT):  # every publish acknowledged
-            in_flight.acquire()
+            _acquire(in_flight, broker)
     finally:
         link.stop()
     log.info("replayed %d messages of %s into flow %s", sent, path, flow)
     return sent
+
+
+def _acquire(in_flight: threading.BoundedSemaphore, broker: BrokerConfig) -> None:
+    if not in_flight.acquire(timeout=ACK_TIMEOUT_S):
+        raise RecordingError(f"the broker at {broker.url} acknowledged nothing for {ACK_TIMEOUT_S:.0f} s")
 
 
 def _open(path: Path) -> gzip.GzipFile:

@@ -268,3 +268,17 @@ def test_a_locomotive_driving_out_of_coverage_departs(facility: Facility) -> Non
     assert kinds.count(EventKind.ARRIVED) == 1
     assert kinds.count(EventKind.DEPARTED) == 1
     assert not [lo for lo in fse.locos() if lo.track_id == "T2"]
+
+
+def test_an_update_fuses_what_was_captured_by_its_instant_only(facility: Facility) -> None:
+    fse = FacilityStateEstimator(facility)
+    cam = facility.cameras["T1-C2"]
+    loco = (SeenExtent(cam.view.start_m, cam.view.start_m + 8.0, True, False, 0.9),)
+    assert fse.observe(Observation("T1-C2", START + timedelta(seconds=1), loco))
+    fse.update(START)  # captured after this instant: it waits
+    assert not fse.locos()
+    fse.update(START + timedelta(seconds=1))
+    assert len(fse.locos()) == 1
+    # A camera whose clock runs far ahead is turned away instead of blocking its real observations.
+    assert not fse.observe(Observation("T1-C3", START + timedelta(minutes=10), ()))
+    assert fse.observe(Observation("T1-C3", START + timedelta(seconds=2), ()))
