@@ -23,7 +23,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, dict[str, str]]]:
     out = tmp_path_factory.mktemp("mosquitto")
-    users = ["cloud", "recognition"] + [f"edge-bay{n}" for n in range(1, 5)]
+    users = ["cloud", "recognition", "replay"] + [f"edge-bay{n}" for n in range(1, 5)]
     passwords = {user: uuid.uuid4().hex for user in users}
     first = write_mosquitto_users(out, passwords)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -41,8 +41,8 @@ def _client(port: int, user: str, password: str) -> mqtt.Client:
     return client
 
 
-def test_a_node_publishes_under_its_own_topics_only(site: tuple[int, dict[str, str]]) -> None:
-    port, passwords = site
+def _published_as(port: int, passwords: dict[str, str], user: str, denied: str, allowed: str) -> list[str]:
+    """Topics the cloud receives when `user` publishes to `denied`, then to `allowed`."""
     received: queue.Queue[str] = queue.Queue()
     cloud = _client(port, "cloud", passwords["cloud"])
     cloud.on_message = lambda _c, _u, message: received.put(message.topic)
@@ -50,16 +50,31 @@ def test_a_node_publishes_under_its_own_topics_only(site: tuple[int, dict[str, s
     cloud.on_subscribe = lambda *_: subscribed.put(1)
     cloud.subscribe("depotwatch/v1/depot-north/#", qos=1)
     subscribed.get(timeout=5)
-    node = _client(port, "edge-bay1", passwords["edge-bay1"])
+    publisher = _client(port, user, passwords[user])
+    try:
+        publisher.publish(denied, b"{}", qos=1).wait_for_publish(5)
+        publisher.publish(allowed, b"{}", qos=1).wait_for_publish(5)
+        arrived = [wait_until(lambda: received.get(timeout=5), 6, f"{user}'s allowed message")]
+        while not received.empty():
+            arrived.append(received.get())
+        return arrived
+    finally:
+        for client in (cloud, publisher):
+            client.disconnect()
+            client.loop_stop()
+
+
+def test_a_node_publishes_under_its_own_topics_only(site: tuple[int, dict[str, str]]) -> None:
     own = "depotwatch/v1/depot-north/flow/prod/det/edge-bay1/T1-C1"
     other = "depotwatch/v1/depot-north/flow/prod/det/edge-bay2/T2-C1"
-    node.publish(other, b"{}", qos=1).wait_for_publish(5)
-    node.publish(own, b"{}", qos=1).wait_for_publish(5)
-    assert wait_until(lambda: received.get(timeout=5), 6, "the node's own detection") == own
-    assert received.empty()  # the other node's topic never reached the cloud
-    for client in (cloud, node):
-        client.disconnect()
-        client.loop_stop()
+    # The other node's topic never reaches the cloud.
+    assert _published_as(*site, "edge-bay1", denied=other, allowed=own) == [own]
+
+
+def test_replays_go_into_the_replay_flows_never_prod(site: tuple[int, dict[str, str]]) -> None:
+    into_prod = "depotwatch/v1/depot-north/flow/prod/det/edge-bay1/T1-C1"
+    into_replay = "depotwatch/v1/depot-north/flow/replay/det/edge-bay1/T1-C1"
+    assert _published_as(*site, "replay", denied=into_prod, allowed=into_replay) == [into_replay]
 
 
 def test_a_wrong_password_is_refused(site: tuple[int, dict[str, str]]) -> None:
