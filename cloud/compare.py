@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from cloud.fse import TrackState
+from cloud.fse import GRID_M, TrackState
 from cloud.identities import Identities
 from shared.layout import Facility
 
-GRID_M = 0.1
 # Two locomotives are the same one when they overlap at least this much, metres.
 MIN_OVERLAP_M = 2.0
 
@@ -73,13 +72,17 @@ class Comparison:
     numbers_compared: int = 0
     number_differences: int = 0
     _partner: dict[str, str] = field(default_factory=dict)
+    _coverage: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
 
     def add(self, facility: Facility, a: View, b: View) -> None:
         """Compare one instant."""
         self.instants += 1
         for track_id, track in facility.tracks.items():
             ta, tb = a.get(track_id, TrackView(())), b.get(track_id, TrackView(()))
-            covered = _covered(facility, track_id, track.length_m)
+            # The cameras' coverage of a track is the same at every instant: computed once.
+            covered = self._coverage.get(track_id)
+            if covered is None:
+                covered = self._coverage[track_id] = _covered(facility, track_id, track.length_m)
             known = covered & ~_mask(ta.unknown, track.length_m) & ~_mask(tb.unknown, track.length_m)
             occ_a, occ_b = _occupied(ta.locos, track.length_m), _occupied(tb.locos, track.length_m)
             self.compared_m += float(known.sum()) * GRID_M

@@ -262,8 +262,10 @@ class EdgeNode:
             if not todo:
                 continue
             estimated = self._estimate(todo)
-            for shadow in self.shadows.values():
-                shadow.offer([s for s, _ in estimated])
+            if self.shadows:
+                frames = [s for s, _ in estimated]
+                for shadow in self.shadows.values():
+                    shadow.offer(frames)
             for s, extents in estimated:
                 self._emit(s, extents, now)
                 last = inferred_at.get(s.camera_id)
