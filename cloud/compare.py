@@ -2,8 +2,8 @@
 ground truth. Over the watched track both views know, how much they agree on occupied and free; for
 the locomotives both see (matched by overlap), how far apart their ends are; which locomotives only
 one has where the other could have seen them; how often the second view gave a locomotive of the
-first a new id (identity switches); and, where both recognised a locomotive's number, whether they
-read the same. Pure logic over plain data."""
+first a new id (identity switches); and, where both recognised a locomotive's series or number,
+whether they read the same. Pure logic over plain data."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from cloud.fse import GRID_M, TrackState
+from cloud.fse import GRID_M, Loco, TrackState
 from cloud.identities import Identities
 from shared.layout import Facility
 
@@ -29,6 +29,7 @@ class Seen:
     start_m: float
     end_m: float
     number: str | None = None  # the recognised number (plate), if any
+    series: str | None = None  # the recognised series, if any
 
 
 @dataclass(frozen=True)
@@ -43,18 +44,15 @@ View = dict[str, TrackView]  # by track id
 
 
 def view_of(states: Iterable[TrackState], identities: Identities | None = None) -> View:
-    """A flow's state as a view, with the numbers its identities settled."""
+    """A flow's state as a view, with the series and numbers its identities settled."""
 
-    def number(loco_id: str) -> str | None:
-        identity = identities.get(loco_id) if identities is not None else None
-        return identity.plate if identity is not None else None
+    def seen(loco: Loco) -> Seen:
+        identity = identities.get(loco.loco_id) if identities is not None else None
+        if identity is None:
+            return Seen(loco.loco_id, loco.start_m, loco.end_m)
+        return Seen(loco.loco_id, loco.start_m, loco.end_m, identity.plate, identity.series)
 
-    return {
-        s.track_id: TrackView(
-            tuple(Seen(lo.loco_id, lo.start_m, lo.end_m, number(lo.loco_id)) for lo in s.locos), s.unknown
-        )
-        for s in states
-    }
+    return {s.track_id: TrackView(tuple(seen(lo) for lo in s.locos), s.unknown) for s in states}
 
 
 @dataclass
@@ -71,6 +69,8 @@ class Comparison:
     id_switches: int = 0
     numbers_compared: int = 0
     number_differences: int = 0
+    series_compared: int = 0
+    series_differences: int = 0
     _partner: dict[str, str] = field(default_factory=dict)
     _coverage: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
 
@@ -98,6 +98,9 @@ class Comparison:
                 if x.number and y.number:
                     self.numbers_compared += 1
                     self.number_differences += x.number != y.number
+                if x.series and y.series:
+                    self.series_compared += 1
+                    self.series_differences += x.series != y.series
                 if self._partner.setdefault(x.loco_id, y.loco_id) != y.loco_id:
                     self.id_switches += 1
                     self._partner[x.loco_id] = y.loco_id
@@ -117,6 +120,8 @@ class Comparison:
             "id_switches": self.id_switches,
             "numbers_compared": self.numbers_compared,
             "number_differences": self.number_differences,
+            "series_compared": self.series_compared,
+            "series_differences": self.series_differences,
         }
 
 

@@ -43,8 +43,8 @@ DEFAULT_PLATE_FORMATS = {
 }
 
 
-class RecognitionConfig(StrictModel):
-    """The recognition worker (`depotwatch cloud recognise`) and how the cloud votes on its readings."""
+class RecognitionModels(StrictModel):
+    """The recognition models and the settings that go with them: what a flow can choose its own of."""
 
     series_model_dir: Path = Field(
         Path("ir_models/loco_model/1.0.0"), description="Series classifier IR folder."
@@ -52,6 +52,23 @@ class RecognitionConfig(StrictModel):
     plate_model_dir: Path = Field(
         Path("ir_models/plate/1.0.0"), description="OCR detector and recogniser IR."
     )
+    series_threshold: float = Field(0.6, gt=0, lt=1, description="Below this the series is 'unknown'.")
+
+
+class FlowRecognition(StrictModel):
+    """A flow's own recognition: each key unset takes prod's (the `recognition` section's) value."""
+
+    series_model_dir: Path | None = Field(None, description="Series classifier IR folder.")
+    plate_model_dir: Path | None = Field(None, description="OCR detector and recogniser IR.")
+    series_threshold: float | None = Field(
+        None, gt=0, lt=1, description="Below this the series is 'unknown'."
+    )
+
+
+class RecognitionConfig(RecognitionModels):
+    """The recognition worker (`depotwatch cloud recognise`), prod's models and how the cloud votes on
+    their readings."""
+
     device: str = Field("CPU", description="OpenVINO device for both models.")
     workers: int = Field(
         1, ge=1, le=16, description="Thumbnails recognised at once, each by its own copy of the models."
@@ -59,7 +76,6 @@ class RecognitionConfig(StrictModel):
     inference_threads: int = Field(
         0, ge=0, le=64, description="OpenVINO threads per model; 0 lets OpenVINO use every core."
     )
-    series_threshold: float = Field(0.6, gt=0, lt=1, description="Below this the series is 'unknown'.")
     plate_formats: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_PLATE_FORMATS),
         description="Regex of a whole plate per series (upper case, as read).",
@@ -85,6 +101,14 @@ class FlowConfig(StrictModel):
     update_interval_s: float | None = Field(
         None, gt=0, le=10, description="Estimator cadence of this flow; update_interval_s when unset."
     )
+    recognition: FlowRecognition | None = Field(
+        None,
+        description="Recognition models of its own: the worker reads this flow's thumbnails with them, "
+        "and a live flow's also prod's thumbnails; unset, the flow counts prod's recognitions.",
+    )
+
+
+MODEL_KEYS = set(RecognitionModels.model_fields)
 
 
 class CloudConfig(FileSettings):
@@ -127,7 +151,16 @@ class CloudConfig(FileSettings):
     def _prod_flow(self) -> Self:
         if PROD_FLOW not in self.flows:
             raise ValueError(f"flows must include {PROD_FLOW!r}: the map, recognition and events follow it")
+        if self.flows[PROD_FLOW].recognition is not None:
+            raise ValueError(f"flows.{PROD_FLOW}.recognition: prod's models are the `recognition` section's")
         return self
+
+    def recognition_models(self, flow: str) -> RecognitionModels:
+        """The models and settings that recognise a flow's thumbnails: prod's, with the flow's own
+        keys over them."""
+        prod = RecognitionModels.model_validate(self.recognition.model_dump(include=MODEL_KEYS))
+        own = self.flows[flow].recognition if flow in self.flows else None
+        return prod if own is None else prod.model_copy(update=own.model_dump(exclude_none=True))
 
 
 def load_cloud_config(path: Path) -> CloudConfig:

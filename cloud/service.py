@@ -111,10 +111,15 @@ class CloudService:
         return self.flows[PROD_FLOW].identities
 
     def recognised(self, recognition: Recognition) -> None:
-        """Count a recognition for the locomotive it shows: a live (prod) thumbnail's in every live flow
-        (each flow its own ids), a replayed one's only in the flow it was replayed into."""
+        """Count a recognition for the locomotive it shows: one under prod (of a live thumbnail) in
+        every live flow without models of its own, each flow with its own ids; any other only in the
+        flow it was published under (read by that flow's models, or replayed into it)."""
         if recognition.flow == PROD_FLOW:
-            targets = [runtime for runtime in self.flows.values() if not runtime.data_clock]
+            targets = [
+                runtime
+                for name, runtime in self.flows.items()
+                if not runtime.data_clock and (name == PROD_FLOW or runtime.config.recognition is None)
+            ]
         else:
             targets = [self.flows[recognition.flow]] if recognition.flow in self.flows else []
         for runtime in targets:

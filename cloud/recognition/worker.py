@@ -1,9 +1,10 @@
 """`depotwatch cloud recognise`: the recognition worker, a process of its own so it can be scaled
 (MQTT 5 shared subscription), upgraded or switched off without touching the cloud service.
 
-It takes every thumbnail of the site, recognises it and publishes a Recognition beside it; the cloud's
-ingest votes. A thumbnail is acknowledged to the broker once its Recognition is handed to the client,
-so a worker that dies leaves the rest for the next one.
+It takes every thumbnail of the site, recognises it and publishes a Recognition beside it (one per
+flow whose own models read it, see `recognising_flows`); the cloud's ingest votes. A thumbnail is
+acknowledged to the broker once its Recognitions are handed to the client, so a worker that dies
+leaves the rest for the next one.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from cloud.recognition.recogniser import Recogniser
 from cloud.recognition.series import SeriesClassifier
 from shared.codec import decode_message, encode
 from shared.errors import ContractError
-from shared.messages import Thumbnail
+from shared.messages import PROD_FLOW, Thumbnail
 from shared.mqtt import Ack, MqttConnection
 from shared.topics import Topic, TopicKind, shared_subscription, subscription
 
@@ -46,17 +47,31 @@ def load_fleet(path: Path | None) -> list[str]:
     return [line for line in lines if line]
 
 
-def build_recogniser(config: CloudConfig) -> Recogniser:
-    """The models and rules the configuration names (fails at start on a missing model)."""
+def build_recogniser(config: CloudConfig, flow: str = PROD_FLOW) -> Recogniser:
+    """The models and rules that recognise a flow's thumbnails (fails at start on a missing model)."""
     rec = config.recognition
+    models = config.recognition_models(flow)
     threads = rec.inference_threads
     return Recogniser(
         SeriesClassifier(
-            rec.series_model_dir, threshold=rec.series_threshold, device=rec.device, threads=threads
+            models.series_model_dir, threshold=models.series_threshold, device=rec.device, threads=threads
         ),
-        PlateReader(rec.plate_model_dir, rec.device, threads),
+        PlateReader(models.plate_model_dir, rec.device, threads),
         PlateRules(rec.plate_formats, load_fleet(rec.fleet_file)),
     )
+
+
+def recognising_flows(config: CloudConfig, flow: str) -> list[str]:
+    """The flows whose models read a thumbnail of `flow`, each publishing its recognition under its own
+    flow: a prod thumbnail is read by prod's models and by those of every live flow with models of its
+    own (dev beside prod on live data); any other flow's by that flow's models (its own or prod's)."""
+    if flow != PROD_FLOW:
+        return [flow]
+    return [PROD_FLOW] + [
+        name
+        for name, flow_config in config.flows.items()
+        if name != PROD_FLOW and flow_config.recognition is not None and flow_config.clock == "wall"
+    ]
 
 
 class RecognitionWorker:
@@ -64,10 +79,13 @@ class RecognitionWorker:
 
     def __init__(self, config: CloudConfig, site: str) -> None:
         rec = config.recognition
-        # Each thread owns its models: an OpenVINO compiled model is not shared across threads here.
-        self._recognisers: queue.Queue[Recogniser] = queue.Queue()
+        self.config = config
+        # A set of models per flow that has its own (prod's serve the rest), for each thread: an
+        # OpenVINO compiled model is not shared across threads here.
+        own = [PROD_FLOW] + [name for name, flow in config.flows.items() if flow.recognition is not None]
+        self._recognisers: queue.Queue[dict[str, Recogniser]] = queue.Queue()
         for _ in range(rec.workers):
-            self._recognisers.put(build_recogniser(config))
+            self._recognisers.put({flow: build_recogniser(config, flow) for flow in own})
         self._pool = ThreadPoolExecutor(rec.workers, thread_name_prefix="recognise")
         # At most this many thumbnails taken and not yet done; beyond, the MQTT handler waits.
         self._slots = threading.Semaphore(2 * rec.workers)
@@ -106,26 +124,29 @@ class RecognitionWorker:
         self._pool.submit(self._recognise, parsed, thumbnail, ack)
 
     def _recognise(self, parsed: Topic, thumbnail: Thumbnail, ack: Ack) -> None:
-        recogniser = self._recognisers.get()
+        recognisers = self._recognisers.get()
         try:
-            recognition = recogniser.recognise(thumbnail)
-            self._count("rejected" if recognition.rejected else "recognised")
-            if recognition.rejected:
-                log.info(
-                    "recognition: thumbnail %s rejected: %s",
-                    thumbnail.meta.thumbnail_id,
-                    recognition.rejected,
-                )
-            out = Topic(
-                TopicKind.RECOGNITION, parsed.site, parsed.node, flow=parsed.flow, camera=parsed.camera
-            )
-            if self.link.publish(str(out), encode(recognition)) is not None:
-                ack()  # unpublished (broker away): left unacknowledged, so it comes back
+            published = True
+            for flow in recognising_flows(self.config, thumbnail.meta.flow):
+                recognition = recognisers.get(flow, recognisers[PROD_FLOW]).recognise(thumbnail)
+                recognition = recognition.model_copy(update={"flow": flow})
+                self._count("rejected" if recognition.rejected else "recognised")
+                if recognition.rejected:
+                    log.info(
+                        "recognition: thumbnail %s rejected by %s's models: %s",
+                        thumbnail.meta.thumbnail_id,
+                        flow,
+                        recognition.rejected,
+                    )
+                out = Topic(TopicKind.RECOGNITION, parsed.site, parsed.node, flow=flow, camera=parsed.camera)
+                published &= self.link.publish(str(out), encode(recognition)) is not None
+            if published:
+                ack()  # else (broker away) left unacknowledged, so it comes back
         except Exception:
             log.exception("recognition: thumbnail %s failed", thumbnail.meta.thumbnail_id)
             ack()  # a bug for this picture; bringing it back would repeat it
         finally:
-            self._recognisers.put(recogniser)
+            self._recognisers.put(recognisers)
             self._slots.release()
 
     def _count(self, field: str) -> None:

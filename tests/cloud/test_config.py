@@ -30,3 +30,34 @@ def test_a_typo_fails_at_start_with_its_key(tmp_path: Path) -> None:
     path.write_text("- a list")
     with pytest.raises(ConfigError, match="mapping of settings"):
         load_cloud_config(path)
+
+
+def test_a_flow_takes_prods_recognition_under_its_own_keys(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO / "examples" / "cloud.yaml").read_text())
+    data["recognition"] = {"series_threshold": 0.7, "plate_model_dir": "models/plate/2.0.0"}
+    data["flows"]["dev"] = {"recognition": {"series_model_dir": "models/loco_model/1.1.0"}}
+    path = tmp_path / "cloud.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = load_cloud_config(path)
+    dev, prod = config.recognition_models("dev"), config.recognition_models("prod")
+    assert (dev.series_model_dir, dev.plate_model_dir, dev.series_threshold) == (
+        Path("models/loco_model/1.1.0"),
+        Path("models/plate/2.0.0"),
+        0.7,
+    )
+    assert (
+        prod.series_model_dir
+        == Path("ir_models/loco_model/1.0.0")
+        == config.recognition_models("replay").series_model_dir
+    )
+
+    data["flows"]["dev"]["recognition"]["series_threshold"] = 1.5
+    data["flows"]["prod"] = {"recognition": {"series_threshold": 0.7}}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as info:
+        load_cloud_config(path)
+    assert [issue.key for issue in info.value.issues] == ["flows.dev.recognition.series_threshold"]
+    del data["flows"]["dev"]["recognition"]["series_threshold"]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="flows.prod.recognition: prod's models are the `recognition`"):
+        load_cloud_config(path)

@@ -4,17 +4,21 @@ API showing a locomotive's series and number."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import cv2
 import numpy as np
 import pytest
 
 from cloud.auth import Role, create_key
-from cloud.config import CloudConfig, IngestConfig, RecognitionConfig
+from cloud.config import CloudConfig, FlowConfig, FlowRecognition, IngestConfig, RecognitionConfig
 from cloud.recognition.errors import BadThumbnail
 from cloud.recognition.plate_ocr import PlateReader
 from cloud.recognition.plate_rules import PlateRules
@@ -23,17 +27,19 @@ from cloud.recognition.worker import RecognitionWorker, build_recogniser
 from shared.codec import decode_message, encode
 from shared.errors import MalformedPayload
 from shared.layout import Facility
-from shared.messages import LocoExtent, Thumbnail, ThumbnailMeta, TrackSpan
+from shared.messages import LocoExtent, Recognition, Thumbnail, ThumbnailMeta, TrackSpan
 from shared.mqtt import BrokerConfig, MqttConnection
 from shared.sim.scenario import Scenario
 from shared.topics import Topic, TopicKind
 from tests import factories
 from tests.cloud.test_api import Server
+from tests.collector import Collector
 from tests.conftest import EXAMPLE_LAYOUT, REPO, DatabaseFactory
 from tests.waiting import wait_until
 from training.recognition.thumbs import Thumb, generate
 
 PLATE_MODEL = REPO / "ir_models" / "plate" / "1.0.0"
+SERIES_MODEL = REPO / "ir_models" / "loco_model" / "1.0.0"
 
 
 @pytest.fixture(scope="module")
@@ -122,57 +128,76 @@ def server(database_factory: DatabaseFactory, mqtt_url: str, facility: Facility)
     s.stop()
 
 
-def test_the_api_shows_series_and_number_read_from_edge_thumbnails(
-    server: Server, mqtt_url: str, facility: Facility, thumbs: list[Thumb], tmp_path: Path
-) -> None:
-    thumb = next(t for t in thumbs if t.plate_visible and t.camera_id.startswith("T1-"))
+def _worker(mqtt_url: str, site: str, flows: dict[str, FlowConfig] | None = None) -> RecognitionWorker:
     config = CloudConfig(
         layout=EXAMPLE_LAYOUT,
         broker=BrokerConfig(url=mqtt_url),
         ingest=IngestConfig(client_id="unused"),
         recognition=RecognitionConfig(client_id=f"recognition-{uuid.uuid4().hex[:6]}"),
+        flows=flows or {"prod": FlowConfig()},
     )
-    worker = RecognitionWorker(config, facility.site)
+    worker = RecognitionWorker(config, site)
     worker.start()
     assert worker.link.wait_connected(5) and worker.link.wait_subscribed(5)
+    return worker
+
+
+def _edge(mqtt_url: str) -> MqttConnection:
     edge = MqttConnection(BrokerConfig(url=mqtt_url), f"edge-{uuid.uuid4().hex[:6]}")
     edge.start()
     assert edge.wait_connected(5)
-    key = create_key(server.service.engine, Role.VIEWER)
+    return edge
+
+
+def _detect(edge: MqttConnection, facility: Facility, thumb: Thumb, flow: str) -> None:
+    """The locomotive of `thumb`, seen three times by its camera in `flow`."""
     camera = facility.cameras[thumb.camera_id]
     start, end = thumb.span
+    now = datetime.now(UTC)
+    for k in range(3):
+        detection = factories.detection(
+            node_id=camera.node,
+            camera_id=thumb.camera_id,
+            track_id=camera.track,
+            flow=flow,
+            seq=int(now.timestamp() * 1000) + k,
+            captured_at=now + timedelta(milliseconds=100 * k),
+            view=TrackSpan(start_m=camera.view.start_m, end_m=camera.view.end_m),
+            extents=[
+                LocoExtent(
+                    start_m=start,
+                    end_m=end,
+                    start_beyond_view=start <= camera.view.start_m,
+                    end_beyond_view=end >= camera.view.end_m,
+                    confidence=0.9,
+                )
+            ],
+        )
+        topic = Topic(TopicKind.DETECTION, facility.site, camera.node, flow=flow, camera=thumb.camera_id)
+        edge.publish(str(topic), encode(detection))
+
+
+def _send_thumbnails(edge: MqttConnection, facility: Facility, thumb: Thumb, count: int = 3) -> None:
+    """The locomotive's thumbnails, as the edge sends them (prod only)."""
+    camera = facility.cameras[thumb.camera_id]
+    for _ in range(count):
+        thumbnail = _thumbnail(_jpeg(thumb.image), thumb.span, thumb.camera_id)
+        meta = thumbnail.meta.model_copy(update={"node_id": camera.node, "track_id": camera.track})
+        topic = Topic(TopicKind.THUMBNAIL, facility.site, camera.node, flow="prod", camera=thumb.camera_id)
+        edge.publish(str(topic), encode(Thumbnail(meta=meta, jpeg=thumbnail.jpeg)))
+
+
+def test_the_api_shows_series_and_number_read_from_edge_thumbnails(
+    server: Server, mqtt_url: str, facility: Facility, thumbs: list[Thumb]
+) -> None:
+    thumb = next(t for t in thumbs if t.plate_visible and t.camera_id.startswith("T1-"))
+    worker = _worker(mqtt_url, facility.site)
+    edge = _edge(mqtt_url)
+    key = create_key(server.service.engine, Role.VIEWER)
     try:
-        now = datetime.now(UTC)
-        for k in range(3):  # the locomotive, seen
-            detection = factories.detection(
-                node_id=camera.node,
-                camera_id=thumb.camera_id,
-                track_id=camera.track,
-                seq=int(now.timestamp() * 1000) + k,
-                captured_at=now + timedelta(milliseconds=100 * k),
-                view=TrackSpan(start_m=camera.view.start_m, end_m=camera.view.end_m),
-                extents=[
-                    LocoExtent(
-                        start_m=start,
-                        end_m=end,
-                        start_beyond_view=start <= camera.view.start_m,
-                        end_beyond_view=end >= camera.view.end_m,
-                        confidence=0.9,
-                    )
-                ],
-            )
-            topic = Topic(
-                TopicKind.DETECTION, facility.site, camera.node, flow="prod", camera=thumb.camera_id
-            )
-            edge.publish(str(topic), encode(detection))
+        _detect(edge, facility, thumb, "prod")
         [loco] = wait_until(lambda: server.call("/api/locomotives", key)[1], 10, "the locomotive")
-        for _ in range(3):  # and its thumbnails, as the edge sends them
-            thumbnail = _thumbnail(_jpeg(thumb.image), thumb.span, thumb.camera_id)
-            meta = thumbnail.meta.model_copy(update={"node_id": camera.node, "track_id": camera.track})
-            topic = Topic(
-                TopicKind.THUMBNAIL, facility.site, camera.node, flow="prod", camera=thumb.camera_id
-            )
-            edge.publish(str(topic), encode(Thumbnail(meta=meta, jpeg=thumbnail.jpeg)))
+        _send_thumbnails(edge, facility, thumb)
         shown = wait_until(
             lambda: (r := server.call(f"/api/locomotives/{loco['loco_id']}", key)[1])["number"] and r,
             30,
@@ -193,3 +218,61 @@ def test_the_api_shows_series_and_number_read_from_edge_thumbnails(
     finally:
         edge.stop()
         worker.stop()
+
+
+def _relabelled_series_model(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A series model of another version whose classes are named one place on: the same network, so a
+    dev flow's series differ from prod's in a way known in advance."""
+    folder = tmp_path / "loco_model" / "1.1.0"
+    shutil.copytree(SERIES_MODEL, folder)
+    labels = json.loads((folder / "labels.json").read_text())
+    classes = labels["classes"]
+    renamed = dict(zip(classes, classes[1:] + classes[:1], strict=True))
+    labels |= {"version": "1.1.0", "classes": [renamed[c] for c in classes]}
+    (folder / "labels.json").write_text(json.dumps(labels))
+    return folder, renamed
+
+
+def test_a_flow_with_models_of_its_own_reads_prod_thumbnails_with_them(
+    database_factory: DatabaseFactory, mqtt_url: str, facility: Facility, thumbs: list[Thumb], tmp_path: Path
+) -> None:
+    thumb = next(t for t in thumbs if t.plate_visible and t.camera_id.startswith("T1-"))
+    dev_model, renamed = _relabelled_series_model(tmp_path)
+    flows = {"prod": FlowConfig(), "dev": FlowConfig(recognition=FlowRecognition(series_model_dir=dev_model))}
+    server = Server(database_factory(), mqtt_url, facility, flows=flows)
+    worker = _worker(mqtt_url, facility.site, flows)
+    collector = Collector(mqtt_url, facility.site)
+    edge = _edge(mqtt_url)
+    key = create_key(server.service.engine, Role.VIEWER)
+
+    def identified(flow: str) -> dict[str, Any] | None:
+        locos = server.call(f"/api/locomotives?flow={flow}", key)[1]
+        return locos[0] if locos and locos[0]["number"] and locos[0]["model"] else None
+
+    try:
+        for flow in flows:  # the shadow LPE's detections beside prod's
+            _detect(edge, facility, thumb, flow)
+        wait_until(lambda: all(server.call(f"/api/locomotives?flow={f}", key)[1] for f in flows), 10, "both")
+        _send_thumbnails(edge, facility, thumb)
+        prod = wait_until(lambda: identified("prod"), 30, "prod's identity")
+        dev = wait_until(lambda: identified("dev"), 30, "dev's identity")
+        recognitions = wait_until(
+            lambda: len(collector.of(Recognition)) == 6 and collector.of(Recognition), 5, ""
+        )
+        comparison = server.call(
+            "/api/flows/compare?a=prod&b=dev&step_s=1&"
+            + urlencode({"since": datetime.now(UTC).isoformat(), "until": datetime.now(UTC).isoformat()}),
+            key,
+        )[1]
+    finally:
+        edge.stop()
+        collector.stop()
+        worker.stop()
+        server.stop()
+    assert prod["model"] == thumb.series and dev["model"] == renamed[thumb.series]
+    assert prod["number"] == dev["number"] == thumb.plate  # the same plate model in both
+    assert prod["loco_id"] != dev["loco_id"]
+    series_models = {(r.flow, r.models[0].version) for r in recognitions}
+    assert series_models == {("prod", "1.0.0"), ("dev", "1.1.0")}
+    assert comparison["matched"] == comparison["series_compared"] == comparison["series_differences"] == 1
+    assert comparison["numbers_compared"] == 1 and comparison["number_differences"] == 0

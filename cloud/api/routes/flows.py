@@ -41,6 +41,8 @@ class ComparisonPublic(BaseModel):
     id_switches: int
     numbers_compared: int
     number_differences: int
+    series_compared: int
+    series_differences: int
 
 
 @router.get("", response_model=list[FlowPublic])
@@ -69,7 +71,8 @@ def compare_flows(
 ) -> ComparisonPublic:
     """Both flows' states recomputed at every `step_s` from `since` to `until`: occupancy agreement over
     the watched track both know, end distance of the locomotives both see, those only one sees, and
-    identity switches (b giving one of a's locomotives a new id), and recognised numbers that differ."""
+    identity switches (b giving one of a's locomotives a new id), and recognised series and numbers
+    that differ."""
     flow_a, flow_b = flow_named(service, a), flow_named(service, b)
     if since.tzinfo is None or until.tzinfo is None:
         raise HTTPException(422, "`since` and `until` need a time zone, e.g. 2026-03-02T10:00:00Z")
