@@ -28,6 +28,16 @@ MQTT_ENV = "DEPOTWATCH_TEST_MQTT_URL"
 DATABASE_ENV = "DEPOTWATCH_TEST_DATABASE_URL"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--live-s",
+        type=float,
+        default=50.0,
+        help="Seconds the live run of tests/test_flows.py records before it is replayed (an hour: "
+        "--live-s 3600 --timeout 5400).",
+    )
+
+
 @pytest.fixture(scope="session")
 def facility() -> Facility:
     """The shipped example depot."""

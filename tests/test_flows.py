@@ -1,9 +1,12 @@
 """Recording and replay end to end: an edge node's live prod flow is estimated by the cloud while a
 recorder writes it to a file; the file replayed at top speed into a data-clock flow gives the same
-locomotive events, at the same update instants, and the same positions as the live run did."""
+locomotive events, at the same update instants, and the same positions as the live run did.
+
+The live run lasts 50 s by default (a shunt on T1); `--live-s 3600 --timeout 5400` records an hour."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -27,8 +30,8 @@ from tests.conftest import EXAMPLE_LAYOUT, DatabaseFactory
 from tests.edge.test_node import facility_data
 from tests.waiting import wait_until
 
+log = logging.getLogger(__name__)
 LOCO_EVENTS = ("arrived", "departed", "moved", "station_occupied", "station_freed")
-LIVE_S = 50.0  # from 12 s before the first shunt on T1 to well after it settles
 
 
 def _count(server: Server, flow: str) -> int:
@@ -58,8 +61,12 @@ def _last_positions(server: Server, flow: str) -> dict[str, tuple[float, float]]
 
 @pytest.mark.slow
 def test_a_recording_replayed_at_top_speed_gives_the_live_results(
-    tmp_path: Path, database_factory: DatabaseFactory, mqtt_url: str
+    tmp_path: Path, database_factory: DatabaseFactory, mqtt_url: str, request: pytest.FixtureRequest
 ) -> None:
+    live_s = float(request.config.getoption("--live-s"))  # from 12 s before the first shunt on T1
+    assert live_s >= 50, "the first shunt settles about 40 s into the run"
+    # Waits for the database to take every detection in, by what an hour takes on this machine.
+    storing_s = 20 + live_s / 30
     facility = parse_facility(facility_data(f"test-{uuid.uuid4().hex[:8]}"))
     flows = {"prod": FlowConfig(), "replay": FlowConfig(clock="data")}
     # Detections later than the watermark in transit land in a later update live than in the replay:
@@ -84,11 +91,11 @@ def test_a_recording_replayed_at_top_speed_gives_the_live_results(
     )
     try:
         node.start()
-        time.sleep(LIVE_S)
+        time.sleep(live_s)
         node.stop()
         wait_until(
             lambda: _count(server, "prod") == recorder.counts[TopicKind.DETECTION] > 0,
-            20,
+            storing_s,
             "live detections stored",
         )
         recorder.stop()
@@ -99,7 +106,9 @@ def test_a_recording_replayed_at_top_speed_gives_the_live_results(
         started = time.monotonic()
         sent = replay(recording, BrokerConfig(url=mqtt_url), "replay", speed=None)
         assert sent >= len(detections)
-        wait_until(lambda: _count(server, "replay") == len(detections), 30, "every replayed detection stored")
+        wait_until(
+            lambda: _count(server, "replay") == len(detections), storing_s, "every replayed detection stored"
+        )
         replay_s = time.monotonic() - started
         with Session(server.service.engine) as session:
             last = session.exec(select(func.max(ObservationRow.captured_at))).one()
@@ -111,7 +120,14 @@ def test_a_recording_replayed_at_top_speed_gives_the_live_results(
     finally:
         server.stop()
 
-    assert replay_s < LIVE_S / 3  # top speed, not the recorded pace
+    log.info(
+        "recorded %.0f s live: %d detections, %d locomotive events; replayed in %.1f s",
+        live_s,
+        len(detections),
+        len(live),
+        replay_s,
+    )
+    assert replay_s < live_s / 3  # top speed, not the recorded pace
     assert {"arrived", "station_freed"} <= {e.kind for e in live}, [_what(e) for e in live]  # the shunt
     # The same events at the same update instants, each live locomotive under one replay id.
     assert [(e.at, *_what(e)) for e in replayed] == [(e.at, *_what(e)) for e in live]
