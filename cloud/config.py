@@ -9,6 +9,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from cloud.fse import FseSettings
 from shared.ids import Identifier
 from shared.messages import PROD_FLOW
 from shared.mqtt import BrokerConfig
@@ -101,6 +102,7 @@ class FlowConfig(StrictModel):
     update_interval_s: float | None = Field(
         None, gt=0, le=10, description="Estimator cadence of this flow; update_interval_s when unset."
     )
+    fse: FseSettings = Field(default_factory=FseSettings, description="The flow's estimator settings.")
     recognition: FlowRecognition | None = Field(
         None,
         description="Recognition models of its own: the worker reads this flow's thumbnails with them, "

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cloud.config import FlowConfig
-from cloud.fse import MAX_AGE, FacilityStateEstimator, Observation
+from cloud.fse import FacilityStateEstimator, Observation, TrackState
+from cloud.history import state_at
 from cloud.identities import Identities
 from cloud.state_store import StateStore
 from shared.messages import PROD_FLOW
@@ -48,8 +49,9 @@ class FlowRuntime:
         reached = at - self.watermark
         if self.next_tick is None:
             self.next_tick = on_grid(reached, self.interval)
+        stale_after = self.fse.settings.max_age + self.interval
         while self.next_tick <= reached:
-            if self.last_at is not None and self.next_tick > self.last_at + MAX_AGE + self.interval:
+            if self.last_at is not None and self.next_tick > self.last_at + stale_after:
                 # Every view has gone stale and stays so until this detection: nothing can change
                 # in between, so the steps through the silence are skipped, not run.
                 self.next_tick = max(self.next_tick, on_grid(reached, self.interval))
@@ -64,6 +66,13 @@ class FlowRuntime:
         if fused and (self.last_at is None or observation.at > self.last_at):
             self.last_at = observation.at
         return fused
+
+    def state_at(self, at: datetime) -> list[TrackState] | None:
+        """The flow's state at a past moment, recomputed with its estimator's settings from what was
+        stored; None when nothing was recorded by then."""
+        fse = self.fse
+        past = self.store.past(at, fse.settings.max_age)
+        return None if past is None else state_at(fse.facility, past, fse.settings)
 
 
 def on_grid(at: datetime, interval: timedelta) -> datetime:

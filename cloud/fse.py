@@ -26,27 +26,57 @@ from enum import IntEnum, StrEnum
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field
 
 from shared.layout import Facility
+from shared.strict import StrictModel
 
 GRID_M = 0.1
-# A camera's observation vouches for its view this long; older, the view is unknown. An edge node
-# skips inference while its picture is still and re-confirms every 10 s (capture reconfirm_s), so
-# this must be well above that or still views flap between seen and unseen.
-MAX_AGE = timedelta(seconds=25)
-# Occupied runs closer than this are one locomotive (two-section gangways, a missed cell).
-BRIDGE_M = 0.8
-# Shorter occupied runs are noise.
-MIN_RUN_M = 2.0
-# A run and a tracked locomotive are the same one when they overlap at least this much, metres.
-MIN_OVERLAP_M = 0.5
-# How far a locomotive may move between two updates and still be matched (shunting ≈ 1.5 m/s).
-MATCH_SLACK_M = 6.0
-# A locomotive whose ends moved more than this from where it last stood is moving.
-MOVED_M = 1.0
-# A moving locomotive that has not moved more than this for SETTLE is standing again.
-STILL_M = 0.3
-SETTLE = timedelta(seconds=10)
+
+
+class FseSettings(StrictModel):
+    """The estimator's tunables; each flow runs its own (`flows.<name>.fse`), so a change is tried on
+    live or recorded data beside prod before it becomes prod's."""
+
+    max_age_s: float = Field(
+        25.0,
+        gt=10,
+        le=600,
+        description="A camera's observation vouches for its view this long; older, the view is unknown. "
+        "An edge node skips inference while its picture is still and re-confirms every 10 s (capture "
+        "reconfirm_s), so this must be well above that or still views flap between seen and unseen.",
+    )
+    bridge_m: float = Field(
+        0.8, ge=0, le=10, description="Occupied runs closer than this are one locomotive (gangways)."
+    )
+    min_run_m: float = Field(2.0, gt=0, le=30, description="Shorter occupied runs are noise.")
+    min_overlap_m: float = Field(
+        0.5, gt=0, le=30, description="A run is a tracked locomotive when they overlap at least this much."
+    )
+    match_slack_m: float = Field(
+        6.0,
+        ge=0,
+        le=50,
+        description="How far a locomotive may move between two updates and still be matched "
+        "(shunting is about 1.5 m/s).",
+    )
+    moved_m: float = Field(
+        1.0, gt=0, le=50, description="A locomotive whose ends moved more than this is moving."
+    )
+    still_m: float = Field(
+        0.3, ge=0, le=10, description="A locomotive whose ends move less than this per update is still."
+    )
+    settle_s: float = Field(
+        10.0, gt=0, le=600, description="A moving locomotive still this long is standing again."
+    )
+
+    @property
+    def max_age(self) -> timedelta:
+        return timedelta(seconds=self.max_age_s)
+
+    @property
+    def settle(self) -> timedelta:
+        return timedelta(seconds=self.settle_s)
 
 
 class Cell(IntEnum):
@@ -154,8 +184,14 @@ def _new_ids() -> Callable[[], str]:
 class FacilityStateEstimator:
     """Live facility state from camera observations."""
 
-    def __init__(self, facility: Facility, new_id: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self,
+        facility: Facility,
+        new_id: Callable[[], str] | None = None,
+        settings: FseSettings | None = None,
+    ) -> None:
         self.facility = facility
+        self.settings = settings or FseSettings()
         self._new_id = new_id or _new_ids()
         # Observations arrive on the ingest thread while another thread fuses: one lock guards both.
         self._lock = threading.RLock()
@@ -188,7 +224,7 @@ class FacilityStateEstimator:
         if cid not in self.facility.cameras:
             raise KeyError(f"unknown camera {cid!r}")
         with self._lock:
-            if self._updated_at is not None and observation.at > self._updated_at + MAX_AGE:
+            if self._updated_at is not None and observation.at > self._updated_at + self.settings.max_age:
                 return False
             waiting = self._waiting.setdefault(cid, [])
             latest = waiting[-1] if waiting else self._current.get(cid)
@@ -240,7 +276,7 @@ class FacilityStateEstimator:
 
     def _fresh(self, camera_id: str, now: datetime) -> Observation | None:
         obs = self._current.get(camera_id)
-        if obs is None or not obs.online or now - obs.at > MAX_AGE:
+        if obs is None or not obs.online or now - obs.at > self.settings.max_age:
             return None
         return obs
 
@@ -275,13 +311,13 @@ class FacilityStateEstimator:
         occupied = np.concatenate([[False], cells == Cell.OCCUPIED, [False]])
         edges = np.flatnonzero(occupied[1:] != occupied[:-1])
         runs: list[tuple[int, int]] = []
-        bridge = int(round(BRIDGE_M / GRID_M))
+        bridge = int(round(self.settings.bridge_m / GRID_M))
         for a, b in zip(edges[::2], edges[1::2], strict=True):
             if runs and a - runs[-1][1] <= bridge:
                 runs[-1] = (runs[-1][0], int(b))
             else:
                 runs.append((int(a), int(b)))
-        return [r for r in runs if (r[1] - r[0]) * GRID_M >= MIN_RUN_M]
+        return [r for r in runs if (r[1] - r[0]) * GRID_M >= self.settings.min_run_m]
 
     def _update_track(self, track: _Track, now: datetime) -> list[Event]:
         cells, confidence = self._grid(track, now)
@@ -317,14 +353,15 @@ class FacilityStateEstimator:
         self, track: _Track, run: tuple[int, int], exclude: dict[str, tuple[int, int]]
     ) -> str | None:
         lo, hi = run[0] * GRID_M, run[1] * GRID_M
-        best, best_overlap = None, MIN_OVERLAP_M
+        min_overlap, slack = self.settings.min_overlap_m, self.settings.match_slack_m
+        best, best_overlap = None, min_overlap
         for loco_id, loco in track.locos.items():
             if loco_id in exclude:
                 continue
-            overlap = min(hi, loco.end_m + MATCH_SLACK_M) - max(lo, loco.start_m - MATCH_SLACK_M)
+            overlap = min(hi, loco.end_m + slack) - max(lo, loco.start_m - slack)
             direct = min(hi, loco.end_m) - max(lo, loco.start_m)
             score = overlap + direct  # prefer true overlap, accept a near miss of a moving loco
-            if overlap >= MIN_OVERLAP_M and score > best_overlap:
+            if overlap >= min_overlap and score > best_overlap:
                 best, best_overlap = loco_id, score
         return best
 
@@ -360,13 +397,14 @@ class FacilityStateEstimator:
         start, end, start_seen, end_seen = self._ends(track, run, cells, loco)
         drift = max(abs(start - loco.settled[0]), abs(end - loco.settled[1]))
         step = max(abs(start - loco.start_m), abs(end - loco.end_m))
-        still_since = loco.still_since if step <= STILL_M else now
-        moving = loco.moving or drift > MOVED_M
+        settings = self.settings
+        still_since = loco.still_since if step <= settings.still_m else now
+        moving = loco.moving or drift > settings.moved_m
         event = None
         settled = loco.settled
-        if moving and now - still_since >= SETTLE:
+        if moving and now - still_since >= settings.settle:
             moving = False
-            if drift > MOVED_M:
+            if drift > settings.moved_m:
                 station = self.facility.station_at(track.track_id, start, end)
                 event = Event(
                     now,

@@ -15,11 +15,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from cloud.fse import MAX_AGE, FacilityStateEstimator, Loco, Observation, TrackState
+from cloud.fse import FacilityStateEstimator, FseSettings, Loco, Observation, TrackState
 from shared.layout import Facility
-
-# Observations this long before the moment can still count (the estimator's own freshness window).
-WINDOW = MAX_AGE
 
 
 @dataclass(frozen=True)
@@ -28,7 +25,7 @@ class PastInputs:
 
     at: datetime
     locos: list[Loco]  # there at the snapshot, or arrived since; each at its last position before `at`
-    observations: list[Observation]  # captured in (at - WINDOW, at]
+    observations: list[Observation]  # captured by `at`, within the estimator's max_age of it
 
 
 def loco_from_snapshot(data: dict[str, Any]) -> Loco:
@@ -63,14 +60,15 @@ def moved_to(loco: Loco, positions: Sequence[tuple[float, float, str | None]]) -
     return replace(loco, start_m=start_m, end_m=end_m, station=station)
 
 
-def state_at(facility: Facility, past: PastInputs) -> list[TrackState]:
-    """The facility at `past.at`, track by track."""
+def state_at(facility: Facility, past: PastInputs, settings: FseSettings | None = None) -> list[TrackState]:
+    """The facility at `past.at`, track by track, as an estimator with `settings` has it."""
     # A locomotive the live estimator never tracked (seen only in late backlog data) gets no real id.
     unrecorded = itertools.count(1)
-    estimator = FacilityStateEstimator(facility, new_id=lambda: f"unrecorded-{next(unrecorded)}")
+    estimator = FacilityStateEstimator(facility, lambda: f"unrecorded-{next(unrecorded)}", settings)
+    window = estimator.settings.max_age
     estimator.restore(past.locos)
     for observation in sorted(past.observations, key=lambda o: o.at):
-        if observation.camera_id in facility.cameras and past.at - WINDOW < observation.at <= past.at:
+        if observation.camera_id in facility.cameras and past.at - window < observation.at <= past.at:
             estimator.observe(observation)
     estimator.update(past.at)
     return estimator.state()

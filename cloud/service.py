@@ -128,7 +128,7 @@ class CloudService:
     def _flow(self, name: str, facility: Facility, identity_rows: list[IdentityRow]) -> FlowRuntime:
         flow_config = self.config.flows[name]
         store = StateStore(self.engine, name)
-        fse = FacilityStateEstimator(facility, new_id=self._new_id)
+        fse = FacilityStateEstimator(facility, self._new_id, flow_config.fse)
         fse.restore(store.present())
         identities = Identities()
         identities.restore(identity_rows)  # ids are unique across flows: every row fits one flow only
@@ -167,7 +167,7 @@ class CloudService:
         with self._layout_lock:
             write_yaml_atomically(self.config.layout, facility.model_dump(mode="json"))
             for runtime in self.flows.values():
-                fse = FacilityStateEstimator(facility, new_id=self._new_id)
+                fse = FacilityStateEstimator(facility, self._new_id, runtime.fse.settings)
                 fse.restore([loco for loco in runtime.fse.locos() if loco.track_id in facility.tracks])
                 runtime.fse = fse
             kept = self.fse.locos()

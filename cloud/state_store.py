@@ -22,7 +22,7 @@ from cloud.db.models import (
     ThumbnailRow,
 )
 from cloud.fse import Event, EventKind, Loco, Observation, SeenExtent, TrackState
-from cloud.history import WINDOW, PastInputs, loco_from_snapshot, moved_to
+from cloud.history import PastInputs, loco_from_snapshot, moved_to
 from cloud.identities import Identity
 from shared.messages import PROD_FLOW
 
@@ -221,8 +221,9 @@ class StateStore:
             session.add(SnapshotRow(flow=self.flow, at=now, state=payload))
             session.commit()
 
-    def past(self, at: datetime) -> PastInputs | None:
-        """What is needed to recompute the flow's state at `at`; None when nothing was recorded before it."""
+    def past(self, at: datetime, window: timedelta) -> PastInputs | None:
+        """What is needed to recompute the flow's state at `at` (observations captured up to `window`
+        before it: the estimator's max_age); None when nothing was recorded before it."""
         flow = self.flow
         with Session(self.engine) as session:
             snapshot = session.exec(
@@ -263,7 +264,7 @@ class StateStore:
             rows = session.exec(
                 select(ObservationRow).where(
                     ObservationRow.flow == flow,
-                    ObservationRow.captured_at > at - WINDOW,
+                    ObservationRow.captured_at > at - window,
                     ObservationRow.captured_at <= at,
                 )
             ).all()

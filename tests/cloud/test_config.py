@@ -61,3 +61,21 @@ def test_a_flow_takes_prods_recognition_under_its_own_keys(tmp_path: Path) -> No
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="flows.prod.recognition: prod's models are the `recognition`"):
         load_cloud_config(path)
+
+
+def test_a_flows_estimator_settings_are_checked_at_start(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO / "examples" / "cloud.yaml").read_text())
+    data["flows"]["dev"] = {"fse": {"max_age_s": 15, "settle_s": 20}}
+    path = tmp_path / "cloud.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = load_cloud_config(path)
+    assert (config.flows["dev"].fse.max_age_s, config.flows["prod"].fse.max_age_s) == (15, 25)
+    # Below the edge's 10 s re-confirmation a still camera's view would flap.
+    data["flows"]["dev"]["fse"] = {"max_age_s": 5, "bridge": 1.0}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as info:
+        load_cloud_config(path)
+    assert sorted(issue.key for issue in info.value.issues) == [
+        "flows.dev.fse.bridge",
+        "flows.dev.fse.max_age_s",
+    ]

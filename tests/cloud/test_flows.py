@@ -13,6 +13,7 @@ from sqlmodel import Session, func, select
 from cloud.auth import Role, create_key
 from cloud.config import FlowConfig
 from cloud.db.models import ObservationRow
+from cloud.fse import FseSettings
 from shared.codec import encode
 from shared.layout import Facility
 from shared.messages import LocoExtent, ModelRef, TrackSpan
@@ -141,3 +142,67 @@ def test_a_flow_without_an_estimator_is_stored_not_fused(
     wait_until(lambda: stored() == 3, 10, "the qa detections stored")
     assert ingest.counts.unfused == 3
     assert all(not track.locos for track in server.service.fse.state())
+
+
+def test_each_flow_runs_its_own_estimator_settings(
+    database_factory: DatabaseFactory, mqtt_url: str, facility: Facility
+) -> None:
+    """The same detections, replayed into two data-clock flows whose estimators keep a camera's view
+    for 25 s and 12 s: 19 s after T1-C2's last report only the second has its view unknown."""
+    flows = {
+        "prod": FlowConfig(),
+        "long": FlowConfig(clock="data"),
+        "short": FlowConfig(clock="data", fse=FseSettings(max_age_s=12)),
+    }
+    server = Server(database_factory(), mqtt_url, facility, flows=flows)
+    viewer = create_key(server.service.engine, Role.VIEWER)
+    link = MqttConnection(BrokerConfig(url=mqtt_url), f"replay-{uuid.uuid4().hex[:6]}")
+    link.start()
+    assert link.wait_connected(5)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    reports = [("T1-C2", 0.0), ("T1-C2", 1.0), ("T1-C2", 2.0), ("T1-C1", 20.0), ("T1-C1", 21.0)]
+    try:
+        for flow in ("long", "short"):
+            for seq, (camera_id, after_s) in enumerate(reports):
+                view = facility.cameras[camera_id].view
+                loco = LocoExtent(start_m=view.start_m, end_m=20.0, **BEYOND_START)  # type: ignore[arg-type]
+                extents = [loco] if camera_id == "T1-C2" else []
+                d = factories.detection(
+                    camera_id=camera_id,
+                    flow=flow,
+                    seq=seq,
+                    captured_at=t0 + timedelta(seconds=after_s),
+                    view=TrackSpan(start_m=view.start_m, end_m=view.end_m),
+                    extents=extents,
+                )
+                topic = Topic(TopicKind.DETECTION, facility.site, "edge-bay1", flow=flow, camera=camera_id)
+                assert link.publish(str(topic), encode(d)) is not None
+
+        c2 = facility.cameras["T1-C2"].view
+
+        def c2_unknown(flow: str) -> bool:
+            """Whether the stretch T1-C2 alone saw free, past the locomotive, is unknown."""
+            track = server.call(f"/api/state?flow={flow}", viewer)[1]["tracks"][0]
+            return any(lo <= 20.0 and c2.end_m <= hi for lo, hi in track["unknown"])
+
+        wait_until(lambda: _stored(server) == 2 * len(reports), 10, "every detection stored")
+        wait_until(lambda: c2_unknown("short"), 5, "T1-C2's view unknown in short")
+        assert not c2_unknown("long")
+        unseen = {
+            flow: [
+                e["camera_id"]
+                for e in server.call(f"/api/events?flow={flow}&kind=camera_unseen", viewer)[1]["items"]
+            ]
+            for flow in ("long", "short")
+        }
+        listed = {f["flow"]: f["fse"]["max_age_s"] for f in server.call("/api/flows", viewer)[1]}
+    finally:
+        link.stop()
+        server.stop()
+    assert "T1-C2" in unseen["short"] and "T1-C2" not in unseen["long"]
+    assert listed == {"prod": 25.0, "long": 25.0, "short": 12.0}
+
+
+def _stored(server: Server) -> int:
+    with Session(server.service.engine) as session:
+        return int(session.exec(select(func.count()).select_from(ObservationRow)).one())

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from cloud.db.engine import make_engine, upgrade
-from cloud.fse import FacilityStateEstimator, Loco, Observation, SeenExtent, TrackState
+from cloud.fse import FacilityStateEstimator, FseSettings, Loco, Observation, SeenExtent, TrackState
 from cloud.history import PastInputs, state_at
 from cloud.ingest import Ingest
 from cloud.state_store import StateStore
@@ -18,6 +18,8 @@ from shared.messages import LocoExtent, TrackSpan
 from shared.topics import Topic, TopicKind
 from tests import factories
 from tests.conftest import DatabaseFactory
+
+MAX_AGE = FseSettings().max_age
 
 T0 = factories.NOW
 
@@ -92,7 +94,7 @@ def test_the_database_gives_what_the_past_needs(
     engine = make_engine(url)
     try:
         store = StateStore(engine)
-        assert store.past(T0) is None
+        assert store.past(T0, MAX_AGE) is None
         loco = _loco("L00007", "T1", 14.0, 22.0)
         store.save(T0, [loco], [])
         store.snapshot(T0, _state_with(facility, loco))
@@ -117,9 +119,9 @@ def test_the_database_gives_what_the_past_needs(
         ingest.handle(str(topic), encode(backlog), lambda: None)
         ingest.stop()
 
-        at_ten = store.past(T0 + timedelta(seconds=12))
+        at_ten = store.past(T0 + timedelta(seconds=12), MAX_AGE)
         assert at_ten is not None and [(x.loco_id, x.start_m) for x in at_ten.locos] == [("L00007", 14.6)]
-        at_thirty = store.past(T0 + timedelta(seconds=30))
+        at_thirty = store.past(T0 + timedelta(seconds=30), MAX_AGE)
         assert at_thirty is not None and len(at_thirty.observations) == 1
         [(loco_id, start, end)] = _tracks(facility, at_thirty)["T1"]
         assert loco_id == "L00007" and (start, end) == pytest.approx((15.0, 23.0), abs=0.11)

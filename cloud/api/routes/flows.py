@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from cloud.api.deps import ServiceDep, ViewerKey, flow_named
 from cloud.compare import Comparison, view_of
-from cloud.history import state_at
+from cloud.fse import FseSettings
 
 router = APIRouter(prefix="/api/flows", tags=["flows"])
 # One comparison recomputes both flows' states at each instant: this many at most per request.
@@ -22,6 +22,7 @@ class FlowPublic(BaseModel):
     clock: str
     update_interval_s: float
     locomotives: int
+    fse: FseSettings
 
 
 class ComparisonPublic(BaseModel):
@@ -47,13 +48,14 @@ class ComparisonPublic(BaseModel):
 
 @router.get("", response_model=list[FlowPublic])
 def list_flows(_: ViewerKey, service: ServiceDep) -> list[FlowPublic]:
-    """The flows estimated here."""
+    """The flows estimated here, with their estimators' settings."""
     return [
         FlowPublic(
             flow=name,
             clock=runtime.config.clock,
             update_interval_s=runtime.interval.total_seconds(),
             locomotives=len(runtime.fse.locos()),
+            fse=runtime.fse.settings,
         )
         for name, runtime in sorted(service.flows.items())
     ]
@@ -84,12 +86,10 @@ def compare_flows(
     comparison = Comparison()
     for k in range(instants):
         at = since + timedelta(seconds=k * step_s)
-        past_a, past_b = flow_a.store.past(at), flow_b.store.past(at)
+        past_a, past_b = flow_a.state_at(at), flow_b.state_at(at)
         if past_a is None or past_b is None:
             continue
         comparison.add(
-            service.facility,
-            view_of(state_at(service.facility, past_a), flow_a.identities),
-            view_of(state_at(service.facility, past_b), flow_b.identities),
+            service.facility, view_of(past_a, flow_a.identities), view_of(past_b, flow_b.identities)
         )
     return ComparisonPublic(a=a, b=b, since=since, until=until, step_s=step_s, **comparison.summary())

@@ -11,7 +11,6 @@ from fastapi import APIRouter, HTTPException, Query
 from cloud.api.deps import FlowDep, ServiceDep, ViewerKey
 from cloud.api.schemas import LocoPublic, StatePublic, StationPublic, TrackPublic
 from cloud.fse import TrackState
-from cloud.history import state_at
 from cloud.identities import Identities
 from shared.layout import Facility
 
@@ -71,12 +70,10 @@ def get_state(
         )
     if at.tzinfo is None:
         raise HTTPException(422, "`at` needs a time zone, e.g. 2026-03-02T10:00:00Z")
-    past = flow.store.past(at)
+    past = flow.state_at(at)
     if past is None:
         raise HTTPException(404, f"nothing was recorded at or before {at.isoformat()}")
-    return StatePublic(
-        at=at, tracks=tracks_public(service.facility, state_at(service.facility, past), flow.identities)
-    )
+    return StatePublic(at=at, tracks=tracks_public(service.facility, past, flow.identities))
 
 
 @router.get("/tracks", response_model=list[TrackPublic])
