@@ -152,10 +152,35 @@ class CloudConfig(FileSettings):
     @model_validator(mode="after")
     def _prod_flow(self) -> Self:
         if PROD_FLOW not in self.flows:
-            raise ValueError(f"flows must include {PROD_FLOW!r}: the map, recognition and events follow it")
+            raise ValueError(f"flows must include {PROD_FLOW!r}: the API, the map and Grafana default to it")
         if self.flows[PROD_FLOW].recognition is not None:
             raise ValueError(f"flows.{PROD_FLOW}.recognition: prod's models are the `recognition` section's")
         return self
+
+    def reading_flows(self, flow: str) -> list[str]:
+        """The flows whose models read a thumbnail published under `flow`, each publishing its reading
+        under its own name: a prod thumbnail is read by prod's models and by those of every live flow
+        with models of its own (dev beside prod on live data); any other flow's by that flow's models
+        (its own or prod's)."""
+        if flow != PROD_FLOW:
+            return [flow]
+        return [PROD_FLOW] + [
+            name
+            for name, own in self.flows.items()
+            if name != PROD_FLOW and own.recognition is not None and own.clock == "wall"
+        ]
+
+    def counting_flows(self, flow: str) -> list[str]:
+        """The flows that count a reading published under `flow` for their locomotives: a prod reading
+        (of a live thumbnail) counts in every live flow without models of its own; any other only in
+        the flow it was published under (read by that flow's models, or replayed into it)."""
+        if flow != PROD_FLOW:
+            return [flow] if flow in self.flows else []
+        return [
+            name
+            for name, own in self.flows.items()
+            if own.clock == "wall" and (name == PROD_FLOW or own.recognition is None)
+        ]
 
     def recognition_models(self, flow: str) -> RecognitionModels:
         """The models and settings that recognise a flow's thumbnails: prod's, with the flow's own

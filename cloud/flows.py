@@ -10,13 +10,14 @@ fast as possible passes through the states, and reports the events, it did live.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from cloud.config import FlowConfig
 from cloud.fse import FacilityStateEstimator, Observation, TrackState
 from cloud.history import state_at
 from cloud.identities import Identities
+from cloud.live import LiveFeed
 from cloud.state_store import StateStore
 from shared.messages import PROD_FLOW
 
@@ -25,8 +26,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass
 class FlowRuntime:
-    """One flow's estimator, store and identities (the recognitions' votes for its locomotives);
-    `next_tick` and `next_snapshot` run on data time for data flows."""
+    """One flow's estimator, store, identities (the recognitions' votes for its locomotives) and live
+    feed (the map's stream); `next_tick` and `next_snapshot` run on data time for data flows."""
 
     name: str
     config: FlowConfig
@@ -35,6 +36,7 @@ class FlowRuntime:
     identities: Identities
     interval: timedelta
     watermark: timedelta
+    live: LiveFeed = field(default_factory=LiveFeed)
     next_tick: datetime | None = None
     next_snapshot: datetime | None = None
     updated_at: datetime | None = None  # the instant the state is as of

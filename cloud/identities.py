@@ -8,7 +8,9 @@ and a number per locomotive id; what settles, conflicts or is overturned becomes
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, replace
+from uuid import UUID
 
 from cloud.db.models import IdentityRow
 from cloud.fse import Event, EventKind, Loco
@@ -17,6 +19,9 @@ from shared.messages import Recognition
 
 # A recognition counts for a locomotive covering at least this share of the thumbnail's span.
 MIN_COVER = 0.5
+# Thumbnails whose readings were counted, remembered so that a reading delivered again (QoS 1 is at
+# least once) does not vote twice; hours of a depot's thumbnails.
+REMEMBERED_THUMBNAILS = 20_000
 VERDICT_EVENTS = {
     "identified": EventKind.IDENTIFIED,
     "conflict": EventKind.IDENTITY_CONFLICT,
@@ -44,6 +49,7 @@ class Identities:
         self._identities: dict[str, Identity] = {}
         self._events: list[Event] = []
         self._dirty: set[str] = set()
+        self._counted: OrderedDict[UUID, None] = OrderedDict()
         # Bumped whenever a settled series or number changes, so live views know to redraw.
         self.version = 0
 
@@ -66,6 +72,11 @@ class Identities:
         if loco is None or recognition.rejected:
             return None
         with self._lock:
+            if recognition.thumbnail_id in self._counted:
+                return None  # delivered again
+            self._counted[recognition.thumbnail_id] = None
+            if len(self._counted) > REMEMBERED_THUMBNAILS:
+                self._counted.popitem(last=False)
             votes = self._votes.setdefault(loco.loco_id, IdentityVotes())
             verdicts = [
                 votes.vote("series", recognition.series, recognition.series_confidence),

@@ -1,6 +1,5 @@
-"""The cloud service: MQTT ingest, one state estimator per data flow with its update loop and
-persistence, each owned here and started and stopped with the HTTP app (FastAPI lifespan). The prod
-flow also drives recognition, the live feed and the map."""
+"""The cloud service: MQTT ingest, one state estimator per data flow with its update loop, persistence
+and live feed, each owned here and started and stopped with the HTTP app (FastAPI lifespan)."""
 
 from __future__ import annotations
 
@@ -89,8 +88,8 @@ class CloudService:
         if config.ingest.shared_group and config.broker.protocol == "5":
             topic_filter = shared_subscription(config.ingest.shared_group, topic_filter)
         self.link.subscribe_acking(topic_filter, self.ingest.handle)
-        self.live = LiveFeed()
-        self.live.publish(self.fse.state(), [])
+        for runtime in self.flows.values():
+            runtime.live.publish(runtime.fse.state(), [])
         self._layout_lock = threading.Lock()
         self._stop = threading.Event()
         self._updater = threading.Thread(target=self._update_loop, name="cloud-fse", daemon=True)
@@ -110,19 +109,16 @@ class CloudService:
         """The prod flow's identities."""
         return self.flows[PROD_FLOW].identities
 
+    @property
+    def live(self) -> LiveFeed:
+        """The prod flow's live feed."""
+        return self.flows[PROD_FLOW].live
+
     def recognised(self, recognition: Recognition) -> None:
-        """Count a recognition for the locomotive it shows: one under prod (of a live thumbnail) in
-        every live flow without models of its own, each flow with its own ids; any other only in the
-        flow it was published under (read by that flow's models, or replayed into it)."""
-        if recognition.flow == PROD_FLOW:
-            targets = [
-                runtime
-                for name, runtime in self.flows.items()
-                if not runtime.data_clock and (name == PROD_FLOW or runtime.config.recognition is None)
-            ]
-        else:
-            targets = [self.flows[recognition.flow]] if recognition.flow in self.flows else []
-        for runtime in targets:
+        """Count a recognition for the locomotive it shows in each flow it counts in (each flow with
+        its own ids; see CloudConfig.counting_flows)."""
+        for name in self.config.counting_flows(recognition.flow):
+            runtime = self.flows[name]
             runtime.identities.observe(recognition, runtime.fse.locos())
 
     def _flow(self, name: str, facility: Facility, identity_rows: list[IdentityRow]) -> FlowRuntime:
@@ -200,7 +196,6 @@ class CloudService:
 
     def _update_flow(self, runtime: FlowRuntime, now: datetime) -> list[Event]:
         started = time.perf_counter()
-        prod = runtime.name == PROD_FLOW
         fse = runtime.fse  # once: a layout change may swap it meanwhile (a data-clock flow runs on ingest)
         events = fse.update(now) + runtime.identities.drain_events()
         runtime.updated_at = now
@@ -212,8 +207,7 @@ class CloudService:
         self.metrics.fse_seconds.labels(runtime.name).observe(time.perf_counter() - started)
         for event in events:
             self.metrics.events.labels(runtime.name, event.kind.value).inc()
-        if prod:
-            self.live.publish(fse.state(), events, self.identities.version)
+        runtime.live.publish(fse.state(), events, runtime.identities.version)
         return events
 
     def _until_next_instant(self) -> float:

@@ -1,14 +1,16 @@
-"""Valid messages with sensible defaults; tests override only what they are about."""
+"""Valid messages (and tracked locomotives) with sensible defaults; tests override only what they are
+about."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import cv2
 import numpy as np
 
+from cloud.fse import Loco
 from shared.messages import (
     CameraHealth,
     CameraState,
@@ -150,3 +152,23 @@ def recognition(**overrides: Any) -> Recognition:
         "models": [ModelRef(name="loco_model", version="1.0.0"), ModelRef(name="plate", version="1.0.0")],
     }
     return Recognition(**(fields | overrides))
+
+
+def loco(loco_id: str, track: str, start: float, end: float) -> Loco:
+    """A locomotive standing, both ends seen, for an hour until NOW."""
+    return Loco(
+        loco_id=loco_id,
+        track_id=track,
+        start_m=start,
+        end_m=end,
+        start_seen=True,
+        end_seen=True,
+        station=None,
+        moving=False,
+        first_seen=NOW - timedelta(hours=1),
+        last_seen=NOW,
+        confidence=0.9,
+        settled=(start, end),
+        still_since=NOW - timedelta(hours=1),
+        length_m=end - start,
+    )

@@ -27,6 +27,7 @@ from shared.embedded_broker import free_port
 from shared.layout import Facility
 from shared.sim.scenario import Scenario
 from shared.sim.world import World
+from tests.browser import browser_page, needs_chromium
 from tests.conftest import EXAMPLE_LAYOUT, REPO
 from tests.waiting import wait_until
 
@@ -34,7 +35,6 @@ NODES = 2  # edge-bay1 and edge-bay2: tracks T1 and T2, 8 cameras (what two core
 TRACKS = {"T1", "T2"}
 SPEED = 10.0
 FIRST_MOVE_AFTER_S = 100.0
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT = REPO / "docs" / "img" / "map.png"
 # An end within this distance of the simulator's counts as right (the LPE's own error is centimetres;
 # the rest is the state lagging the simulation by up to a second or two).
@@ -169,15 +169,11 @@ def test_the_demo_state_holds_the_simulators_locomotives(demo: RunningDemo, faci
     wait_until(lambda: (seen.update(online()), seen >= expected)[1], 60, "every camera of T1 and T2 online")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (installed by .ci/run)")
+@needs_chromium
 def test_the_map_draws_the_locomotives_and_follows_a_move(
     demo: RunningDemo, facility: Facility, tmp_path: Path
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+    with browser_page() as page:
         page.goto(f"{demo.url}/#key={demo.viewer_key}")
         wait_until(
             lambda: (
@@ -213,7 +209,6 @@ def test_the_map_draws_the_locomotives_and_follows_a_move(
         wait_until(lambda: page.locator("#loco-history li").count() > 0, 10, "the locomotive's history")
         shot = tmp_path / "map.png"
         page.screenshot(path=str(shot), full_page=True)
-        browser.close()
     assert shot.stat().st_size > 10_000
     if os.environ.get("DEPOTWATCH_UPDATE_SCREENSHOT"):
         shutil.copy(shot, SCREENSHOT)

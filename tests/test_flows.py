@@ -66,7 +66,7 @@ def test_a_recording_replayed_at_top_speed_gives_the_live_results(
     live_s = float(request.config.getoption("--live-s"))  # from 12 s before the first shunt on T1
     assert live_s >= 50, "the first shunt settles about 40 s into the run"
     # Waits for the database to take every detection in, by what an hour takes on this machine.
-    storing_s = 20 + live_s / 30
+    storing_s = max(30, 20 + live_s / 30)
     facility = parse_facility(facility_data(f"test-{uuid.uuid4().hex[:8]}"))
     flows = {"prod": FlowConfig(), "replay": FlowConfig(clock="data")}
     # Detections later than the watermark in transit land in a later update live than in the replay:

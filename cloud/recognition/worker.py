@@ -2,7 +2,7 @@
 (MQTT 5 shared subscription), upgraded or switched off without touching the cloud service.
 
 It takes every thumbnail of the site, recognises it and publishes a Recognition beside it (one per
-flow whose own models read it, see `recognising_flows`); the cloud's ingest votes. A thumbnail is
+flow whose models read it, see CloudConfig.reading_flows); the cloud's ingest votes. A thumbnail is
 acknowledged to the broker once its Recognitions are handed to the client, so a worker that dies
 leaves the rest for the next one.
 """
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class WorkerCounts:
-    """What the worker did since start."""
+    """What the worker did since start: readings, one per thumbnail and flow reading it."""
 
     recognised: int = 0
     rejected: int = 0
@@ -59,19 +59,6 @@ def build_recogniser(config: CloudConfig, flow: str = PROD_FLOW) -> Recogniser:
         PlateReader(models.plate_model_dir, rec.device, threads),
         PlateRules(rec.plate_formats, load_fleet(rec.fleet_file)),
     )
-
-
-def recognising_flows(config: CloudConfig, flow: str) -> list[str]:
-    """The flows whose models read a thumbnail of `flow`, each publishing its recognition under its own
-    flow: a prod thumbnail is read by prod's models and by those of every live flow with models of its
-    own (dev beside prod on live data); any other flow's by that flow's models (its own or prod's)."""
-    if flow != PROD_FLOW:
-        return [flow]
-    return [PROD_FLOW] + [
-        name
-        for name, flow_config in config.flows.items()
-        if name != PROD_FLOW and flow_config.recognition is not None and flow_config.clock == "wall"
-    ]
 
 
 class RecognitionWorker:
@@ -127,7 +114,7 @@ class RecognitionWorker:
         recognisers = self._recognisers.get()
         try:
             published = True
-            for flow in recognising_flows(self.config, thumbnail.meta.flow):
+            for flow in self.config.reading_flows(thumbnail.meta.flow):
                 recognition = recognisers.get(flow, recognisers[PROD_FLOW]).recognise(thumbnail)
                 recognition = recognition.model_copy(update={"flow": flow})
                 self._count("rejected" if recognition.rejected else "recognised")
@@ -139,9 +126,13 @@ class RecognitionWorker:
                         recognition.rejected,
                     )
                 out = Topic(TopicKind.RECOGNITION, parsed.site, parsed.node, flow=flow, camera=parsed.camera)
-                published &= self.link.publish(str(out), encode(recognition)) is not None
+                if self.link.publish(str(out), encode(recognition)) is None:
+                    # The broker is away: left unacknowledged, the thumbnail comes back, and a reading
+                    # published already comes again (the cloud counts a thumbnail's once per flow).
+                    published = False
+                    break
             if published:
-                ack()  # else (broker away) left unacknowledged, so it comes back
+                ack()
         except Exception:
             log.exception("recognition: thumbnail %s failed", thumbnail.meta.thumbnail_id)
             ack()  # a bug for this picture; bringing it back would repeat it

@@ -30,3 +30,14 @@ def test_agreement_end_errors_and_identity_switches_add_up(facility: Facility) -
     compared = summary["compared_track_m"]
     assert compared is not None and 0 < compared < sum(t.length_m for t in facility.tracks.values())
     assert summary["occupancy_agreement"] == pytest.approx(1 - 1.0 / (3 * compared), abs=1e-3)
+
+
+def test_series_and_numbers_are_compared_where_both_views_recognised_them(facility: Facility) -> None:
+    comparison = Comparison()
+    prod = {"T1": TrackView((Seen("L1", 10.0, 30.0, "TE33A-2257", "TE33A"),))}
+    comparison.add(facility, prod, {"T1": TrackView((Seen("L2", 10.0, 30.0, "TE33A-2257", "2TE116"),))})
+    comparison.add(facility, prod, {"T1": TrackView((Seen("L2", 10.0, 30.0, None, "TE33A"),))})
+    comparison.add(facility, prod, {"T1": TrackView((Seen("L2", 10.0, 30.0),))})  # nothing recognised
+    summary = comparison.summary()
+    assert (summary["series_compared"], summary["series_differences"]) == (2, 1)
+    assert (summary["numbers_compared"], summary["number_differences"]) == (1, 0)

@@ -20,6 +20,7 @@ from shared.messages import LocoExtent, ModelRef, TrackSpan
 from shared.mqtt import BrokerConfig, MqttConnection
 from shared.topics import Topic, TopicKind
 from tests import factories
+from tests.browser import browser_page, needs_chromium
 from tests.cloud.test_api import Server
 from tests.conftest import DatabaseFactory
 from tests.waiting import wait_until
@@ -57,13 +58,18 @@ def _publish(mqtt_url: str, facility: Facility, flow: str, end_m: float, version
     link.stop()
 
 
+def _locos(server: Server, key: str, flow: str) -> list[dict[str, object]]:
+    """T1's locomotives in the flow's state now."""
+    return server.call(f"/api/state?flow={flow}", key)[1]["tracks"][0]["locos"]  # type: ignore[no-any-return]
+
+
 def test_two_flows_keep_separate_comparable_states(server: Server, mqtt_url: str, facility: Facility) -> None:
     viewer = create_key(server.service.engine, Role.VIEWER)
     _publish(mqtt_url, facility, "prod", 20.0, "1.0.0-int8")
     _publish(mqtt_url, facility, "dev", 24.0, "1.0.0-fp32")
 
     def locos(flow: str) -> list[dict[str, object]]:
-        return server.call(f"/api/state?flow={flow}", viewer)[1]["tracks"][0]["locos"]  # type: ignore[no-any-return]
+        return _locos(server, viewer, flow)
 
     prod = wait_until(lambda: locos("prod"), 10, "the prod locomotive")
     dev = wait_until(lambda: locos("dev"), 10, "the dev locomotive")
@@ -206,3 +212,28 @@ def test_each_flow_runs_its_own_estimator_settings(
 def _stored(server: Server) -> int:
     with Session(server.service.engine) as session:
         return int(session.exec(select(func.count()).select_from(ObservationRow)).one())
+
+
+@needs_chromium
+def test_the_map_shows_the_flow_picked(server: Server, mqtt_url: str, facility: Facility) -> None:
+    viewer = create_key(server.service.engine, Role.VIEWER)
+    _publish(mqtt_url, facility, "prod", 20.0, "1.0.0-int8")
+    _publish(mqtt_url, facility, "dev", 24.0, "1.0.0-fp32")
+    for flow in FLOWS:
+        wait_until(lambda f=flow: _locos(server, viewer, f), 10, f"{flow}'s locomotive")
+
+    with browser_page() as page:
+
+        def drawn_end_near(metres: float) -> bool:
+            ends = [float(g.get_attribute("data-end") or 0) for g in page.locator("g.loco").all()]
+            return len(ends) == 1 and abs(ends[0] - metres) < 0.15
+
+        page.goto(f"http://127.0.0.1:{server.port}/?flow=dev#key={viewer}")
+        wait_until(lambda: drawn_end_near(24.0), 20, "dev's locomotive on the map", interval=0.2)
+        assert page.locator("#flow").input_value() == "dev"
+        assert "dev" in (page.locator("#title").text_content() or "")
+        assert page.url.endswith("/?flow=dev")  # the key left the address bar, the flow stayed
+
+        page.select_option("#flow", "prod")
+        wait_until(lambda: drawn_end_near(20.0), 20, "prod's locomotive on the map", interval=0.2)
+        assert "flow=" not in page.url

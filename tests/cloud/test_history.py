@@ -24,25 +24,6 @@ MAX_AGE = FseSettings().max_age
 T0 = factories.NOW
 
 
-def _loco(loco_id: str, track: str, start: float, end: float) -> Loco:
-    return Loco(
-        loco_id=loco_id,
-        track_id=track,
-        start_m=start,
-        end_m=end,
-        start_seen=True,
-        end_seen=True,
-        station=None,
-        moving=False,
-        first_seen=T0 - timedelta(hours=1),
-        last_seen=T0,
-        confidence=0.9,
-        settled=(start, end),
-        still_since=T0 - timedelta(hours=1),
-        length_m=end - start,
-    )
-
-
 def _seen(camera: str, at_s: float, *extents: tuple[float, float]) -> Observation:
     return Observation(
         camera, T0 + timedelta(seconds=at_s), tuple(SeenExtent(a, b, False, False, 0.9) for a, b in extents)
@@ -59,7 +40,7 @@ def _tracks(facility: Facility, past: PastInputs) -> dict[str, list[tuple[str, f
 def test_late_data_moves_a_locomotive_in_the_past_and_it_keeps_its_id(facility: Facility) -> None:
     past = PastInputs(
         at=T0 + timedelta(seconds=30),
-        locos=[_loco("L00007", "T1", 14.0, 22.0)],
+        locos=[factories.loco("L00007", "T1", 14.0, 22.0)],
         observations=[_seen("T1-C2", 25, (15.0, 23.0)), _seen("T2-C2", 28, (16.0, 25.0))],
     )
     tracks = _tracks(facility, past)
@@ -70,7 +51,7 @@ def test_late_data_moves_a_locomotive_in_the_past_and_it_keeps_its_id(facility: 
 
 def test_a_locomotive_seen_gone_is_not_in_the_past_state(facility: Facility) -> None:
     past = PastInputs(
-        at=T0 + timedelta(seconds=30), locos=[_loco("L00007", "T1", 14.0, 22.0)], observations=[]
+        at=T0 + timedelta(seconds=30), locos=[factories.loco("L00007", "T1", 14.0, 22.0)], observations=[]
     )
     assert [loco[0] for loco in _tracks(facility, past)["T1"]] == ["L00007"]  # unseen: kept
     seen_empty = PastInputs(past.at, past.locos, [_seen("T1-C2", 29)])
@@ -95,10 +76,10 @@ def test_the_database_gives_what_the_past_needs(
     try:
         store = StateStore(engine)
         assert store.past(T0, MAX_AGE) is None
-        loco = _loco("L00007", "T1", 14.0, 22.0)
+        loco = factories.loco("L00007", "T1", 14.0, 22.0)
         store.save(T0, [loco], [])
         store.snapshot(T0, _state_with(facility, loco))
-        store.save(T0 + timedelta(seconds=10), [_loco("L00007", "T1", 14.6, 22.6)], [])
+        store.save(T0 + timedelta(seconds=10), [factories.loco("L00007", "T1", 14.6, 22.6)], [])
         ingest = Ingest(engine, facility.site)
         ingest.start()
         view = facility.cameras["T1-C2"].view

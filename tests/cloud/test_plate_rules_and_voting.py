@@ -1,11 +1,14 @@
-"""Plate rules and identity voting: pure logic."""
+"""Plate rules, identity voting and identities: pure logic."""
 
 from __future__ import annotations
 
 import pytest
 
+from cloud.identities import Identities
 from cloud.recognition.plate_rules import PlateRules, edit_distance
 from cloud.recognition.voting import SETTLE_WEIGHT, IdentityVotes
+from shared.messages import TrackSpan
+from tests import factories
 
 FORMATS = {"TE33A": r"TE33A-\d{4}", "2TE116": r"2TE116-\d{4}", "TEM2": r"TEM2-\d{3}"}
 
@@ -79,3 +82,16 @@ def test_empty_or_unknown_reads_do_not_vote() -> None:
     votes = IdentityVotes()
     assert votes.vote("series", None, 0.9) is None and votes.vote("series", "TEM2", 0.0) is None
     assert votes.settled("series") == (None, 0.0)
+
+
+def test_a_reading_delivered_again_votes_once() -> None:
+    identities = Identities()
+    locos = [factories.loco("L00001", "T1", 12.0, 24.0)]
+    reading = factories.recognition(span=TrackSpan(start_m=14.0, end_m=22.0))
+    assert identities.observe(reading, locos) == "L00001"
+    assert identities.observe(reading, locos) is None  # the same thumbnail's reading, redelivered
+    identity = identities.get("L00001")
+    assert identity is not None and identity.plate is None  # one confident read settles nothing
+    assert identities.observe(factories.recognition(span=reading.span), locos) == "L00001"
+    identity = identities.get("L00001")
+    assert identity is not None and identity.plate == reading.plate  # two thumbnails do

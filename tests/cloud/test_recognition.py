@@ -4,6 +4,7 @@ API showing a locomotive's series and number."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import uuid
@@ -239,40 +240,44 @@ def test_a_flow_with_models_of_its_own_reads_prod_thumbnails_with_them(
     thumb = next(t for t in thumbs if t.plate_visible and t.camera_id.startswith("T1-"))
     dev_model, renamed = _relabelled_series_model(tmp_path)
     flows = {"prod": FlowConfig(), "dev": FlowConfig(recognition=FlowRecognition(series_model_dir=dev_model))}
-    server = Server(database_factory(), mqtt_url, facility, flows=flows)
-    worker = _worker(mqtt_url, facility.site, flows)
-    collector = Collector(mqtt_url, facility.site)
-    edge = _edge(mqtt_url)
-    key = create_key(server.service.engine, Role.VIEWER)
+    with contextlib.ExitStack() as running:
+        server = Server(database_factory(), mqtt_url, facility, flows=flows)
+        running.callback(server.stop)
+        worker = _worker(mqtt_url, facility.site, flows)
+        running.callback(worker.stop)
+        collector = Collector(mqtt_url, facility.site)
+        running.callback(collector.stop)
+        edge = _edge(mqtt_url)
+        running.callback(edge.stop)
+        key = create_key(server.service.engine, Role.VIEWER)
 
-    def identified(flow: str) -> dict[str, Any] | None:
-        locos = server.call(f"/api/locomotives?flow={flow}", key)[1]
-        return locos[0] if locos and locos[0]["number"] and locos[0]["model"] else None
+        def identified(flow: str) -> dict[str, Any] | None:
+            locos = server.call(f"/api/locomotives?flow={flow}", key)[1]
+            return locos[0] if locos and locos[0]["number"] and locos[0]["model"] else None
 
-    try:
         for flow in flows:  # the shadow LPE's detections beside prod's
             _detect(edge, facility, thumb, flow)
         wait_until(lambda: all(server.call(f"/api/locomotives?flow={f}", key)[1] for f in flows), 10, "both")
         _send_thumbnails(edge, facility, thumb)
         prod = wait_until(lambda: identified("prod"), 30, "prod's identity")
         dev = wait_until(lambda: identified("dev"), 30, "dev's identity")
-        recognitions = wait_until(
-            lambda: len(collector.of(Recognition)) == 6 and collector.of(Recognition), 5, ""
+        # Each thumbnail read twice, by prod's models and by dev's (at least once each: QoS 1).
+        readings = wait_until(
+            lambda: (
+                len(found := {(r.thumbnail_id, r.flow): r for r in collector.of(Recognition)}) == 6 and found
+            ),
+            5,
+            "each thumbnail's reading in each flow",
         )
         comparison = server.call(
             "/api/flows/compare?a=prod&b=dev&step_s=1&"
             + urlencode({"since": datetime.now(UTC).isoformat(), "until": datetime.now(UTC).isoformat()}),
             key,
         )[1]
-    finally:
-        edge.stop()
-        collector.stop()
-        worker.stop()
-        server.stop()
     assert prod["model"] == thumb.series and dev["model"] == renamed[thumb.series]
     assert prod["number"] == dev["number"] == thumb.plate  # the same plate model in both
     assert prod["loco_id"] != dev["loco_id"]
-    series_models = {(r.flow, r.models[0].version) for r in recognitions}
+    series_models = {(r.flow, r.models[0].version) for r in readings.values()}
     assert series_models == {("prod", "1.0.0"), ("dev", "1.1.0")}
     assert comparison["matched"] == comparison["series_compared"] == comparison["series_differences"] == 1
     assert comparison["numbers_compared"] == 1 and comparison["number_differences"] == 0

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from sqlmodel import col, func, select
 
-from cloud.api.deps import FlowDep, ServiceDep, SessionDep, ViewerKey
+from cloud.api.deps import FlowDep, SessionDep, ViewerKey
 from cloud.api.schemas import EventPage, EventPublic
 from cloud.db.models import EventRow
 from cloud.fse import Event, EventKind
@@ -63,15 +63,16 @@ def list_events(
 
 
 @router.get("/stream")
-async def stream_events(_: ViewerKey, service: ServiceDep) -> StreamingResponse:
-    """Each new event as an SSE `data:` line, as it happens."""
+async def stream_events(_: ViewerKey, flow: FlowDep) -> StreamingResponse:
+    """Each new event of a flow (prod's by default) as an SSE `data:` line, as it happens."""
+    feed = flow.live
 
     async def events() -> AsyncIterator[str]:
-        seen = service.live.events_total
+        seen = feed.events_total
         yield ": connected\n\n"
         while True:
             await asyncio.sleep(STREAM_POLL_S)
-            seen, new = service.live.events_after(seen)
+            seen, new = feed.events_after(seen)
             for event in new:
                 yield f"data: {event_public(event).model_dump_json()}\n\n"
 

@@ -1,5 +1,5 @@
-"""One Server-Sent Events stream for live clients such as the facility map: the whole state whenever
-it changes (`event: state`) and each event as it happens (`event: event`)."""
+"""One Server-Sent Events stream per flow for live clients such as the facility map: the whole state
+whenever it changes (`event: state`) and each event as it happens (`event: event`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from cloud.api.deps import ServiceDep, ViewerKey
+from cloud.api.deps import FlowDep, ServiceDep, ViewerKey
 from cloud.api.routes.events import STREAM_POLL_S, event_public
 from cloud.api.routes.state import tracks_public
 from cloud.api.schemas import StatePublic
@@ -21,20 +21,20 @@ KEEPALIVE_S = 15.0
 
 
 @router.get("")
-async def live(_: ViewerKey, service: ServiceDep) -> StreamingResponse:
-    """The state at once and on every change, then events as they come."""
+async def live(_: ViewerKey, service: ServiceDep, flow: FlowDep) -> StreamingResponse:
+    """A flow's state (prod's by default) at once and on every change, then its events as they come."""
+    feed = flow.live
 
     async def stream() -> AsyncIterator[str]:
         version = -1
-        seen = service.live.events_total
+        seen = feed.events_total
         quiet = 0.0
         while True:
-            feed = service.live
             if feed.state_version != version:
                 version = feed.state_version
                 state = StatePublic(
                     at=datetime.now(UTC),
-                    tracks=tracks_public(service.facility, feed.state, service.identities),
+                    tracks=tracks_public(service.facility, feed.state, flow.identities),
                 )
                 yield f"event: state\ndata: {state.model_dump_json()}\n\n"
                 quiet = 0.0

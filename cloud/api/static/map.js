@@ -1,5 +1,6 @@
 // The live facility map: the site plan drawn to scale from /api/layout, locomotives from the
-// /api/live stream (read with fetch so the API key travels in a header, never in a URL).
+// /api/live stream (read with fetch so the API key travels in a header, never in a URL) of one data
+// flow: prod, or the one `?flow=` names and the picker switches to.
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -13,6 +14,8 @@ let layout = null;
 let state = null;
 let cameraHealth = {};
 let selected = null;
+let flow = new URLSearchParams(location.search).get("flow") || "prod";
+let streamAbort = null;
 
 const $ = (id) => document.getElementById(id);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -208,9 +211,12 @@ function handle(chunk) {
 
 async function stream() {
   for (;;) {
+    const controller = new AbortController();
+    streamAbort = controller;
     try {
-      const response = await fetch("/api/live", { headers: { "X-API-Key": key } });
+      const response = await fetch(`/api/live?flow=${encodeURIComponent(flow)}`, { headers: { "X-API-Key": key }, signal: controller.signal });
       if (response.status === 401 || response.status === 403) return login("That key is not valid here.");
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
       setLink("live");
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
@@ -222,7 +228,8 @@ async function stream() {
         let cut;
         while ((cut = buffer.indexOf("\n\n")) >= 0) { handle(buffer.slice(0, cut)); buffer = buffer.slice(cut + 2); }
       }
-    } catch (error) { console.warn("live stream:", error); }
+    } catch (error) { if (!controller.signal.aborted) console.warn("live stream:", error); }
+    if (controller.signal.aborted) continue; // the flow was switched: connect to the new one at once
     setLink("down");
     await sleep(2000);
   }
@@ -255,16 +262,39 @@ async function start() {
   localStorage.setItem("depotwatch-key", key);
   $("login").hidden = true;
   $("app").hidden = false;
-  $("title").textContent = `${layout.name} — live`;
+  const flows = (await api("/api/flows").catch(() => [])).map((f) => f.flow);
+  if (!flows.includes(flow)) flow = "prod";
+  if (flows.length > 1) {
+    $("flow").replaceChildren(...flows.map((name) => new Option(name, name, false, name === flow)));
+    $("flow").onchange = (e) => switchFlow(e.target.value); // once, though start() runs again after a login
+    $("flow-picker").hidden = false;
+  }
   drawPlan();
-  const recent = await api("/api/events?limit=30").catch(() => ({ items: [] }));
-  for (const event of recent.items) addEvent(event, false);
+  await showFlow();
   pollCameras();
   stream();
 }
 
+async function showFlow() {
+  const shown = flow;
+  $("title").textContent = `${layout.name} — live${shown === "prod" ? "" : ` · ${shown}`}`;
+  $("events").textContent = "";
+  const recent = await api(`/api/events?limit=30&flow=${encodeURIComponent(shown)}`).catch(() => ({ items: [] }));
+  if (flow !== shown) return; // switched again meanwhile: those events are another flow's
+  for (const event of recent.items) addEvent(event, false);
+}
+
+async function switchFlow(name) {
+  flow = name;
+  history.replaceState(null, "", flow === "prod" ? location.pathname : `?flow=${encodeURIComponent(flow)}`);
+  selected = null;
+  $("details").hidden = true;
+  streamAbort?.abort(); // the stream reconnects, to the new flow (none yet while the page starts)
+  await showFlow();
+}
+
 $("login").addEventListener("submit", (e) => { e.preventDefault(); key = $("key").value.trim(); start(); });
 const fromFragment = new URLSearchParams(location.hash.slice(1)).get("key");
-if (fromFragment) history.replaceState(null, "", location.pathname); // keep the key out of the address bar
+if (fromFragment) history.replaceState(null, "", location.pathname + location.search); // keep the key out of the address bar
 key = fromFragment || localStorage.getItem("depotwatch-key");
 if (key) start(); else login();
