@@ -36,6 +36,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Seconds the live run of tests/test_flows.py records before it is replayed (an hour: "
         "--live-s 3600 --timeout 5400).",
     )
+    parser.addoption(
+        "--watermark-s",
+        type=float,
+        default=0.5,
+        help="The cloud's watermark in that test: how late in transit a detection may be and still count "
+        "live where a replay counts it (raise it for a long run on a busy machine).",
+    )
 
 
 @pytest.fixture(scope="session")
