@@ -1,8 +1,9 @@
 """The edge_node role run for real against this machine (connection local, into a temporary prefix,
 the node under the role's supervised restart loop instead of systemd): the node it installs publishes
 over TLS with its own password to a Mosquitto enforcing the ACL playbook's files; a second run changes
-nothing; a release that fails its health check is rolled back; a rollback returns to the previous
-release. Each release is a real virtualenv installed from a wheel of this repo (about 40 s each)."""
+nothing; a release that fails its health check is rolled back, and a config change that does gets the
+files it replaced back; a rollback returns to the previous release. Each release is a real virtualenv
+installed from a wheel of this repo (about 40 s each)."""
 
 from __future__ import annotations
 
@@ -217,17 +218,37 @@ def test_a_release_failing_its_health_check_is_rolled_back_and_stops_the_rollout
     assert _next_detection(box).node_id == NODE
 
 
-def test_rollback_returns_to_the_previous_release(box: Box) -> None:
+def test_a_config_change_leaving_the_node_unhealthy_is_put_back(box: Box) -> None:
+    assert box.deploy(box.good).returncode == 0
+    etc = box.root / "etc"
+    config = (etc / "edge.yaml").read_text()
+    running = box.release("current")
+
+    # A valid config (its check passes) naming a broker nobody listens on: only the health gate sees it.
+    result = box.deploy(box.good, edge_node_broker_url=f"mqtts://localhost:{free_port()}")
+    assert result.returncode != 0
+    assert "did not come up healthy" in result.stdout and "put back edge.yaml" in result.stdout
+    assert "rolled back to" not in result.stdout  # the release stayed the same
+    assert (etc / "edge.yaml").read_text() == config and box.release("current") == running
+    assert not [p.name for p in etc.iterdir() if p.name.endswith("~")]  # no backups left behind
+    assert box.health()["mqtt_connected"]
+    assert _next_detection(box).node_id == NODE
+
+
+def test_rollback_returns_to_the_previous_release_and_its_config(box: Box) -> None:
     assert box.deploy(box.good).returncode == 0
     first = box.release("current")
-    upgrade = box.deploy(box.other_good)
+    config = (box.root / "etc" / "edge.yaml").read_text()
+    upgrade = box.deploy(box.other_good, edge_node_config={"capture": {"defaults": {"sample_fps": 1}}})
     assert upgrade.returncode == 0, upgrade.stdout
     second = box.release("current")
     assert second != first and box.release("previous") == first
+    assert (box.root / "etc" / "edge.yaml").read_text() != config
 
     back = box.deploy(box.other_good, edge_node_rollback=True)
     assert back.returncode == 0, back.stdout
     assert (box.release("current"), box.release("previous")) == (first, second)
+    assert (box.root / "etc" / "edge.yaml").read_text() == config  # what the first release ran with
     assert box.health()["mqtt_connected"]
 
 
