@@ -84,11 +84,14 @@ class StripGeometry:
                 f"camera {self.camera_id}: frame is {frame.shape[1]}x{frame.shape[0]}, "
                 f"the layout says {w}x{h}"
             )
+        # Nearest-neighbour: a strip column spans about five frame pixels, so bilinear sampling smooths
+        # nothing that matters, and it cost ten times as much (0.48 vs 0.04 ms a frame on one core
+        # here); the held-out accuracy with either is in the model card.
         result = cv2.remap(
             frame,
             self.map_x,
             self.map_y,
-            cv2.INTER_LINEAR,
+            cv2.INTER_NEAREST,
             dst=out,
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=0,
