@@ -6,15 +6,18 @@ import signal
 import subprocess
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from shared.cli_support import console, exit_on_error
 from shared.mqtt import BrokerConfig
-from shared.promotion import FLOWS_FILE
+from shared.promotion import FLOWS_FILE, MODELS
 
-flow_app = typer.Typer(help="Data flows: recording and replay.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from cloud.promotion import Outcome
+
+flow_app = typer.Typer(help="Data flows: recording, replay, promotion and rollback.", no_args_is_help=True)
 
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="Cloud service YAML (its broker and layout are used).")
@@ -81,34 +84,67 @@ InventoryOpt = Annotated[
 ]
 
 
+CloudConfigOpt = Annotated[
+    Path,
+    typer.Option(help="The cloud config holding the flows' estimator settings and recognition models."),
+]
+CLOUD_CONFIG = Path("compose/cloud.yaml")
+
+
 @flow_app.command("promote")
 def promote_flow(
-    flow: Annotated[str, typer.Argument(help="The shadow flow whose model becomes prod's, e.g. dev.")],
+    flow: Annotated[str, typer.Argument(help="The flow whose models and settings become prod's, e.g. dev.")],
     flows_file: FlowsFileOpt = FLOWS_FILE,
+    cloud_config: CloudConfigOpt = CLOUD_CONFIG,
     inventory: InventoryOpt = None,
 ) -> None:
-    """Make a shadow flow's model the prod one (reversible with `flow rollback`)."""
-    from shared.promotion import promote
+    """Make a flow's own LPE (edge), estimator settings and recognition models (cloud) prod's;
+    reversible with `flow rollback`."""
+    from cloud.promotion import promote
 
     with exit_on_error():
-        flows = promote(flow, flows_file)
-    console.print(
-        f"prod now runs LPE {flows.edge_node_lpe_version} {flows.edge_node_lpe_precision} "
-        f"(was {flows.edge_node_flow_history[-1].edge_node_lpe_version} "
-        f"{flows.edge_node_flow_history[-1].edge_node_lpe_precision}); written to {flows_file}"
-    )
-    _roll_out(flows_file, inventory)
+        outcome = promote(flow, flows_file, cloud_config, MODELS)
+    if outcome.edge is not None:
+        was = outcome.edge.edge_node_flow_history[-1]
+        console.print(
+            f"edge: prod now runs LPE {outcome.edge.edge_node_lpe_version} "
+            f"{outcome.edge.edge_node_lpe_precision} (was {was.edge_node_lpe_version} "
+            f"{was.edge_node_lpe_precision}); written to {flows_file}"
+        )
+    _apply(outcome, flows_file, cloud_config, inventory)
 
 
 @flow_app.command("rollback")
-def rollback_flow(flows_file: FlowsFileOpt = FLOWS_FILE, inventory: InventoryOpt = None) -> None:
-    """Undo the last promotion."""
-    from shared.promotion import rollback
+def rollback_flow(
+    flows_file: FlowsFileOpt = FLOWS_FILE,
+    cloud_config: CloudConfigOpt = CLOUD_CONFIG,
+    inventory: InventoryOpt = None,
+) -> None:
+    """Undo the last promotion, wherever it made changes."""
+    from cloud.promotion import rollback
 
     with exit_on_error():
-        flows = rollback(flows_file)
-    console.print(f"prod back on LPE {flows.edge_node_lpe_version} {flows.edge_node_lpe_precision}")
-    _roll_out(flows_file, inventory)
+        outcome = rollback(flows_file, cloud_config)
+    if outcome.edge is not None:
+        console.print(
+            f"edge: prod back on LPE {outcome.edge.edge_node_lpe_version} "
+            f"{outcome.edge.edge_node_lpe_precision}"
+        )
+    _apply(outcome, flows_file, cloud_config, inventory)
+
+
+def _apply(outcome: Outcome, flows_file: Path, cloud_config: Path, inventory: Path | None) -> None:
+    for line in outcome.cloud:
+        console.print(f"{line}; written to {cloud_config}")
+    if outcome.cloud:
+        # Recreated, not restarted: the stack mounts the file, and the edit replaced it.
+        console.print(
+            "restart the cloud services on it:  docker compose -f compose/docker-compose.yml "
+            "up -d --force-recreate cloud recognition",
+            soft_wrap=True,
+        )
+    if outcome.edge is not None:
+        _roll_out(flows_file, inventory)
 
 
 def _roll_out(flows_file: Path, inventory: Path | None) -> None:

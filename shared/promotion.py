@@ -5,6 +5,7 @@ playbook as any model update."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -39,10 +40,17 @@ class FlowsState(StrictModel):
     edge_node_shadow_flows: dict[Identifier, ShadowModel] = Field(default_factory=dict)
 
 
+class EarlierState(FlowsState):
+    """A state a promotion replaced, with the promotion that replaced it."""
+
+    promoted: Identifier | None = Field(None, description="The flow promoted over this state.")
+    at: datetime | None = Field(None, description="When; one promotion stamps the cloud's history alike.")
+
+
 class FlowsFile(FlowsState):
     """The flows file: the state now and every earlier one (newest last)."""
 
-    edge_node_flow_history: list[FlowsState] = Field(default_factory=list)
+    edge_node_flow_history: list[EarlierState] = Field(default_factory=list)
 
     def state(self) -> FlowsState:
         return FlowsState.model_validate(self.model_dump(exclude={"edge_node_flow_history"}))
@@ -53,7 +61,9 @@ def load_flows(path: Path = FLOWS_FILE) -> FlowsFile:
     return load_model(FlowsFile, path)
 
 
-def promote(flow: str, path: Path = FLOWS_FILE, models: Path = MODELS) -> FlowsFile:
+def promote(
+    flow: str, path: Path = FLOWS_FILE, models: Path = MODELS, at: datetime | None = None
+) -> FlowsFile:
     """Make `flow`'s model the prod one (the flow stops running in shadow); returns the new file."""
     flows = load_flows(path)
     candidate = flows.edge_node_shadow_flows.get(flow)
@@ -67,7 +77,10 @@ def promote(flow: str, path: Path = FLOWS_FILE, models: Path = MODELS) -> FlowsF
         edge_node_lpe_version=candidate.lpe_version,
         edge_node_lpe_precision=candidate.lpe_precision,
         edge_node_shadow_flows={k: v for k, v in flows.edge_node_shadow_flows.items() if k != flow},
-        edge_node_flow_history=[*flows.edge_node_flow_history, flows.state()],
+        edge_node_flow_history=[
+            *flows.edge_node_flow_history,
+            EarlierState(**flows.state().model_dump(), promoted=flow, at=at),
+        ],
     )
     _write(path, promoted)
     return promoted
@@ -79,7 +92,7 @@ def rollback(path: Path = FLOWS_FILE) -> FlowsFile:
     if not flows.edge_node_flow_history:
         raise PromotionError(f"{path} has no earlier state to roll back to")
     *earlier, last = flows.edge_node_flow_history
-    restored = FlowsFile(**last.model_dump(), edge_node_flow_history=earlier)
+    restored = FlowsFile(**last.model_dump(exclude={"promoted", "at"}), edge_node_flow_history=earlier)
     _write(path, restored)
     return restored
 
