@@ -134,9 +134,8 @@ def rollback_flow(
 
 
 def _apply(outcome: Outcome, flows_file: Path, cloud_config: Path, inventory: Path | None) -> None:
-    for line in outcome.cloud:
-        console.print(f"{line}; written to {cloud_config}")
-    if outcome.cloud:
+    if outcome.cloud is not None:
+        console.print(f"{outcome.cloud}; written to {cloud_config}")
         # Recreated, not restarted: the stack mounts the file, and the edit replaced it.
         console.print(
             "restart the cloud services on it:  docker compose -f compose/docker-compose.yml "

@@ -5,11 +5,11 @@ playbook as any model update."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from shared.errors import DepotwatchError
 from shared.ids import Identifier
@@ -44,7 +44,9 @@ class EarlierState(FlowsState):
     """A state a promotion replaced, with the promotion that replaced it."""
 
     promoted: Identifier | None = Field(None, description="The flow promoted over this state.")
-    at: datetime | None = Field(None, description="When; one promotion stamps the cloud's history alike.")
+    at: AwareDatetime | None = Field(
+        None, description="When (the cloud config's record of the same promotion has the same instant)."
+    )
 
 
 class FlowsFile(FlowsState):
@@ -61,10 +63,10 @@ def load_flows(path: Path = FLOWS_FILE) -> FlowsFile:
     return load_model(FlowsFile, path)
 
 
-def promote(
+def plan_promotion(
     flow: str, path: Path = FLOWS_FILE, models: Path = MODELS, at: datetime | None = None
 ) -> FlowsFile:
-    """Make `flow`'s model the prod one (the flow stops running in shadow); returns the new file."""
+    """The flows file with `flow`'s model made the prod one (the flow stops running in shadow)."""
     flows = load_flows(path)
     candidate = flows.edge_node_shadow_flows.get(flow)
     if candidate is None:
@@ -73,29 +75,40 @@ def promote(
     xml = models / "lpe" / candidate.lpe_version / f"lpe_{candidate.lpe_precision}.xml"
     if not xml.is_file():
         raise PromotionError(f"{flow}'s model {xml} does not exist: nothing to roll out")
-    promoted = FlowsFile(
+    return FlowsFile(
         edge_node_lpe_version=candidate.lpe_version,
         edge_node_lpe_precision=candidate.lpe_precision,
         edge_node_shadow_flows={k: v for k, v in flows.edge_node_shadow_flows.items() if k != flow},
         edge_node_flow_history=[
             *flows.edge_node_flow_history,
-            EarlierState(**flows.state().model_dump(), promoted=flow, at=at),
+            EarlierState(**flows.state().model_dump(), promoted=flow, at=at or datetime.now(UTC)),
         ],
     )
-    _write(path, promoted)
+
+
+def promote(flow: str, path: Path = FLOWS_FILE, models: Path = MODELS) -> FlowsFile:
+    """Make `flow`'s model the prod one; returns the new file."""
+    promoted = plan_promotion(flow, path, models)
+    write_flows(path, promoted)
     return promoted
 
 
-def rollback(path: Path = FLOWS_FILE) -> FlowsFile:
-    """Restore the state before the last promotion; returns the new file."""
+def plan_rollback(path: Path = FLOWS_FILE) -> FlowsFile:
+    """The flows file as it was before the last promotion."""
     flows = load_flows(path)
     if not flows.edge_node_flow_history:
         raise PromotionError(f"{path} has no earlier state to roll back to")
     *earlier, last = flows.edge_node_flow_history
-    restored = FlowsFile(**last.model_dump(exclude={"promoted", "at"}), edge_node_flow_history=earlier)
-    _write(path, restored)
+    return FlowsFile(**last.model_dump(exclude={"promoted", "at"}), edge_node_flow_history=earlier)
+
+
+def rollback(path: Path = FLOWS_FILE) -> FlowsFile:
+    """Restore the state before the last promotion; returns the new file."""
+    restored = plan_rollback(path)
+    write_flows(path, restored)
     return restored
 
 
-def _write(path: Path, flows: FlowsFile) -> None:
+def write_flows(path: Path, flows: FlowsFile) -> None:
+    """Write the flows file atomically."""
     write_yaml_atomically(path, flows.model_dump(mode="json"))

@@ -84,8 +84,12 @@ S = TypeVar("S", bound=FileSettings)
 
 def load_settings(settings: type[S], path: str | Path) -> S:
     """Read a service's YAML file, apply the environment, validate; raises ConfigError per bad key."""
-    data = read_yaml(path)
+    return settings_from(settings, read_yaml(path), str(path))
+
+
+def settings_from(settings: type[S], data: dict[str, Any], source: str) -> S:
+    """Settings from a file's parsed mapping with the environment over it; raises ConfigError."""
     try:
         return settings(**data)
     except ValidationError as exc:
-        raise ConfigError(str(path), issues_from(exc)) from exc
+        raise ConfigError(source, issues_from(exc)) from exc

@@ -4,6 +4,8 @@ rollback of the last promotion wherever it changed something."""
 
 from __future__ import annotations
 
+import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,7 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
     flows.write_text(yaml.safe_dump(FLOWS))
     cloud = tmp_path / "cloud.yaml"
     cloud.write_text(CLOUD)
+    cloud.chmod(0o600)  # it may hold secrets: a promotion keeps its mode
     return flows, cloud
 
 
@@ -75,9 +78,11 @@ def test_promoting_dev_makes_its_model_settings_and_recognition_prods_and_rollba
     text = cloud.read_text()
     assert "# The depot's cloud service." in text and "# two thumbnails at once" in text
     assert "gangways up to 1.2 m" in text
-    assert outcome.cloud == [
+    assert "&" not in text and "*" not in text  # prod's settings a copy, not an alias of dev's
+    assert stat.S_IMODE(cloud.stat().st_mode) == 0o600
+    assert outcome.cloud == (
         "cloud: prod takes dev's estimator settings and recognition (series_model_dir, series_threshold)"
-    ]
+    )
 
     back = rollback(flows, cloud)
     assert back.edge is not None and back.cloud
@@ -97,7 +102,7 @@ def test_a_flow_only_in_the_cloud_is_promoted_there_and_rollback_undoes_the_last
     after_dev = load_cloud_config(cloud)
 
     replay = promote("replay", flows, cloud, MODELS)  # an estimator change tried on recorded days
-    assert replay.edge is None and replay.cloud == ["cloud: prod takes replay's estimator settings"]
+    assert replay.edge is None and replay.cloud == "cloud: prod takes replay's estimator settings"
     assert load_cloud_config(cloud).flows["prod"].fse.bridge_m == 1.2
     assert len(load_flows(flows).edge_node_flow_history) == 1  # the edge file was not touched
 
@@ -128,6 +133,34 @@ def test_promotion_refuses_what_it_cannot_do_and_writes_nothing(
     assert not history_file(cloud).exists()
 
 
+def test_rollback_refuses_to_undo_an_edit_made_since_the_promotion(files: tuple[Path, Path]) -> None:
+    flows, cloud = files
+    promote("dev", flows, cloud, MODELS)
+    rollback(flows, cloud)
+    promote("dev", flows, cloud, MODELS)
+    tuned = cloud.read_text().replace("max_age_s: 40", "max_age_s: 45")
+    cloud.write_text(tuned)
+    with pytest.raises(PromotionError, match=r"flows.prod.fse changed in .* since dev's promotion"):
+        rollback(flows, cloud)
+    assert cloud.read_text() == tuned
+    assert load_flows(flows).edge_node_shadow_flows == {}  # neither side rolled back
+
+
+def test_a_write_failing_between_the_two_files_leaves_a_promotion_that_rolls_back(
+    files: tuple[Path, Path],
+) -> None:
+    flows, cloud = files
+    (flows.parent / f".{flows.name}.tmp").mkdir()  # the edge file cannot be written
+    with pytest.raises(PromotionError, match="cannot write"):
+        promote("dev", flows, cloud, MODELS)
+    assert load_cloud_config(cloud).flows["prod"].fse.max_age_s == 40  # the cloud side went through
+    assert yaml.safe_load(flows.read_text()) == FLOWS
+    (flows.parent / f".{flows.name}.tmp").rmdir()
+    back = rollback(flows, cloud)
+    assert back.edge is None and back.cloud is not None
+    assert yaml.safe_load(cloud.read_text()) == yaml.safe_load(CLOUD)
+
+
 def test_the_commands_promote_and_roll_back_both_sides_and_say_what_to_restart(
     files: tuple[Path, Path],
 ) -> None:
@@ -148,7 +181,8 @@ def test_the_commands_promote_and_roll_back_both_sides_and_say_what_to_restart(
     assert unknown.exit_code == 2 and "nothing to promote" in " ".join(unknown.output.split())
 
 
-def test_the_shipped_cloud_config_has_nothing_to_promote() -> None:
-    config = REPO / "compose" / "cloud.yaml"
+def test_the_shipped_cloud_config_has_nothing_to_promote(tmp_path: Path) -> None:
+    config = shutil.copy(REPO / "compose" / "cloud.yaml", tmp_path)
+    flows = shutil.copy(REPO / "ansible" / "flows.yml", tmp_path)
     with pytest.raises(PromotionError, match="nothing to promote"):
-        promote("dev", REPO / "ansible" / "flows.yml", config, MODELS)
+        promote("dev", Path(flows), Path(config), MODELS)
