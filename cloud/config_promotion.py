@@ -67,21 +67,21 @@ class CloudChange:
     text: str
     history: CloudPromotions
     summary: str
+    adds_record: bool
 
     def apply(self) -> None:
         """Write the history and the config (the old config kept as `<name>.previous`) in the order
         that leaves them consistent if the second write fails: a record added comes before the edit
         it describes (rolling back an edit that never happened writes back what is there), a record
         removed after the edit it undid."""
-        grows = len(self.history.promotions) > len(load_history(self.config).promotions)
-        if grows:
+        if self.adds_record:
             self._write_history()
         tmp = self.config.with_name(f".{self.config.name}.tmp")
         tmp.write_text(self.text, encoding="utf-8")
         shutil.copymode(self.config, tmp)
         shutil.copy2(self.config, self.config.with_name(f"{self.config.name}.previous"))
         os.replace(tmp, self.config)
-        if not grows:
+        if not self.adds_record:
             self._write_history()
 
     def _write_history(self) -> None:
@@ -136,6 +136,7 @@ def plan_promotion(flow: str, config: Path, at: datetime) -> CloudChange | None:
         _dump(doc),
         CloudPromotions(promotions=[*history.promotions, record]),
         f"cloud: prod takes {flow}'s " + " and ".join(_what(fse_differs, replaced)),
+        adds_record=True,
     )
 
 
@@ -147,8 +148,10 @@ def plan_rollback(config: Path) -> CloudChange | None:
     *earlier, last = history.promotions
     doc = _read(config)
     flows = doc.get("flows")
-    if not isinstance(flows, dict) or not isinstance(flows.get(last.flow), dict):
-        raise PromotionError(f"flows.{last.flow} is no longer in {config}: cannot give it back its models")
+    if not isinstance(flows, dict) or not all(isinstance(flows.get(f), dict) for f in (last.flow, PROD_FLOW)):
+        raise PromotionError(
+            f"flows.{last.flow} or flows.{PROD_FLOW} is no longer in {config}: cannot roll back"
+        )
     prod, candidate = flows[PROD_FLOW], flows[last.flow]
     recognition = _section(doc)
     edited = [f"flows.{PROD_FLOW}.fse"] if _plain(prod.get("fse")) != last.wrote_fse else []
@@ -175,6 +178,7 @@ def plan_rollback(config: Path) -> CloudChange | None:
         CloudPromotions(promotions=earlier),
         f"cloud: prod back on its settings from before {last.flow}'s promotion, "
         f"{last.flow} has its own again",
+        adds_record=False,
     )
 
 
