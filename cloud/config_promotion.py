@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import io
 import os
-import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +24,12 @@ from shared.errors import ConfigError
 from shared.messages import PROD_FLOW
 from shared.promotion import PromotionError
 from shared.strict import StrictModel
-from shared.yaml_config import load_model, settings_from, write_yaml_atomically
+from shared.yaml_config import (
+    load_model,
+    settings_from,
+    write_text_atomically,
+    write_yaml_atomically,
+)
 
 ENV_PREFIXES = ("DEPOTWATCH_CLOUD_FLOWS", "DEPOTWATCH_CLOUD_RECOGNITION")
 
@@ -76,11 +80,7 @@ class CloudChange:
         removed after the edit it undid."""
         if self.adds_record:
             self._write_history()
-        tmp = self.config.with_name(f".{self.config.name}.tmp")
-        tmp.write_text(self.text, encoding="utf-8")
-        shutil.copymode(self.config, tmp)
-        shutil.copy2(self.config, self.config.with_name(f"{self.config.name}.previous"))
-        os.replace(tmp, self.config)
+        write_text_atomically(self.config, self.text)
         if not self.adds_record:
             self._write_history()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,13 +49,20 @@ def read_yaml(path: str | Path, error: type[ConfigError] = ConfigError) -> dict[
 
 
 def write_yaml_atomically(path: str | Path, data: dict[str, Any]) -> None:
-    """Write YAML so that a reader (or a crash) sees the old file or the new one, never half of one;
-    the previous version is kept beside it as `<name>.previous`."""
+    """Write `data` as YAML with `write_text_atomically`."""
+    write_text_atomically(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def write_text_atomically(path: str | Path, text: str) -> None:
+    """Write a file so that a reader (or a crash) sees the old file or the new one, never half of one
+    and never none; the new one keeps the old one's mode, and the old one is kept beside it as
+    `<name>.previous`."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    tmp.write_text(text, encoding="utf-8")
     if path.exists():
-        os.replace(path, path.with_name(f"{path.name}.previous"))
+        shutil.copymode(path, tmp)
+        shutil.copy2(path, path.with_name(f"{path.name}.previous"))
     os.replace(tmp, path)
 
 
