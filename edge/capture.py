@@ -160,7 +160,7 @@ class CameraWorker:
             frames_dropped_total=self.frames_dropped_total,
             reconnects_last_hour=len(self._reconnects),
             last_frame_at=self.last_frame_at,
-            reason="" if state is CameraState.ONLINE else self._reason[:200],
+            reason="" if state is CameraState.ONLINE else reason[:200],
         )
 
     def _current_state(self) -> tuple[CameraState, str]:
