@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -15,6 +18,17 @@ from sqlmodel import Session, select
 from cloud.db.models import ApiKeyRow
 
 PREFIX_LEN = 12
+# While the database is away, a key verified this recently keeps its role.
+OFFLINE_GRACE_S = 3600.0
+# A key's lookup that takes longer than this counts as the database being away (a connection that
+# went away mid-query answers nothing, and no request should wait on it).
+LOOKUP_TIMEOUT_S = 2.0
+# Lookups at once; beyond, they queue (and time out as above while the database hangs).
+LOOKUP_THREADS = 4
+
+
+class DatabaseUnavailable(Exception):
+    """A key cannot be checked: the database is away and the key was not verified lately."""
 
 
 class Role(StrEnum):
@@ -69,3 +83,39 @@ def revoke_key(engine: Engine, prefix: str) -> bool:
         session.add(row)
         session.commit()
     return True
+
+
+class KeyRoles:
+    """The role of a key, read from the database on every request (a revocation counts at once).
+    While the database is away (or a lookup hangs beyond LOOKUP_TIMEOUT_S), a key verified within
+    OFFLINE_GRACE_S keeps its role, so the live state stays readable through an outage; any other
+    key raises DatabaseUnavailable. Owns the lookup threads: `close()` releases them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._verified: dict[str, tuple[Role, float]] = {}  # by key hash: only keys that were valid
+        self._lookups = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="key-lookup")
+
+    def close(self) -> None:
+        self._lookups.shutdown(wait=False, cancel_futures=True)
+
+    def role(self, key: str, database_available: bool = True) -> Role | None:
+        digest = _hash(key)
+        if database_available:
+            try:
+                role = self._lookups.submit(role_of, self.engine, key).result(LOOKUP_TIMEOUT_S)
+            except Exception:  # the database went away (or hangs) before the watch noticed
+                pass
+            else:
+                with self._lock:
+                    if role is None:
+                        self._verified.pop(digest, None)
+                    else:
+                        self._verified[digest] = (role, time.monotonic())
+                return role
+        with self._lock:
+            known = self._verified.get(digest)
+        if known is not None and time.monotonic() - known[1] < OFFLINE_GRACE_S:
+            return known[0]
+        raise DatabaseUnavailable("the database is not reachable, so this key cannot be checked now")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import uvicorn
-
 from cloud.api.app import create_app
+from cloud.api.server import make_server
 from cloud.auth import Role, create_key, revoke_key
 from cloud.config import load_cloud_config
 from cloud.db.engine import make_engine, upgrade
@@ -18,7 +17,7 @@ def run_cloud(config_path: Path) -> None:
     """Ingest, estimate and serve until SIGTERM (uvicorn handles the signal, the lifespan stops all)."""
     config = load_cloud_config(config_path)
     service = CloudService(config, load_facility(config.layout))
-    uvicorn.run(create_app(service), host=config.api.host, port=config.api.port, log_level="info")
+    make_server(create_app(service), config.api.host, config.api.port).run()
 
 
 def run_recognition(config_path: Path) -> None:

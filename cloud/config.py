@@ -24,12 +24,38 @@ class ApiConfig(StrictModel):
     port: int = Field(8000, ge=1, le=65535)
 
 
+class HealthConfig(StrictModel):
+    """When /healthz turns unhealthy (503)."""
+
+    stall_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A write that has waited this long for the database, or no estimator update for this "
+        "long, is a part not progressing.",
+    )
+
+
 class IngestConfig(StrictModel):
     """The MQTT subscriber."""
 
     client_id: Identifier = Field("depotwatch-cloud", description="Fixed, so the broker keeps the session.")
     shared_group: Identifier | None = Field(
         None, description="MQTT 5 shared-subscription group so replicas split the stream (needs protocol 5)."
+    )
+    max_clock_skew_s: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="How far ahead of the cloud's clock a message's time may be; later is a dead letter "
+        "(a clock running ahead, or a forgery, would outrank every real message after it).",
+    )
+    node_silence_s: float = Field(
+        60.0,
+        ge=1,
+        le=86400,
+        description="A node that sends no birth or status for this long is shown as silent (edge nodes "
+        "send their status every status_interval_s, 10 s by default).",
     )
 
 
@@ -125,6 +151,7 @@ class CloudConfig(FileSettings):
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
     recognition: RecognitionConfig = Field(default_factory=RecognitionConfig)
     update_interval_s: float = Field(
         0.1,

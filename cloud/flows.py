@@ -60,11 +60,17 @@ class FlowRuntime:
             update(self, self.next_tick)
             self.next_tick += self.interval
 
-    def observe(self, observation: Observation, update: Callable[[FlowRuntime, datetime], object]) -> bool:
-        """Fuse one observation (stepping a data clock up to it first); False if it was stale."""
+    def observe(
+        self, observation: Observation, update: Callable[[FlowRuntime, datetime], object]
+    ) -> bool | None:
+        """Fuse one observation (stepping a data clock up to it first); False if it was stale, None
+        if the estimator's layout has no such camera (it was replaced meanwhile)."""
         if self.data_clock:
             self.advance(observation.at, update)
-        fused = self.fse.observe(observation)
+        fse = self.fse  # once: a layout change may swap it meanwhile
+        if observation.camera_id not in fse.facility.cameras:
+            return None
+        fused = fse.observe(observation)
         if fused and (self.last_at is None or observation.at > self.last_at):
             self.last_at = observation.at
         return fused

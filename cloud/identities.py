@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from uuid import UUID
 
@@ -40,66 +41,96 @@ class Identity:
     thumbnail_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Vote:
+    """One recognition counted for one locomotive: what must be saved before it counts."""
+
+    loco_id: str
+    recognition: Recognition
+    identity: Identity  # the locomotive's identity with this vote counted
+    votes: IdentityVotes  # the whole tally with this vote counted
+
+
+# Saves a vote (the recognition, and the locomotive's identity and tally after it); False when the
+# recognition was counted already (delivered again after a restart).
+SaveVote = Callable[[Vote], bool]
+
+
 class Identities:
-    """Votes per locomotive; thread-safe (ingest writes, the update loop and the API read)."""
+    """Votes per locomotive; thread-safe (the ingest's writer votes, the update loop and the API read).
+
+    A vote counts in memory only once `save` has stored it: a recognition is acknowledged after
+    `observe` returns, so nothing acknowledged is ever lost, and a save that fails leaves nothing
+    counted (the ingest tries again). Votes come from one thread only, so the tally a vote is cast on
+    cannot change while it is saved."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._votes: dict[str, IdentityVotes] = {}
         self._identities: dict[str, Identity] = {}
         self._events: list[Event] = []
-        self._dirty: set[str] = set()
         self._counted: OrderedDict[UUID, None] = OrderedDict()
         # Bumped whenever a settled series or number changes, so live views know to redraw.
         self.version = 0
 
-    def restore(self, rows: list[IdentityRow]) -> None:
-        """Resume settled identities after a restart."""
+    def restore(self, rows: list[IdentityRow], counted: Sequence[UUID] = ()) -> None:
+        """Resume identities after a restart, each with its whole tally where it was saved (only the
+        settled values where it was not), and the thumbnails already counted."""
         with self._lock:
             for row in rows:
-                votes = self._votes.setdefault(row.loco_id, IdentityVotes())
-                if row.series:
-                    votes.restore("series", row.series, row.series_weight)
-                if row.plate:
-                    votes.restore("plate", row.plate, row.plate_weight)
+                if row.tallies:
+                    votes = IdentityVotes.from_json(row.tallies)
+                else:
+                    votes = IdentityVotes()
+                    if row.series:
+                        votes.restore("series", row.series, row.series_weight)
+                    if row.plate:
+                        votes.restore("plate", row.plate, row.plate_weight)
+                self._votes[row.loco_id] = votes
                 self._identities[row.loco_id] = Identity(
                     row.series, row.series_confidence, row.plate, row.plate_confidence, row.thumbnail_id
                 )
+            for thumbnail_id in counted:
+                self._remember(thumbnail_id)
 
-    def observe(self, recognition: Recognition, locos: list[Loco]) -> str | None:
-        """Count a recognition for the locomotive it shows; returns that locomotive's id, if any."""
+    def observe(
+        self, recognition: Recognition, locos: list[Loco], save: SaveVote | None = None
+    ) -> str | None:
+        """Count a recognition for the locomotive it shows, once `save` stored it; returns that
+        locomotive's id, if it counted."""
         loco = _shown(recognition, locos)
         if loco is None or recognition.rejected:
             return None
         with self._lock:
             if recognition.thumbnail_id in self._counted:
                 return None  # delivered again
-            self._counted[recognition.thumbnail_id] = None
-            if len(self._counted) > REMEMBERED_THUMBNAILS:
-                self._counted.popitem(last=False)
-            votes = self._votes.setdefault(loco.loco_id, IdentityVotes())
-            verdicts = [
-                votes.vote("series", recognition.series, recognition.series_confidence),
-                votes.vote("plate", recognition.plate, recognition.plate_confidence),
-            ]
-            series, series_share = votes.settled("series")
-            plate, plate_share = votes.settled("plate")
+            votes = self._votes.get(loco.loco_id, IdentityVotes()).copy()
             before = self._identities.get(loco.loco_id, Identity())
+        verdicts = [
+            votes.vote("series", recognition.series, recognition.series_confidence),
+            votes.vote("plate", recognition.plate, recognition.plate_confidence),
+        ]
+        series, series_share = votes.settled("series")
+        plate, plate_share = votes.settled("plate")
+        thumbnail = str(recognition.thumbnail_id) if recognition.plate else before.thumbnail_id
+        identity = replace(
+            before,
+            series=series,
+            series_confidence=round(series_share, 3),
+            plate=plate,
+            plate_confidence=round(plate_share, 3),
+            thumbnail_id=thumbnail or str(recognition.thumbnail_id),
+        )
+        counts = save is None or save(Vote(loco.loco_id, recognition, identity, votes))
+        with self._lock:
+            self._remember(recognition.thumbnail_id)
+            if not counts:
+                return None
             if (before.series, before.plate) != (series, plate):
                 self.version += 1
-            thumbnail = str(recognition.thumbnail_id) if recognition.plate else before.thumbnail_id
-            self._identities[loco.loco_id] = replace(
-                before,
-                series=series,
-                series_confidence=round(series_share, 3),
-                plate=plate,
-                plate_confidence=round(plate_share, 3),
-                thumbnail_id=thumbnail or str(recognition.thumbnail_id),
-            )
-            self._dirty.add(loco.loco_id)
-            for verdict in verdicts:
-                if verdict is not None:
-                    self._events.append(_event(verdict, recognition, loco))
+            self._votes[loco.loco_id] = votes
+            self._identities[loco.loco_id] = identity
+            self._events.extend(_event(v, recognition, loco) for v in verdicts if v is not None)
         return loco.loco_id
 
     def get(self, loco_id: str) -> Identity | None:
@@ -112,16 +143,10 @@ class Identities:
             events, self._events = self._events, []
             return events
 
-    def drain_changed(self) -> list[tuple[str, Identity, float, float]]:
-        """Identities changed since the last call, with their vote weights, for the database."""
-        with self._lock:
-            changed = []
-            for loco_id in sorted(self._dirty):
-                votes = self._votes[loco_id]
-                identity = self._identities[loco_id]
-                changed.append((loco_id, identity, votes.weight("series"), votes.weight("plate")))
-            self._dirty.clear()
-            return changed
+    def _remember(self, thumbnail_id: UUID) -> None:
+        self._counted[thumbnail_id] = None
+        if len(self._counted) > REMEMBERED_THUMBNAILS:
+            self._counted.popitem(last=False)
 
 
 def _shown(recognition: Recognition, locos: list[Loco]) -> Loco | None:

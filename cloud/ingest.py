@@ -1,348 +1,276 @@
-"""MQTT ingest: every payload is validated against the contract; a bad one goes to the dead-letter
-table with its reason and handling carries on. Detections are stored in batches, idempotently (a
-repeated node + sequence number is a duplicate and dropped), and fed to the live state estimator.
+"""MQTT ingest: every message the cloud is subscribed to is handled and acknowledged, whatever it holds.
+
+Each payload is validated against the contract, then against the layout and this clock
+(`cloud.admission`); one that fails goes to the dead-letter table with its reason and handling
+carries on. A detection is believed only about what its camera can see, is fused into the live
+estimators at once (the live state never waits for the database) and stored, idempotently: a
+repeated (flow, node, seq) is neither stored nor fused again (`cloud.dedupe`), and one that reuses a
+number for other content is a dead letter, so live state and history agree.
 
 Delivery is at least once, end to end: each message is acknowledged to the broker only after what it
-carries is committed, so a crash or a database outage loses nothing (the broker redelivers, the
-unique (node, seq) key drops what was already stored). Acknowledgements go out in arrival order.
-
-`handle()` runs on the MQTT adapter's handler thread, which calls `submit()` whenever its queue runs
-empty: batches grow with the load (group commit) and a quiet stream is written at once. An owned
-writer thread does every database write in arrival order, overlapping them with decoding, and
-retries a failed one until the database is back. `stop()` flushes and joins it.
+carries is committed (`cloud.ingest_writer`), so a crash or a database outage loses nothing (the
+broker redelivers, the unique key drops what was already stored). A message the database refuses
+becomes a dead letter on its own; nothing stops the writer. `handle()` never raises: a bug costs the
+one message (dead-lettered with the error), never the ingest.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import queue
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy import Engine
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
-from sqlmodel import Session
 
-from cloud.db.bulk import insert_observations
-from cloud.db.models import CameraRow, DeadLetterRow, NodeRow, ThumbnailRow
+from cloud.admission import admit_detection, camera_of, known_node, not_ahead
+from cloud.db.ingest_rows import (
+    add_dead_letter,
+    apply_camera_status,
+    apply_lifecycle,
+    apply_node_status,
+    store_thumbnail,
+)
+from cloud.dedupe import Seen, SeenSeqs
 from cloud.fse import Observation, SeenExtent
+from cloud.ingest_writer import Entry, IngestWriter, WriterCounts
 from shared.codec import decode_message
 from shared.errors import ContractError
+from shared.layout import Facility
 from shared.messages import (
     CameraState,
     CameraStatus,
+    CommandAck,
     Detection,
     LocoExtent,
     NodeLifecycle,
-    NodeState,
     NodeStatus,
     Recognition,
     Thumbnail,
-    death_applies,
 )
 from shared.mqtt import Ack
+from shared.topics import TopicKind, subscription
 
 log = logging.getLogger(__name__)
 
-# Rows per write at most; a burst beyond it is written in several commits.
-BATCH_ROWS = 1000
-# Writes waiting for the writer thread; beyond this the handler waits (and so, in turn, the broker).
-QUEUED_WRITES = 4
-# A write that failed (database unreachable) is retried this often, in order, until it succeeds.
-RETRY_INTERVAL_S = 1.0
+# How far ahead of this clock a message's time may be (edge clocks run on NTP; beyond this it is a
+# broken clock or a forgery, and would outrank every real message after it).
+MAX_CLOCK_SKEW_S = 120.0
 # Serialises a detection's extents in one call, ready for the JSON column.
 _EXTENTS_JSON = TypeAdapter(list[LocoExtent])
-# Dead letters keep at most this much of the offending payload.
-DEAD_LETTER_BYTES = 64 * 1024
+# What the cloud consumes: its own commands to the nodes (…/cmd) are not among them.
+CONSUMED = (
+    TopicKind.DETECTION,
+    TopicKind.THUMBNAIL,
+    TopicKind.RECOGNITION,
+    TopicKind.NODE_STATE,
+    TopicKind.NODE_STATUS,
+    TopicKind.CAMERA_STATUS,
+    TopicKind.COMMAND_ACK,
+)
+
+
+def subscriptions(site: str) -> list[str]:
+    """The topic filters of everything the ingest consumes at `site`."""
+    return [subscription(kind, site) for kind in CONSUMED]
 
 
 @dataclass
-class IngestCounts:
-    """What the ingest did since start."""
+class IngestCounts(WriterCounts):
+    """What the ingest (and its writer) did since start."""
 
     received: int = 0
-    stored: int = 0
-    duplicates: int = 0
     dead_letters: int = 0
+    redelivered: int = 0  # detections delivered again: not fused again (nor stored: duplicates)
     stale: int = 0
-    unfused: int = 0  # stored, but no estimator runs the detection's flow (or knows its camera)
-    write_failures: int = 0
+    unfused: int = 0  # stored, but no estimator runs the detection's flow
+    command_acks: int = 0
+    handler_errors: int = 0
     # Seconds from capture to arrival of the latest live detection (edge + broker + network delay).
     lag_s: float = 0.0
 
 
-@dataclass
-class _Write:
-    """Detections to insert, then another write that commits by itself, then the acknowledgements."""
-
-    rows: list[dict[str, Any]]
-    acks: list[Ack]
-    then: Callable[[], None] | None = None
-    done: threading.Event = field(default_factory=threading.Event)
+Observe = Callable[[str, Observation], bool | None]
 
 
 class Ingest:
-    """Validates, dead-letters and feeds the FSE on the caller's thread; an owned writer thread stores
-    in arrival order and acknowledges what it committed."""
+    """Validates, admits, dead-letters and fuses on the caller's thread (the MQTT handler); the owned
+    writer stores in arrival order and acknowledges what it committed."""
 
     def __init__(
         self,
         engine: Engine,
-        site: str,
-        observe: Callable[[str, Observation], bool | None] | None = None,
+        facility: Facility,
+        observe: Observe | None = None,
         on_recognition: Callable[[Recognition], object] | None = None,
+        max_clock_skew_s: float = MAX_CLOCK_SKEW_S,
     ) -> None:
         self.engine = engine
-        self.site = site
+        # Swapped whole when the layout is replaced; each message reads it once.
+        self.facility = facility
         self.observe = observe
         self.on_recognition = on_recognition
+        self.skew = timedelta(seconds=max_clock_skew_s)
         self.counts = IngestCounts()
-        self._pending: list[dict[str, Any]] = []
-        self._acks: list[Ack] = []
-        self._lock = threading.Lock()
-        self._writes: queue.Queue[_Write] = queue.Queue(QUEUED_WRITES)
-        self._stop = threading.Event()
-        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self.seen = SeenSeqs()
+        self.writer = IngestWriter(engine, self._write_dead_letter, self.counts)
 
     def start(self) -> None:
-        self._writer.start()
+        self.writer.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Write what was received (while the database answers, up to `timeout`), then stop."""
-        if not self.flush(timeout):
-            log.warning("ingest: stopped with writes pending; the broker redelivers them")
-        self._stop.set()
-        self._writer.join(timeout)
+        if not self.writer.flush(timeout):
+            log.warning("ingest: stopped with %d writes pending; the broker redelivers them", self.pending)
+        self.writer.stop(timeout)
+
+    @property
+    def pending(self) -> int:
+        """Messages taken and not yet committed (more than a few means the database is slow or away)."""
+        return self.writer.pending
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Write everything received so far and wait for it; False if not done within `timeout`."""
+        return self.writer.flush(timeout)
 
     def handle(self, topic: str, payload: bytes, ack: Ack) -> None:
         """Take one MQTT message; `ack` is called once what it carries is committed."""
         self.counts.received += 1
         try:
-            parsed, message = decode_message(topic, payload)
-            if parsed.site != self.site:
-                raise ContractError(f"site {parsed.site!r} is not this facility ({self.site!r})")
+            self._handle(topic, payload, ack)
         except ContractError as exc:
-            reason = str(exc)
-            self._submit(ack, lambda: self._dead_letter(topic, payload, reason))
-            return
-        if isinstance(message, Detection):
-            self._detection(message, ack)
-        elif isinstance(message, NodeLifecycle):
-            self._submit(ack, lambda: self._lifecycle(message))
-        elif isinstance(message, NodeStatus):
-            self._submit(ack, lambda: self._node_status(message))
-        elif isinstance(message, CameraStatus):
-            self._submit(ack, lambda: self._camera_status(message))
-        elif isinstance(message, Thumbnail):
-            self._submit(ack, lambda: self._thumbnail(message))
-        elif isinstance(message, Recognition):
-            if self.on_recognition is not None:
-                self.on_recognition(message)
-            self._submit(ack, None)
+            self.reject(topic, payload, str(exc), ack)
+        except Exception as exc:  # a bug must cost this one message, never the ingest
+            self.counts.handler_errors += 1
+            log.exception("ingest: failed on a message from %s", topic)
+            self.reject(topic, payload, f"the ingest failed on it: {type(exc).__name__}: {exc}", ack)
 
-    def _detection(self, d: Detection, ack: Ack) -> None:
-        received_at = datetime.now(UTC)
-        if not d.historical:
-            self.counts.lag_s = (received_at - d.captured_at).total_seconds()
-        row = {
-            "observation_id": str(d.observation_id),
-            "node_id": d.node_id,
-            "camera_id": d.camera_id,
-            "track_id": d.track_id,
-            "flow": d.flow,
-            "seq": d.seq,
-            "model": f"{d.model.name}:{d.model.version}",
-            "captured_at": d.captured_at,
-            "received_at": received_at,
-            "historical": d.historical,
-            "camera_state": d.camera.state.value,
-            "view_start_m": d.view.start_m,
-            "view_end_m": d.view.end_m,
-            "extents": _EXTENTS_JSON.dump_json(d.extents).decode(),
-        }
-        with self._lock:
-            self._pending.append(row)
-            self._acks.append(ack)
-            full = len(self._pending) >= BATCH_ROWS
-        if full:
-            self.submit()
-        if self.observe is not None:
-            observation = Observation(
-                d.camera_id,
-                d.captured_at,
-                tuple(
-                    SeenExtent(e.start_m, e.end_m, e.start_beyond_view, e.end_beyond_view, e.confidence)
-                    for e in d.extents
-                ),
-                online=d.camera.state is CameraState.ONLINE,
-            )
-            fused = self.observe(d.flow, observation)
-            if fused is None:
-                self.counts.unfused += 1
-            elif not fused:
-                self.counts.stale += 1
-
-    @property
-    def queued_writes(self) -> int:
-        """Writes waiting for the database (more than a few means it is slow or away)."""
-        return self._writes.qsize()
-
-    def submit(self) -> None:
-        """Hand the detections gathered so far to the writer (waits while it is QUEUED_WRITES behind)."""
-        self._submit(None, None)
-
-    def _submit(
-        self, ack: Ack | None, then: Callable[[], None] | None, timeout: float | None = None
-    ) -> _Write | None:
-        with self._lock:
-            rows, self._pending = self._pending, []
-            acks, self._acks = self._acks, []
-        if ack is not None:
-            acks.append(ack)
-        if not rows and not acks and then is None:
-            return None
-        write = _Write(rows, acks, then)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                self._writes.put(write, timeout=0.5)
-                return write
-            except queue.Full:
-                if self._stop.is_set() or (deadline is not None and time.monotonic() > deadline):
-                    # Neither written nor acknowledged: the broker hands these messages over again.
-                    log.warning("ingest: the database is behind; %d messages left to the broker", len(acks))
-                    return None
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Write everything received so far and wait for it; False if not done within `timeout`."""
-        marker = self._submit(None, lambda: None, timeout)
-        return marker is not None and marker.done.wait(timeout)
-
-    def _write_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                write = self._writes.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            while not self._apply(write):
-                if self._stop.wait(RETRY_INTERVAL_S):
-                    return  # unacknowledged: the broker redelivers after our next connect
-
-    def _apply(self, write: _Write) -> bool:
-        try:
-            if write.rows:
-                inserted = self._insert_all(write.rows)
-                self.counts.stored += inserted
-                self.counts.duplicates += len(write.rows) - inserted
-                write.rows = []
-            if write.then is not None:
-                write.then()
-        except SQLAlchemyError as exc:
-            self.counts.write_failures += 1
-            log.error("ingest: database write failed (%s); retrying in %.0f s", exc, RETRY_INTERVAL_S)
-            return False
-        for ack in write.acks:
-            ack()
-        write.done.set()
-        return True
-
-    def _insert_all(self, rows: list[dict[str, Any]]) -> int:
-        try:
-            return self._insert_rows(rows)
-        except (DataError, IntegrityError):
-            # One bad row must not cost the others: insert one by one, dead-letter what fails.
-            inserted = 0
-            for row in rows:
-                try:
-                    inserted += self._insert_rows([row])
-                except (DataError, IntegrityError) as exc:
-                    self._dead_letter(
-                        f"detection {row['node_id']}#{row['seq']}", b"", f"database refused it: {exc.orig}"
-                    )
-            return inserted
-
-    def _insert_rows(self, rows: list[dict[str, Any]]) -> int:
-        with self.engine.begin() as connection:
-            return insert_observations(connection, rows)
-
-    def _dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
+    def reject(self, topic: str, payload: bytes, reason: str, ack: Ack) -> None:
+        """Dead-letter a message with the reason (acknowledged once the dead letter is written)."""
         self.counts.dead_letters += 1
         log.warning("ingest: dead letter from %s: %s", topic, reason)
-        with Session(self.engine) as session:
-            session.add(
-                DeadLetterRow(
-                    received_at=datetime.now(UTC),
-                    topic=topic[:512],
-                    reason=reason[:1000],
-                    size=len(payload),
-                    payload=payload[:DEAD_LETTER_BYTES],
-                )
+        entry = Entry(topic, payload, ack)
+        entry.write = lambda: self._write_dead_letter(topic, payload, reason)
+        self.writer.put(entry)
+
+    def _handle(self, topic: str, payload: bytes, ack: Ack) -> None:
+        parsed, message = decode_message(topic, payload)
+        facility = self.facility
+        if parsed.site != facility.site:
+            raise ContractError(f"site {parsed.site!r} is not this facility ({facility.site!r})")
+        now = datetime.now(UTC)
+        if isinstance(message, Detection):
+            self._detection(topic, payload, admit_detection(facility, message, now, self.skew), now, ack)
+            return
+        if isinstance(message, CommandAck):
+            known_node(facility, message.node_id)
+            self._command_ack(message)
+            ack()
+            return
+        write = self._admitted_write(facility, message, now)
+        if write is None:
+            ack()
+            return
+        entry = Entry(topic, payload, ack)
+        entry.write = write
+        self.writer.put(entry)
+
+    def _admitted_write(
+        self, facility: Facility, message: object, now: datetime
+    ) -> Callable[[], object] | None:
+        """What to write for a message that is not a detection, once the layout admits it."""
+        engine, skew = self.engine, self.skew
+        if isinstance(message, Thumbnail):
+            meta = message.meta
+            camera_of(facility, meta.node_id, meta.camera_id, meta.track_id)
+            not_ahead(meta.captured_at, now, skew, "captured_at")
+            return functools.partial(store_thumbnail, engine, thumbnail=message)
+        if isinstance(message, Recognition):
+            camera_of(facility, message.node_id, message.camera_id, message.track_id)
+            not_ahead(message.captured_at, now, skew, "captured_at")
+            # Counted and persisted before the acknowledgement.
+            return None if self.on_recognition is None else functools.partial(self.on_recognition, message)
+        if isinstance(message, NodeLifecycle):
+            known_node(facility, message.node_id)
+            not_ahead(message.at, now, skew, "at")
+            return functools.partial(self._lifecycle, message, now)
+        if isinstance(message, NodeStatus):
+            known_node(facility, message.node_id)
+            not_ahead(message.at, now, skew, "at")
+            return functools.partial(apply_node_status, engine, message=message, now=now, skew=skew)
+        if isinstance(message, CameraStatus):
+            camera_of(facility, message.node_id, message.camera_id)
+            not_ahead(message.at, now, skew, "at")
+            if message.last_frame_at is not None:
+                not_ahead(message.last_frame_at, now, skew, "last_frame_at")
+            return functools.partial(apply_camera_status, engine, message=message, now=now, skew=skew)
+        # E.g. a CommandRequest: it is for edge nodes, and the cloud does not subscribe to them.
+        raise ContractError(f"a {type(message).__name__} is not for the cloud")
+
+    def _detection(self, topic: str, payload: bytes, d: Detection, now: datetime, ack: Ack) -> None:
+        seen = self.seen.check(d.flow, d.node_id, d.seq, d.observation_id)
+        if seen is Seen.CONFLICT:
+            first = self.seen.first(d.flow, d.node_id, d.seq)
+            raise ContractError(
+                f"seq {d.seq} of {d.node_id} in flow {d.flow} already carried observation {first}; "
+                "the first one counts"
             )
-            session.commit()
+        if seen is Seen.AGAIN:
+            self.counts.redelivered += 1
+        else:
+            self._fuse(d, now)
+        self.writer.put(Entry(topic, payload, ack, row=_row(d, now)))
 
-    def _thumbnail(self, thumbnail: Thumbnail) -> None:
-        meta = thumbnail.meta
-        with Session(self.engine) as session:
-            session.merge(  # a redelivered thumbnail replaces itself
-                ThumbnailRow(
-                    thumbnail_id=str(meta.thumbnail_id),
-                    captured_at=meta.captured_at,
-                    node_id=meta.node_id,
-                    camera_id=meta.camera_id,
-                    track_id=meta.track_id,
-                    flow=meta.flow,
-                    span_start_m=meta.span.start_m,
-                    span_end_m=meta.span.end_m,
-                    jpeg=thumbnail.jpeg,
-                )
-            )
-            session.commit()
+    def _fuse(self, d: Detection, now: datetime) -> None:
+        if not d.historical:
+            self.counts.lag_s = (now - d.captured_at).total_seconds()
+        if self.observe is None:
+            return
+        observation = Observation(
+            d.camera_id,
+            d.captured_at,
+            tuple(
+                SeenExtent(e.start_m, e.end_m, e.start_beyond_view, e.end_beyond_view, e.confidence)
+                for e in d.extents
+            ),
+            online=d.camera.state is CameraState.ONLINE,
+        )
+        fused = self.observe(d.flow, observation)
+        if fused is None:
+            self.counts.unfused += 1
+        elif not fused:
+            self.counts.stale += 1
 
-    def _lifecycle(self, message: NodeLifecycle) -> None:
-        with Session(self.engine) as session:
-            row = session.get(NodeRow, message.node_id)
-            if message.state is NodeState.OFFLINE:
-                current = row.bd_seq if row is not None and row.state == NodeState.ONLINE.value else None
-                if not death_applies(current, message):
-                    log.info(
-                        "ingest: ignored a late death of %s (bdSeq %d, current %s)",
-                        message.node_id,
-                        message.bd_seq,
-                        current,
-                    )
-                    return
-            row = row or NodeRow(node_id=message.node_id, state="", bd_seq=0, changed_at=message.at)
-            row.state, row.bd_seq, row.changed_at = message.state.value, message.bd_seq, message.at
-            row.software_version = message.software_version or row.software_version
-            session.add(row)
-            session.commit()
+    def _command_ack(self, message: CommandAck) -> None:
+        self.counts.command_acks += 1
+        verdict = "accepted" if message.accepted else f"rejected ({message.reason})"
+        log.info("ingest: node %s %s command %s", message.node_id, verdict, message.command_id)
 
-    def _node_status(self, message: NodeStatus) -> None:
-        with Session(self.engine) as session:
-            row = session.get(NodeRow, message.node_id)
-            if row is None:
-                row = NodeRow(
-                    node_id=message.node_id, state=NodeState.ONLINE.value, bd_seq=0, changed_at=message.at
-                )
-            row.spool_depth = message.spool_depth
-            row.cameras_online, row.cameras_total = message.cameras_online, message.cameras_total
-            session.add(row)
-            session.commit()
+    def _lifecycle(self, message: NodeLifecycle, now: datetime) -> None:
+        done = apply_lifecycle(self.engine, message=message, now=now)
+        log.info("ingest: node %s %s", message.node_id, done)
 
-    def _camera_status(self, message: CameraStatus) -> None:
-        with Session(self.engine) as session:
-            row = session.get(CameraRow, message.camera_id) or CameraRow(
-                camera_id=message.camera_id, node_id=message.node_id, state="", at=message.at
-            )
-            if message.at < row.at:
-                return  # an older retained status
-            row.node_id, row.state, row.at = message.node_id, message.state.value, message.at
-            row.fps_captured, row.fps_inferred = message.fps_captured, message.fps_inferred
-            row.reconnects_last_hour, row.reason = message.reconnects_last_hour, message.reason
-            session.add(row)
-            session.commit()
+    def _write_dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
+        add_dead_letter(self.engine, topic=topic, payload=payload, reason=reason, at=datetime.now(UTC))
+
+
+def _row(d: Detection, received_at: datetime) -> dict[str, Any]:
+    return {
+        "observation_id": str(d.observation_id),
+        "node_id": d.node_id,
+        "camera_id": d.camera_id,
+        "track_id": d.track_id,
+        "flow": d.flow,
+        "seq": d.seq,
+        "model": f"{d.model.name}:{d.model.version}",
+        "captured_at": d.captured_at,
+        "received_at": received_at,
+        "historical": d.historical,
+        "camera_state": d.camera.state.value,
+        "view_start_m": d.view.start_m,
+        "view_end_m": d.view.end_m,
+        "extents": _EXTENTS_JSON.dump_json(d.extents).decode(),
+    }

@@ -25,17 +25,21 @@ class LiveFeed:
         self.state_version = 0
         self._signature: object = None
 
-    def publish(self, state: list[TrackState], events: list[Event], identities_version: int = 0) -> None:
-        """Take the state after an update, the events it produced, and the version of the identities
-        (a locomotive newly named is a change worth a push, though it did not move)."""
+    def publish_state(self, state: list[TrackState], identities_version: int = 0) -> None:
+        """Take the state after an update, and the version of the identities (a locomotive newly
+        named is a change worth a push, though it did not move)."""
         signature = (_signature(state), identities_version)
         with self._lock:
-            self._events.extend(events)
-            self.events_total += len(events)
             if signature != self._signature:
                 self._signature = signature
                 self.state = state
                 self.state_version += 1
+
+    def publish_events(self, events: list[Event]) -> None:
+        """Take events once they are saved (so what a reader is told is in the event history)."""
+        with self._lock:
+            self._events.extend(events)
+            self.events_total += len(events)
 
     def events_after(self, seen: int) -> tuple[int, list[Event]]:
         """Events after the first `seen` ever published (as many as are still kept), and the new total."""

@@ -1,5 +1,9 @@
 """The cloud service: MQTT ingest, one state estimator per data flow with its update loop, persistence
-and live feed, each owned here and started and stopped with the HTTP app (FastAPI lifespan)."""
+and live feed, each owned here and started and stopped with the HTTP app (FastAPI lifespan).
+
+No estimator update waits for the database: updates are saved by the state writer, so the live state
+goes on from memory through a database outage, and `health()` says when any part stops progressing.
+"""
 
 from __future__ import annotations
 
@@ -11,27 +15,36 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from cloud.auth import KeyRoles
 from cloud.config import CloudConfig
 from cloud.db.engine import make_engine, upgrade
+from cloud.db.ingest_rows import mark_silent
 from cloud.db.models import IdentityRow
+from cloud.db.watch import DatabaseWatch
 from cloud.flows import FlowRuntime, on_grid
 from cloud.fse import Event, FacilityStateEstimator, Observation
-from cloud.identities import Identities
-from cloud.ingest import Ingest
+from cloud.identities import REMEMBERED_THUMBNAILS, Identities
+from cloud.ingest import Ingest, subscriptions
 from cloud.live import LiveFeed
-from cloud.state_store import StateStore
+from cloud.state_store import StateStore, Update
+from cloud.state_writer import StateWriter
 from shared.layout import Facility
 from shared.messages import PROD_FLOW, Recognition
 from shared.mqtt import MqttConnection
-from shared.topics import ROOT, shared_subscription
+from shared.topics import shared_subscription
 from shared.yaml_config import write_yaml_atomically
 
 log = logging.getLogger(__name__)
 
 # Retention is enforced this often; deleting old rows is cheap with the time indexes.
 PURGE_INTERVAL_S = 3600.0
+# Nodes are checked for silence this often at most (and four times per `ingest.node_silence_s`).
+SILENCE_CHECK_S = 10.0
 # Wake this long after an update instant closes, so that timer jitter never wakes the loop just before.
 WAKE_SLACK_S = 0.002
+# Observations read back at start: each camera's latest resumes its view, and the numbers they were
+# sent under are not fused again when the broker delivers them once more.
+RESUMED_OBSERVATIONS = 50_000
 
 
 class CloudMetrics:
@@ -45,15 +58,21 @@ class CloudMetrics:
             ("stored", "Detections stored", "stored"),
             ("duplicates", "Detections dropped as duplicates", "duplicates"),
             ("dead_letters", "Messages dead-lettered", "dead_letters"),
+            ("refused", "Messages the database refused (dead-lettered)", "refused"),
+            ("redelivered", "Detections delivered again, not fused again", "redelivered"),
             ("stale", "Detections older than the camera's latest (history only)", "stale"),
             ("unfused", "Detections of a flow no estimator runs (stored only)", "unfused"),
-            ("write_failures", "Database writes that failed and are being retried", "write_failures"),
+            ("command_acks", "Command acknowledgements from edge nodes", "command_acks"),
+            ("handler_errors", "Messages the ingest failed on (dead-lettered)", "handler_errors"),
+            ("write_failures", "Database writes that failed, being retried", "write_failures"),
             ("lag_seconds", "Capture to arrival of the latest live detection", "lag_s"),
         ):
             gauge = Gauge(f"depotwatch_cloud_ingest_{name}", help_text, registry=r)
-            gauge.set_function(_reader(ingest, field))
-        queued = Gauge("depotwatch_cloud_ingest_queued_writes", "Writes waiting for the database", registry=r)
-        queued.set_function(lambda: float(ingest.queued_writes))
+            gauge.set_function(_reader(ingest.counts, field))
+        queued = Gauge(
+            "depotwatch_cloud_ingest_queued_writes", "Messages waiting for the database", registry=r
+        )
+        queued.set_function(lambda: float(ingest.pending))
         self.fse_seconds = Histogram(
             "depotwatch_cloud_fse_update_seconds",
             "Time to fuse and save the state",
@@ -64,12 +83,12 @@ class CloudMetrics:
         self.events = Counter("depotwatch_cloud_events", "Events emitted", ["flow", "kind"], registry=r)
 
 
-def _reader(ingest: Ingest, field: str) -> Callable[[], float]:
-    return lambda: float(getattr(ingest.counts, field))
+def _reader(counts: object, field: str) -> Callable[[], float]:
+    return lambda: float(getattr(counts, field))
 
 
 class CloudService:
-    """Owns the ingest, the update loop and their threads."""
+    """Owns the ingest, the update loop, the state writer and their threads."""
 
     def __init__(self, config: CloudConfig, facility: Facility) -> None:
         self.config = config
@@ -79,19 +98,35 @@ class CloudService:
         self._new_id = StateStore(self.engine).id_factory()
         identities = StateStore(self.engine).identities()
         self.flows = {name: self._flow(name, facility, identities) for name in config.flows}
-        self.ingest = Ingest(self.engine, facility.site, observe=self.observe, on_recognition=self.recognised)
-        self.metrics = CloudMetrics(self.ingest)
-        self.link = MqttConnection(
-            config.broker, config.ingest.client_id, clean_session=False, on_idle=self.ingest.submit
+        self.ingest = Ingest(
+            self.engine,
+            facility,
+            observe=self.observe,
+            on_recognition=self.recognised,
+            max_clock_skew_s=config.ingest.max_clock_skew_s,
         )
-        topic_filter = f"{ROOT}/{facility.site}/#"
-        if config.ingest.shared_group and config.broker.protocol == "5":
-            topic_filter = shared_subscription(config.ingest.shared_group, topic_filter)
-        self.link.subscribe_acking(topic_filter, self.ingest.handle)
+        self._resume_views()
+        self.state_writer = StateWriter(self.engine)
+        self.database = DatabaseWatch(config.database_url)
+        self.keys = KeyRoles(self.engine)
+        self.metrics = CloudMetrics(self.ingest)
+        self._connected_at: float | None = None
+        self.link = MqttConnection(
+            config.broker,
+            config.ingest.client_id,
+            clean_session=False,
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+        )
+        for topic_filter in subscriptions(facility.site):
+            if config.ingest.shared_group and config.broker.protocol == "5":
+                topic_filter = shared_subscription(config.ingest.shared_group, topic_filter)
+            self.link.subscribe_acking(topic_filter, self.ingest.handle)
         for runtime in self.flows.values():
-            runtime.live.publish(runtime.fse.state(), [])
+            runtime.live.publish_state(runtime.fse.state())
         self._layout_lock = threading.Lock()
         self._stop = threading.Event()
+        self._updated_mono = time.monotonic()  # when the update loop last completed a pass
         self._updater = threading.Thread(target=self._update_loop, name="cloud-fse", daemon=True)
 
     @property
@@ -116,10 +151,12 @@ class CloudService:
 
     def recognised(self, recognition: Recognition) -> None:
         """Count a recognition for the locomotive it shows in each flow it counts in (each flow with
-        its own ids; see CloudConfig.counting_flows)."""
+        its own ids; see CloudConfig.counting_flows), each vote saved before it counts: the ingest
+        acknowledges the recognition once this returns. A save that fails raises, and the ingest
+        tries again (a recognition counts once per flow however often it is delivered)."""
         for name in self.config.counting_flows(recognition.flow):
             runtime = self.flows[name]
-            runtime.identities.observe(recognition, runtime.fse.locos())
+            runtime.identities.observe(recognition, runtime.fse.locos(), save=runtime.store.save_vote)
 
     def _flow(self, name: str, facility: Facility, identity_rows: list[IdentityRow]) -> FlowRuntime:
         flow_config = self.config.flows[name]
@@ -127,7 +164,8 @@ class CloudService:
         fse = FacilityStateEstimator(facility, self._new_id, flow_config.fse)
         fse.restore(store.present())
         identities = Identities()
-        identities.restore(identity_rows)  # ids are unique across flows: every row fits one flow only
+        # Ids are unique across flows: every row fits one flow only.
+        identities.restore(identity_rows, store.counted_thumbnails(REMEMBERED_THUMBNAILS))
         interval = timedelta(seconds=flow_config.update_interval_s or self.config.update_interval_s)
         watermark = timedelta(seconds=self.config.watermark_s)
         return FlowRuntime(name, flow_config, fse, store, identities, interval, watermark)
@@ -136,12 +174,25 @@ class CloudService:
         """Fuse a detection's observation into its flow's estimator; None when no estimator runs that
         flow or the camera is not in the layout, False when it is older than the camera's latest."""
         runtime = self.flows.get(flow)
-        if runtime is None or observation.camera_id not in self.facility.cameras:
-            return None
-        return runtime.observe(observation, self._update_flow)
+        return None if runtime is None else runtime.observe(observation, self._update_flow)
+
+    def _resume_views(self) -> None:
+        """Read back the latest observations: their numbers are not fused again when redelivered, and
+        each camera's latest resumes its view in the live flows."""
+        recent = StateStore(self.engine).recent_observations(RESUMED_OBSERVATIONS)
+        for flow, node, seq, observation_id, _ in recent:
+            self.ingest.seen.check(flow, node, seq, observation_id)
+        now = datetime.now(UTC)
+        for runtime in self.flows.values():
+            if not runtime.data_clock:
+                max_age = runtime.fse.settings.max_age
+                mine = [o for flow, *_, o in recent if flow == runtime.name and now - o.at <= max_age]
+                runtime.fse.restore_views(mine)
 
     def start(self) -> None:
         self.ingest.start()
+        self.state_writer.start()
+        self.database.start()
         self.link.start()
         self._updater.start()
         log.info(
@@ -155,17 +206,57 @@ class CloudService:
         self._updater.join(10)
         self.link.stop(drain=lambda: self.ingest.flush(5))
         self.ingest.stop()
+        self.state_writer.stop()
+        self.database.stop()
+        self.keys.close()
         self.engine.dispose()
         log.info("cloud service stopped")
 
+    def _on_connect(self) -> None:
+        self._connected_at = time.monotonic()
+
+    def _on_disconnect(self) -> None:
+        self._connected_at = None
+
+    def health(self) -> list[str]:
+        """What is not progressing, one line each; empty when all is well."""
+        stall = self.config.health.stall_s
+        problems = []
+        if not self.link.connected.is_set():
+            problems.append(f"MQTT: not connected to {self.config.broker.url} (broker.url)")
+        for name, writer in (("ingest", self.ingest.writer), ("state", self.state_writer)):
+            if not writer.alive:
+                problems.append(f"{name} writer: its thread has stopped")
+            elif writer.stalled_s() > stall:
+                problems.append(
+                    f"{name} writer: the oldest write has waited {writer.stalled_s():.0f} s for the "
+                    f"database ({writer.last_error or 'no error yet'})"
+                )
+        silent = time.monotonic() - self._updated_mono
+        if not self._updater.is_alive():
+            problems.append("estimator: the update loop has stopped")
+        elif silent > stall:
+            problems.append(f"estimator: no update for {silent:.0f} s")
+        if not self.database.available:
+            problems.append(
+                f"database: not answering for {self.database.away_s():.0f} s ({self.database.reason})"
+            )
+        return problems
+
     def replace_layout(self, facility: Facility, by: str) -> None:
-        """Use a new layout of the same site from now on, and keep it in the layout file."""
+        """Use a new layout of the same site from now on, and keep it in the layout file. Every
+        estimator is rebuilt before any is swapped in, and each carries its own layout, so a request
+        reading one flow never sees one layout's tracks with another's state."""
         with self._layout_lock:
             write_yaml_atomically(self.config.layout, facility.model_dump(mode="json"))
-            for runtime in self.flows.values():
+            rebuilt = {}
+            for name, runtime in self.flows.items():
                 fse = FacilityStateEstimator(facility, self._new_id, runtime.fse.settings)
                 fse.restore([loco for loco in runtime.fse.locos() if loco.track_id in facility.tracks])
-                runtime.fse = fse
+                rebuilt[name] = fse
+            for name, runtime in self.flows.items():
+                runtime.fse = rebuilt[name]
+            self.ingest.facility = facility
             kept = self.fse.locos()
             self.facility = facility
         log.info(
@@ -199,15 +290,17 @@ class CloudService:
         fse = runtime.fse  # once: a layout change may swap it meanwhile (a data-clock flow runs on ingest)
         events = fse.update(now) + runtime.identities.drain_events()
         runtime.updated_at = now
-        runtime.store.save(now, fse.locos(), events)
-        runtime.store.save_identities(runtime.identities.drain_changed(), now)
-        if runtime.data_clock and (runtime.next_snapshot is None or now >= runtime.next_snapshot):
-            runtime.store.snapshot(now, fse.state())
+        state = fse.state()
+        snapshot = None
+        if runtime.next_snapshot is None or now >= runtime.next_snapshot:
+            snapshot = state
             runtime.next_snapshot = now + timedelta(seconds=self.config.snapshot_interval_s)
+        # Saved by the state writer; the events reach the live feed once saved.
+        self.state_writer.put(runtime, Update(now, fse.locos(), events, snapshot))
         self.metrics.fse_seconds.labels(runtime.name).observe(time.perf_counter() - started)
         for event in events:
             self.metrics.events.labels(runtime.name, event.kind.value).inc()
-        runtime.live.publish(fse.state(), events, runtime.identities.version)
+        runtime.live.publish_state(state, runtime.identities.version)
         return events
 
     def _until_next_instant(self) -> float:
@@ -221,26 +314,42 @@ class CloudService:
         return (min(closes) - now).total_seconds() + WAKE_SLACK_S if closes else 1.0
 
     def _update_loop(self) -> None:
-        next_snapshot = next_purge = 0.0
+        next_purge = next_silence_check = 0.0
         # Wake as each update instant closes (its watermark passed), not at some phase after it: the
         # state is then never staler than the watermark plus one interval.
         while not self._stop.wait(self._until_next_instant()):
             try:
                 self.update_once()
-                if time.monotonic() >= next_snapshot:
-                    for runtime in self.flows.values():
-                        # As of the instant of its last update: a snapshot newer than its state would
-                        # hide locomotives that arrived in between from questions about the past.
-                        if not runtime.data_clock and runtime.updated_at is not None:
-                            runtime.store.snapshot(runtime.updated_at, runtime.fse.state())
-                    next_snapshot = time.monotonic() + self.config.snapshot_interval_s
+                self._updated_mono = time.monotonic()
                 if time.monotonic() >= next_purge:
-                    cutoff = datetime.now(UTC) - timedelta(days=self.config.retention_days)
-                    deleted = self.store.purge(cutoff)
-                    thumbs = timedelta(days=self.config.recognition.thumbnail_retention_days)
-                    deleted += self.store.purge_thumbnails(datetime.now(UTC) - thumbs)
-                    if deleted:
-                        log.info("retention: deleted %d rows older than %s", deleted, cutoff.isoformat())
+                    self.state_writer.job("retention", self._purge)
                     next_purge = time.monotonic() + PURGE_INTERVAL_S
+                if time.monotonic() >= next_silence_check:
+                    self._check_silence()
+                    every = min(SILENCE_CHECK_S, self.config.ingest.node_silence_s / 4)
+                    next_silence_check = time.monotonic() + every
             except Exception:
                 log.exception("cloud: the state update failed; retrying at the next interval")
+
+    def _purge(self) -> None:
+        cutoff = datetime.now(UTC) - timedelta(days=self.config.retention_days)
+        deleted = self.store.purge(cutoff)
+        thumbs = timedelta(days=self.config.recognition.thumbnail_retention_days)
+        deleted += self.store.purge_thumbnails(datetime.now(UTC) - thumbs)
+        if deleted:
+            log.info("retention: deleted %d rows older than %s", deleted, cutoff.isoformat())
+
+    def _check_silence(self) -> None:
+        """Nodes not heard from for `ingest.node_silence_s` become silent, once this service has been
+        connected that long itself (until then, not hearing them says nothing about them)."""
+        silence = self.config.ingest.node_silence_s
+        connected_at = self._connected_at
+        if connected_at is None or time.monotonic() - connected_at < silence:
+            return
+
+        def mark() -> None:
+            now = datetime.now(UTC)
+            for node in mark_silent(self.engine, heard_before=now - timedelta(seconds=silence), now=now):
+                log.warning("node %s: nothing heard for %.0f s; shown as silent", node, silence)
+
+        self.state_writer.job("silent nodes", mark)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, delete, select
@@ -20,16 +21,28 @@ from cloud.db.models import (
     PositionRow,
     SnapshotRow,
     ThumbnailRow,
+    VoteRow,
 )
 from cloud.fse import Event, EventKind, Loco, Observation, SeenExtent, TrackState
 from cloud.history import PastInputs, loco_from_snapshot, moved_to
-from cloud.identities import Identity
+from cloud.identities import Vote
 from shared.messages import PROD_FLOW
 
 # A locomotive's position is written again once an end moved this far.
 POSITION_STEP_M = 0.2
 # A locomotive that did not change is rewritten this often (its last_seen, for a restart).
 LAST_SEEN_REFRESH = timedelta(seconds=10)
+
+
+@dataclass
+class Update:
+    """What one estimator update concluded, to be saved: the locomotives then, the events it
+    produced, and the whole state when a snapshot is due."""
+
+    at: datetime
+    locos: list[Loco]
+    events: list[Event]
+    snapshot: list[TrackState] | None = None
 
 
 def to_row(loco: Loco, flow: str = PROD_FLOW) -> LocomotiveRow:
@@ -103,29 +116,38 @@ class StateStore:
         return lambda: f"L{next(counter):05d}"
 
     def save(self, now: datetime, locos: list[Loco], events: list[Event]) -> None:
-        """Upsert the locomotives that changed, retire the departed ones, append events and moved
-        positions. A locomotive that only stood on is rewritten once per LAST_SEEN_REFRESH (its
-        last_seen), not on every update: at 10 updates a second that was most of the write load."""
-        rewrite = [
-            loco
-            for loco in locos
-            if (saved := self._saved.get(loco.loco_id)) is None
-            or _changed(saved, loco)
-            or loco.last_seen - saved.last_seen >= LAST_SEEN_REFRESH
-        ]
-        moved = [
-            loco
-            for loco in locos
-            if (last := self._written.get(loco.loco_id)) is None
-            or max(abs(last[0] - loco.start_m), abs(last[1] - loco.end_m)) > POSITION_STEP_M
-        ]
-        if not rewrite and not moved and not events:
-            return
+        """Save one update (see `save_updates`)."""
+        self.save_updates([Update(now, locos, events)])
+
+    def save_updates(self, updates: list[Update]) -> None:
+        """Save updates in order, in one transaction: upsert the locomotives that changed, retire the
+        departed ones, append events, moved positions and snapshots. A locomotive that only stood on
+        is rewritten once per LAST_SEEN_REFRESH (its last_seen), not on every update: at 10 updates
+        a second that was most of the write load. What was written is remembered only once
+        committed, so a failed save is retried whole."""
+        saved, written = dict(self._saved), dict(self._written)
         with Session(self.engine) as session:
-            for loco in rewrite:
+            for update in updates:
+                self._add(session, update, saved, written)
+            session.commit()
+        self._saved, self._written = saved, written
+
+    def _add(
+        self,
+        session: Session,
+        update: Update,
+        saved: dict[str, Loco],
+        written: dict[str, tuple[float, float]],
+    ) -> None:
+        now = update.at
+        for loco in update.locos:
+            before = saved.get(loco.loco_id)
+            stood_on = before is not None and loco.last_seen - before.last_seen < LAST_SEEN_REFRESH
+            if before is None or _changed(before, loco) or not stood_on:
                 session.merge(to_row(loco, self.flow))
-                self._saved[loco.loco_id] = loco
-            for loco in moved:
+                saved[loco.loco_id] = loco
+            last = written.get(loco.loco_id)
+            if last is None or max(abs(last[0] - loco.start_m), abs(last[1] - loco.end_m)) > POSITION_STEP_M:
                 session.add(
                     PositionRow(
                         loco_id=loco.loco_id,
@@ -137,54 +159,96 @@ class StateStore:
                         station=loco.station,
                     )
                 )
-                self._written[loco.loco_id] = (loco.start_m, loco.end_m)
-            for event in events:
-                session.add(
-                    EventRow(
-                        flow=self.flow,
-                        at=event.at,
-                        kind=event.kind.value,
-                        track_id=event.track_id,
-                        loco_id=event.loco_id,
-                        station=event.station,
-                        camera_id=event.camera_id,
-                        detail=event.detail[:300],
-                    )
+                written[loco.loco_id] = (loco.start_m, loco.end_m)
+        for event in update.events:
+            session.add(
+                EventRow(
+                    flow=self.flow,
+                    at=event.at,
+                    kind=event.kind.value,
+                    track_id=event.track_id,
+                    loco_id=event.loco_id,
+                    station=event.station,
+                    camera_id=event.camera_id,
+                    detail=event.detail[:300],
                 )
-                if event.kind is EventKind.DEPARTED and event.loco_id:
-                    row = session.get(LocomotiveRow, event.loco_id)
-                    if row is not None:
-                        row.present = False
-                        session.add(row)
-                    self._written.pop(event.loco_id, None)
-                    self._saved.pop(event.loco_id, None)
-            session.commit()
+            )
+            if event.kind is EventKind.DEPARTED and event.loco_id:
+                row = session.get(LocomotiveRow, event.loco_id)
+                if row is not None:
+                    row.present = False
+                    session.add(row)
+                written.pop(event.loco_id, None)
+                saved.pop(event.loco_id, None)
+        if update.snapshot is not None:
+            session.add(SnapshotRow(flow=self.flow, at=now, state=_snapshot_json(update.snapshot)))
+
+    def recent_observations(self, limit: int) -> list[tuple[str, str, int, UUID, Observation]]:
+        """The last `limit` observations stored (any flow), oldest first: (flow, node, seq,
+        observation id, observation)."""
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(ObservationRow).order_by(col(ObservationRow.id).desc()).limit(limit)
+            ).all()
+        return [(r.flow, r.node_id, r.seq, UUID(r.observation_id), _observation(r)) for r in reversed(rows)]
 
     def identities(self) -> list[IdentityRow]:
         """Every settled identity (for the vote counts to resume after a restart)."""
         with Session(self.engine) as session:
             return list(session.exec(select(IdentityRow)).all())
 
-    def save_identities(self, changed: list[tuple[str, Identity, float, float]], now: datetime) -> None:
-        """Write identities that changed, with the vote weight behind each settled value."""
-        if not changed:
-            return
+    def counted_thumbnails(self, limit: int) -> list[UUID]:
+        """The thumbnails whose recognitions were counted lately, in this flow, oldest first."""
         with Session(self.engine) as session:
-            for loco_id, identity, series_weight, plate_weight in changed:
-                session.merge(
-                    IdentityRow(
-                        loco_id=loco_id,
-                        series=identity.series,
-                        series_confidence=identity.series_confidence,
-                        series_weight=series_weight,
-                        plate=identity.plate,
-                        plate_confidence=identity.plate_confidence,
-                        plate_weight=plate_weight,
-                        thumbnail_id=identity.thumbnail_id,
-                        updated_at=now,
-                    )
+            rows = session.exec(
+                select(VoteRow.thumbnail_id)
+                .where(VoteRow.flow == self.flow)
+                .order_by(col(VoteRow.id).desc())
+                .limit(limit)
+            ).all()
+        return [UUID(t) for t in reversed(rows)]
+
+    def save_vote(self, vote: Vote) -> bool:
+        """Save a counted recognition with the locomotive's identity and tally after it, in one
+        transaction; False (nothing written) when this flow counted the thumbnail already."""
+        r = vote.recognition
+        with Session(self.engine) as session:
+            counted = session.exec(
+                select(VoteRow.id).where(
+                    VoteRow.flow == self.flow, VoteRow.thumbnail_id == str(r.thumbnail_id)
                 )
+            ).first()
+            if counted is not None:
+                return False
+            session.add(
+                VoteRow(
+                    flow=self.flow,
+                    thumbnail_id=str(r.thumbnail_id),
+                    loco_id=vote.loco_id,
+                    at=r.captured_at,
+                    series=r.series,
+                    series_confidence=r.series_confidence,
+                    plate=r.plate,
+                    plate_confidence=r.plate_confidence,
+                )
+            )
+            identity = vote.identity
+            session.merge(
+                IdentityRow(
+                    loco_id=vote.loco_id,
+                    series=identity.series,
+                    series_confidence=identity.series_confidence,
+                    series_weight=vote.votes.weight("series"),
+                    plate=identity.plate,
+                    plate_confidence=identity.plate_confidence,
+                    plate_weight=vote.votes.weight("plate"),
+                    thumbnail_id=identity.thumbnail_id,
+                    updated_at=r.captured_at,
+                    tallies=vote.votes.to_json(),
+                )
+            )
             session.commit()
+        return True
 
     def purge_thumbnails(self, before: datetime) -> int:
         """Delete thumbnails captured before `before`; returns how many."""
@@ -194,13 +258,14 @@ class StateStore:
             return int(result.rowcount or 0)
 
     def purge(self, before: datetime) -> int:
-        """Delete observations, positions and snapshots older than `before`; returns rows deleted."""
+        """Delete observations, positions, snapshots and votes older than `before`; returns rows deleted."""
         deleted = 0
         with Session(self.engine) as session:
             for table, column in (
                 (ObservationRow, col(ObservationRow.captured_at)),
                 (PositionRow, col(PositionRow.at)),
                 (SnapshotRow, col(SnapshotRow.at)),
+                (VoteRow, col(VoteRow.at)),
             ):
                 result = session.exec(delete(table).where(column < before))
                 deleted += int(result.rowcount or 0)
@@ -209,16 +274,8 @@ class StateStore:
 
     def snapshot(self, now: datetime, state: list[TrackState]) -> None:
         """Keep the whole state as of now."""
-        payload = [
-            {
-                "track_id": t.track_id,
-                "unknown": [list(u) for u in t.unknown],
-                "locos": [_jsonable(asdict(loco)) for loco in t.locos],
-            }
-            for t in state
-        ]
         with Session(self.engine) as session:
-            session.add(SnapshotRow(flow=self.flow, at=now, state=payload))
+            session.add(SnapshotRow(flow=self.flow, at=now, state=_snapshot_json(state)))
             session.commit()
 
     def past(self, at: datetime, window: timedelta) -> PastInputs | None:
@@ -289,6 +346,17 @@ def _observation(row: ObservationRow) -> Observation:
 def _changed(before: Loco, after: Loco) -> bool:
     """Whether anything but the time last seen and the confidence changed."""
     return replace(before, last_seen=after.last_seen, confidence=after.confidence) != after
+
+
+def _snapshot_json(state: list[TrackState]) -> list[dict[str, object]]:
+    return [
+        {
+            "track_id": t.track_id,
+            "unknown": [list(u) for u in t.unknown],
+            "locos": [_jsonable(asdict(loco)) for loco in t.locos],
+        }
+        for t in state
+    ]
 
 
 def _jsonable(data: dict[str, object]) -> dict[str, object]:

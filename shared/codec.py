@@ -32,11 +32,12 @@ def encode(message: Message) -> bytes:
 
 
 def decode(model: type[M], payload: bytes) -> M:
-    """Parse a payload as `model`; raises MalformedPayload with the reason."""
+    """Parse a payload as `model`, strictly (a number given as a string, an integer as a float or a
+    bool is refused, not coerced); raises MalformedPayload with the reason."""
     try:
         if model is Thumbnail:
-            return model.model_validate(_thumbnail_fields(payload))
-        return model.model_validate_json(payload)
+            return model.model_validate(_thumbnail_fields(payload), strict=True)
+        return model.model_validate_json(payload, strict=True)
     except ValidationError as exc:
         raise MalformedPayload(f"invalid {model.__name__}: {_summarise(exc)}") from exc
 
@@ -60,7 +61,7 @@ def _thumbnail_fields(payload: bytes) -> dict[str, object]:
     if start + length > len(payload):
         raise MalformedPayload(f"thumbnail header claims {length} bytes but the frame is shorter")
     try:
-        meta = ThumbnailMeta.model_validate_json(payload[start : start + length])
+        meta = ThumbnailMeta.model_validate_json(payload[start : start + length], strict=True)
     except ValidationError as exc:
         raise MalformedPayload(f"invalid ThumbnailMeta: {_summarise(exc)}") from exc
     return {"meta": meta, "jpeg": payload[start + length :]}

@@ -1,18 +1,23 @@
 """Every payload that crosses MQTT, as pydantic models: the one contract edge, cloud and tests share.
 
-Each message carries `schema_version`; a consumer rejects versions it does not know rather than
-guessing. Times are timezone-aware UTC. Positions are metres along the camera's track.
+Each message carries `schema_version`, which the wire must state (code building a message gets it by
+default); a consumer rejects versions it does not know rather than guessing. Times are timezone-aware,
+within the years 2000-2100. Positions are metres along the camera's track, within ±100 km. Every
+number is bounded and finite: what a database column or the estimator's arithmetic cannot take is
+refused here, with the field at fault, before anything is stored.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, ValidationInfo, model_validator
 
 from shared.ids import Identifier
+from shared.jpeg import jpeg_size
 from shared.strict import StrictModel
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -22,9 +27,46 @@ DEV_FLOW = "dev"
 VIEW_SLACK_M = 0.5
 MAX_EXTENTS = 16
 MAX_THUMBNAIL_BYTES = 512 * 1024
+# A thumbnail's JPEG may declare at most this many pixels a side (a crop of a camera frame).
+MAX_THUMBNAIL_SIDE_PX = 4096
+# The furthest any position may be from its track's origin: well beyond any depot, well within floats.
+MAX_METRES = 100_000.0
+# The era a timestamp must fall in; outside it, it is a broken clock or a forgery (and year 1 or 9999
+# in a zone overflows when converted to UTC).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+_UNSET: Any = None
 
-SchemaVersion = Literal[1]
+
+def _stated_on_the_wire(value: object, info: ValidationInfo) -> object:
+    if value is None:
+        if info.mode == "json":
+            raise ValueError("schema_version is required")
+        return SCHEMA_VERSION
+    return value
+
+
+def _in_era(value: datetime) -> datetime:
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"{value.isoformat()} is outside the years {EARLIEST.year}-{LATEST.year - 1}")
+    return value
+
+
+SchemaVersion = Annotated[Literal[1], BeforeValidator(_stated_on_the_wire)]
 Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
+Metres = Annotated[float, Field(ge=-MAX_METRES, le=MAX_METRES)]
+Instant = Annotated[AwareDatetime, AfterValidator(_in_era)]
+# A per-node sequence number: a database BIGINT.
+Seq = Annotated[int, Field(ge=0, lt=2**63)]
+# Counters and small numbers stored in INTEGER columns.
+Count = Annotated[int, Field(ge=0, lt=2**31)]
+Fps = Annotated[float, Field(ge=0, le=1000)]
+Pixels = Annotated[int, Field(ge=0, le=65_535)]
+
+
+def schema_version_field() -> Any:
+    """`schema_version`: required on the wire, 1 by default when built in code."""
+    return Field(_UNSET, validate_default=True, description="Contract version; the wire must state it.")
 
 
 class ModelRef(StrictModel):
@@ -47,14 +89,14 @@ class CameraHealth(StrictModel):
     """Camera health carried in every detection, so the cloud never mistakes unseen for empty."""
 
     state: CameraState
-    fps: float = Field(ge=0, description="Frames per second captured over the last few seconds.")
+    fps: Fps = Field(description="Frames per second captured over the last few seconds.")
 
 
 class TrackSpan(StrictModel):
     """An interval of track metres."""
 
-    start_m: float
-    end_m: float
+    start_m: Metres
+    end_m: Metres
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -74,15 +116,15 @@ class LocoExtent(TrackSpan):
 class Detection(StrictModel):
     """What one camera's frame showed: the locomotive extents within its view."""
 
-    schema_version: SchemaVersion = SCHEMA_VERSION
+    schema_version: SchemaVersion = schema_version_field()
     observation_id: UUID
     node_id: Identifier
     camera_id: Identifier
     track_id: Identifier
     flow: Identifier = PROD_FLOW
     model: ModelRef
-    captured_at: AwareDatetime
-    seq: int = Field(ge=0, description="Per-node sequence number, monotonic across restarts.")
+    captured_at: Instant
+    seq: Seq = Field(description="Per-node sequence number, monotonic across restarts.")
     historical: bool = Field(False, description="Sent from the edge's backlog after an outage.")
     view: TrackSpan = Field(description="The interval of the track the camera saw.")
     extents: list[LocoExtent] = Field(max_length=MAX_EXTENTS)
@@ -102,17 +144,19 @@ class Detection(StrictModel):
 class ThumbnailMeta(StrictModel):
     """What a thumbnail shows and which observation it belongs to."""
 
-    schema_version: SchemaVersion = SCHEMA_VERSION
+    schema_version: SchemaVersion = schema_version_field()
     thumbnail_id: UUID
     observation_id: UUID
     node_id: Identifier
     camera_id: Identifier
     track_id: Identifier
     flow: Identifier = PROD_FLOW
-    captured_at: AwareDatetime
+    captured_at: Instant
     extent_index: int = Field(ge=0, lt=MAX_EXTENTS, description="Index into the detection's extents.")
     span: TrackSpan = Field(description="Track metres the crop covers.")
-    bbox: tuple[int, int, int, int] = Field(description="Crop (x, y, width, height) in the full frame.")
+    bbox: tuple[Pixels, Pixels, Pixels, Pixels] = Field(
+        description="Crop (x, y, width, height) in the full frame."
+    )
     content_type: Literal["image/jpeg"] = "image/jpeg"
     historical: bool = False
 
@@ -127,19 +171,22 @@ class Thumbnail(StrictModel):
     def _is_jpeg(self) -> Self:
         if not self.jpeg.startswith(b"\xff\xd8\xff"):
             raise ValueError("jpeg does not start with a JPEG SOI marker")
+        width, height = jpeg_size(self.jpeg)  # the header only: the declared size, before any decoding
+        if max(width, height) > MAX_THUMBNAIL_SIDE_PX:
+            raise ValueError(f"jpeg declares {width}x{height} px, over {MAX_THUMBNAIL_SIDE_PX} px a side")
         return self
 
 
 class Recognition(StrictModel):
     """What the cloud's recognisers read from one thumbnail: the locomotive's series and number."""
 
-    schema_version: SchemaVersion = SCHEMA_VERSION
+    schema_version: SchemaVersion = schema_version_field()
     thumbnail_id: UUID
     node_id: Identifier
     camera_id: Identifier
     track_id: Identifier
     flow: Identifier = PROD_FLOW
-    captured_at: AwareDatetime = Field(description="When the thumbnail's frame was captured.")
+    captured_at: Instant = Field(description="When the thumbnail's frame was captured.")
     span: TrackSpan = Field(description="Track metres the thumbnail shows.")
     series: str | None = Field(None, max_length=32, description="None: below the confidence threshold.")
     series_confidence: Confidence
@@ -160,11 +207,11 @@ class NodeState(StrEnum):
 class NodeLifecycle(StrictModel):
     """Birth or death of an edge node (retained). `bd_seq` pairs a death with the birth it ends."""
 
-    schema_version: SchemaVersion = SCHEMA_VERSION
+    schema_version: SchemaVersion = schema_version_field()
     node_id: Identifier
     state: NodeState
-    bd_seq: int = Field(ge=0, description="Incremented at every connect; the Will carries the same value.")
-    at: AwareDatetime
+    bd_seq: Count = Field(description="Incremented at every connect; the Will carries the same value.")
+    at: Instant
     software_version: str = Field("", max_length=64)
     cameras: list[Identifier] = Field(default_factory=list, description="Cameras the node serves (birth).")
     reason: str = Field("", max_length=200, description="Why the node went offline, where known.")
@@ -180,29 +227,29 @@ def death_applies(current_birth_bd_seq: int | None, death: NodeLifecycle) -> boo
 class NodeStatus(StrictModel):
     """Periodic health of an edge node (retained)."""
 
-    schema_version: SchemaVersion = SCHEMA_VERSION
+    schema_version: SchemaVersion = schema_version_field()
     node_id: Identifier
-    at: AwareDatetime
-    uptime_s: float = Field(ge=0)
-    spool_depth: int = Field(ge=0, description="Messages waiting in the store-and-forward spool.")
-    spool_dropped_total: int = Field(ge=0, description="Messages the full spool has dropped since start.")
-    cameras_online: int = Field(ge=0)
-    cameras_total: int = Field(ge=0)
+    at: Instant
+    uptime_s: float = Field(ge=0, le=100 * 365 * 86400)
+    spool_depth: Count = Field(description="Messages waiting in the store-and-forward spool.")
+    spool_dropped_total: Count = Field(description="Messages the full spool has dropped since start.")
+    cameras_online: Count
+    cameras_total: Count
 
 
 class CameraStatus(StrictModel):
     """Health of one camera as its watchdog sees it (retained)."""
 
-    schema_version: SchemaVersion = SCHEMA_VERSION
+    schema_version: SchemaVersion = schema_version_field()
     node_id: Identifier
     camera_id: Identifier
-    at: AwareDatetime
+    at: Instant
     state: CameraState
-    fps_captured: float = Field(ge=0)
-    fps_inferred: float = Field(ge=0)
-    frames_dropped_total: int = Field(ge=0)
-    reconnects_last_hour: int = Field(ge=0)
-    last_frame_at: AwareDatetime | None = None
+    fps_captured: Fps
+    fps_inferred: Fps
+    frames_dropped_total: Seq
+    reconnects_last_hour: Count
+    last_frame_at: Instant | None = None
     reason: str = Field("", max_length=200, description="Why the camera is not online, where known.")
 
 
@@ -234,9 +281,9 @@ Command = Annotated[Rebirth | SetSampleRate | SetCameraEnabled, Field(discrimina
 class CommandRequest(StrictModel):
     """A command sent by the cloud to one node."""
 
-    schema_version: SchemaVersion = SCHEMA_VERSION
+    schema_version: SchemaVersion = schema_version_field()
     command_id: UUID
-    issued_at: AwareDatetime
+    issued_at: Instant
     issued_by: str = Field("", max_length=100, description="Who asked, for the audit trail.")
     command: Command
 
@@ -244,10 +291,10 @@ class CommandRequest(StrictModel):
 class CommandAck(StrictModel):
     """A node's answer to a command: accepted and applied, or rejected with the reason."""
 
-    schema_version: SchemaVersion = SCHEMA_VERSION
+    schema_version: SchemaVersion = schema_version_field()
     command_id: UUID | None = Field(description="None when the request was too malformed to carry an id.")
     node_id: Identifier
-    at: AwareDatetime
+    at: Instant
     accepted: bool
     reason: str = Field("", max_length=500)
 

@@ -4,14 +4,18 @@ paho's network thread only hands received messages to a bounded queue; a worker
 thread owned by this object runs the handler, so one bad payload is logged with its topic and counted.
 Received QoS 1 messages are acknowledged to the broker only once handled: a plain handler's message when
 the handler returns, an acking handler's when it calls `ack` (the cloud does after its database commit),
-so a crash loses nothing the broker has not been told is safe. When the queue is full the network thread
-waits (the broker holds the rest) instead of dropping. Connection state is real: a refused
+so a crash loses nothing the broker has not been told is safe. Acknowledgements leave in the order the
+messages arrived, whatever order they are finished in (`shared.mqtt_acks`); a message no handler
+wants, or one its handler raised on, is acknowledged too, since each one left unacknowledged holds a
+place in the broker's in-flight window for good. When the queue is full the network thread waits (the
+broker holds the rest) instead of dropping. Connection state is real: a refused
 CONNACK is a failure, not "connected". paho reconnects with backoff; subscriptions are renewed on
 every connect.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import ssl
@@ -31,6 +35,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from shared.errors import DepotwatchError
+from shared.mqtt_acks import AckOrder, Ticket
 from shared.strict import StrictModel
 
 log = logging.getLogger(__name__)
@@ -125,9 +130,7 @@ class _Received:
     topic: str
     payload: bytes
     subscription: _Subscription
-    mid: int
-    qos: int
-    generation: int
+    ticket: Ticket
 
 
 class MqttConnection:
@@ -142,7 +145,6 @@ class MqttConnection:
         on_connect: Callable[[], None] | None = None,
         on_disconnect: Callable[[], None] | None = None,
         on_published: Callable[[int], None] | None = None,
-        on_idle: Callable[[], None] | None = None,
         will: Will | None = None,
     ) -> None:
         self.config = config
@@ -169,15 +171,12 @@ class MqttConnection:
         # thousands of messages a second was the network thread's largest cost.
         self._routes: dict[str, _Subscription | None] = {}
         self._received: queue.Queue[_Received] = queue.Queue(RECEIVE_QUEUE)
-        # Bumped on every connect: an ack for a message of an earlier connection is not sent (the
-        # broker redelivers that message on the new one, under a packet id that may mean another).
-        self._generation = 0
+        self._acks = AckOrder(self._client.ack)
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._handle_loop, name=f"mqtt-{client_id}", daemon=True)
         self._user_on_connect = on_connect
         self._user_on_disconnect = on_disconnect
         self._user_on_published = on_published
-        self._user_on_idle = on_idle
         self.connected = threading.Event()
         # Set once the broker has acknowledged every subscription of the current connection.
         self.subscribed = threading.Event()
@@ -312,7 +311,7 @@ class MqttConnection:
             )
             return
         self.connects += 1
-        self._generation += 1
+        self._acks.new_connection()
         log.info("MQTT %s: connected to %s", self.client_id, self.config.url)
         for topic_filter, subscription in self._subscriptions.items():
             self._send_subscribe(topic_filter, subscription.qos)
@@ -346,13 +345,12 @@ class MqttConnection:
             self._safely(lambda: self._user_on_published(mid), "on_published")  # type: ignore[misc]
 
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        ticket = self._acks.take(message.mid, message.qos)
         subscription = self._route(message.topic)
         if subscription is None:
-            self._client.ack(message.mid, message.qos)  # no handler will ever want it
+            self._acks.done(ticket)  # no handler will ever want it
             return
-        item = _Received(
-            message.topic, bytes(message.payload), subscription, message.mid, message.qos, self._generation
-        )
+        item = _Received(message.topic, bytes(message.payload), subscription, ticket)
         while not self._stop.is_set():
             try:
                 self._received.put(item, timeout=0.5)
@@ -382,7 +380,7 @@ class MqttConnection:
                 item = self._received.get(timeout=0.2)
             except queue.Empty:
                 continue
-            ack = self._acker(item)
+            ack = functools.partial(self._acks.done, item.ticket)
             try:
                 if item.subscription.acking:
                     item.subscription.handler(item.topic, item.payload, ack)  # type: ignore[call-arg]
@@ -392,18 +390,20 @@ class MqttConnection:
             except Exception:
                 self.handler_errors += 1
                 log.exception("MQTT %s: handler failed on a message from %s", self.client_id, item.topic)
-                if not item.subscription.acking:
-                    ack()  # a handler bug must not bring the same message back forever
-            if self._received.empty() and self._user_on_idle is not None:
-                # Nothing waiting: the moment for the consumer to write out what it has gathered.
-                self._safely(self._user_on_idle, "on_idle")
+                # A handler bug must neither bring the same message back forever nor, left
+                # unacknowledged, hold up every message behind it.
+                ack()
 
-    def _acker(self, item: _Received) -> Ack:
-        def ack() -> None:
-            if item.qos > 0 and item.generation == self._generation:
-                self._client.ack(item.mid, item.qos)
+    @property
+    def in_flight(self) -> int:
+        """Messages published on this connection that the broker has not acknowledged yet."""
+        with self._unacked_lock:
+            return len(self._unacked)
 
-        return ack
+    @property
+    def unacknowledged(self) -> int:
+        """Messages received on this connection and not yet acknowledged to the broker."""
+        return self._acks.waiting
 
     def _safely(self, fn: Callable[[], object], what: str) -> None:
         try:

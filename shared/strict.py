@@ -1,4 +1,5 @@
-"""The base of every config and message model: unknown keys are errors, instances are immutable."""
+"""The base of every config and message model: unknown keys are errors, instances are immutable, and
+no float is NaN or infinite (every comparison with NaN is false, so it would pass any bound)."""
 
 from __future__ import annotations
 
@@ -8,4 +9,4 @@ from pydantic import BaseModel, ConfigDict
 class StrictModel(BaseModel):
     """A typo in a YAML key or payload field fails validation instead of being ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

@@ -1,7 +1,10 @@
-"""A broker a test may stop and restart: Mosquitto when the suite runs against Mosquitto, else amqtt."""
+"""Brokers a test owns: one it may stop and restart (Mosquitto when the suite runs against Mosquitto,
+else amqtt), and a private Mosquitto with a configuration of the test's choosing (by default Mosquitto's
+own defaults, e.g. `max_inflight_messages 20`, as a depot's stock broker would have)."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import socket
@@ -47,6 +50,45 @@ class RestartableBroker:
             self._embedded.stop()
             self._embedded = None
         time.sleep(0.2)
+
+    def _listening(self) -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+
+class PrivateMosquitto:
+    """A Mosquitto of this test's own on a free port, with `settings` added to a bare listener."""
+
+    def __init__(self, workdir: Path, settings: str = "") -> None:
+        binary = shutil.which("mosquitto")
+        if binary is None:
+            raise RuntimeError("Mosquitto is not installed (apt-get install mosquitto; .ci/run does)")
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.conf = workdir / f"mosquitto-{self.port}.conf"
+        # As this user: started as root, Mosquitto would drop to its own, which cannot write here.
+        own = f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser {getpass.getuser()}\n"
+        self.conf.write_text(own + settings)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> PrivateMosquitto:
+        self._process = subprocess.Popen([self.binary, "-c", str(self.conf)], stderr=subprocess.DEVNULL)
+        wait_until(self._listening, 5, f"mosquitto on port {self.port}")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to save anything."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(5)
+            self._process = None
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(5)
+            self._process = None
 
     def _listening(self) -> bool:
         with socket.socket() as sock:

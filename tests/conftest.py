@@ -74,6 +74,17 @@ def redelivering_mqtt_url(mqtt_url: str) -> str:
     return mqtt_url
 
 
+@pytest.fixture
+def stock_mosquitto_url(tmp_path: Path) -> Iterator[str]:
+    """A private Mosquitto with Mosquitto's default limits (20 messages in flight per client, 1000
+    queued), as a depot's broker installed from a package has them."""
+    from tests.brokers import PrivateMosquitto
+
+    broker = PrivateMosquitto(tmp_path).start()
+    yield broker.url
+    broker.stop()
+
+
 MqttFactory = Callable[..., mqtt.Client]
 
 

@@ -3,6 +3,7 @@ about."""
 
 from __future__ import annotations
 
+import struct
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,6 +12,7 @@ import cv2
 import numpy as np
 
 from cloud.fse import Loco
+from shared.layout import Facility
 from shared.messages import (
     CameraHealth,
     CameraState,
@@ -53,12 +55,40 @@ def detection(**overrides: Any) -> Detection:
     return Detection(**(fields | overrides))
 
 
+def detection_for(facility: Facility, camera_id: str, **overrides: Any) -> Detection:
+    """A detection of a camera of the layout: its node, track and view; no locomotive unless given."""
+    camera = facility.cameras[camera_id]
+    fields: dict[str, Any] = {
+        "node_id": camera.node,
+        "camera_id": camera_id,
+        "track_id": camera.track,
+        "view": TrackSpan(start_m=camera.view.start_m, end_m=camera.view.end_m),
+        "extents": [],
+    }
+    return detection(**(fields | overrides))
+
+
+def extent(start_m: float, end_m: float, confidence: float = 0.9) -> LocoExtent:
+    """A locomotive extent with both ends seen."""
+    return LocoExtent(
+        start_m=start_m, end_m=end_m, start_beyond_view=False, end_beyond_view=False, confidence=confidence
+    )
+
+
 def jpeg_bytes(width: int = 64, height: int = 48) -> bytes:
     image = np.full((height, width, 3), 128, np.uint8)
     cv2.putText(image, "2TE116", (2, height // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
     ok, encoded = cv2.imencode(".jpg", image)
     assert ok
     return encoded.tobytes()
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A small real JPEG whose frame header claims `width` x `height` (a decompression bomb when large)."""
+    data = bytearray(jpeg_bytes())
+    sof = next(i for i in range(2, len(data) - 9) if data[i] == 0xFF and data[i + 1] in (0xC0, 0xC2))
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
 
 
 def thumbnail(**meta_overrides: Any) -> Thumbnail:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+import uuid
 from pathlib import Path
 
 import jsonschema
@@ -15,8 +17,11 @@ import yaml
 
 from cloud.config import CloudConfig
 from cloud.grafana.dashboards import all_dashboards
+from shared.mqtt import BrokerConfig, MqttConnection
 from shared.yaml_config import load_settings
+from tests.brokers import PrivateMosquitto
 from tests.conftest import REPO
+from tests.waiting import wait_until
 
 COMPOSE = REPO / "compose"
 SCHEMA = REPO / "tests" / "data" / "compose-spec.schema.json"
@@ -67,3 +72,54 @@ def test_the_cloud_config_is_valid_with_the_environment_compose_sets(monkeypatch
     config = load_settings(CloudConfig, COMPOSE / "cloud.yaml")
     assert config.broker.url == "mqtts://mosquitto:8883" and config.broker.protocol == "5"
     assert config.database_url.startswith("postgresql+psycopg://depotwatch:")
+
+
+# The shipped broker's settings of what it keeps and how it saves it (the rest is TLS and users).
+_KEEPING = (
+    "persistence",
+    "autosave_interval",
+    "autosave_on_changes",
+    "max_queued_messages",
+    "max_queued_bytes",
+)
+
+
+def test_the_shipped_broker_loses_nothing_it_acknowledged_when_killed(tmp_path: Path) -> None:
+    """A persistent session's queued messages, acknowledged to their publisher (so an edge spool has
+    deleted them), survive `kill -9` of a Mosquitto run with the shipped settings; with Mosquitto's
+    default autosave_interval (1800 s) they did not."""
+    shipped = (COMPOSE / "mosquitto" / "mosquitto.conf").read_text().splitlines()
+    keeping = [line for line in shipped if line.split(" ", 1)[0] in _KEEPING]
+    assert any(line.startswith("persistence true") for line in keeping)
+    data = tmp_path / "data"
+    data.mkdir()
+    broker = PrivateMosquitto(tmp_path, "\n".join([*keeping, f"persistence_location {data}/", ""]))
+    broker.start()
+    topic, cloud = f"depotwatch-test/{uuid.uuid4().hex[:8]}", f"cloud-{uuid.uuid4().hex[:8]}"
+    received: list[bytes] = []
+    try:
+        subscriber = _session(broker.url, cloud, topic, received)
+        subscriber.stop()  # the cloud is away; its session queues for it
+        publisher = MqttConnection(BrokerConfig(url=broker.url), f"edge-{uuid.uuid4().hex[:8]}")
+        publisher.start()
+        assert publisher.wait_connected(5)
+        for k in range(300):
+            publisher.publish(topic, b"%d" % k)
+        wait_until(lambda: publisher.in_flight == 0, 10, "every message acknowledged by the broker")
+        publisher.stop()
+        time.sleep(2.5)  # beyond the shipped autosave interval, far within the default one
+        broker.kill()
+        broker.start()
+        subscriber = _session(broker.url, cloud, topic, received)
+        wait_until(lambda: len(received) == 300, 10, "the 300 queued messages after the crash")
+        subscriber.stop()
+    finally:
+        broker.stop()
+
+
+def _session(url: str, client_id: str, topic: str, received: list[bytes]) -> MqttConnection:
+    link = MqttConnection(BrokerConfig(url=url), client_id, clean_session=False)
+    link.subscribe(topic, lambda _t, payload: received.append(payload))
+    link.start()
+    assert link.wait_connected(5) and link.wait_subscribed(5)
+    return link

@@ -6,14 +6,28 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import exc as sa_exc
 
+from cloud.api.deadline import Deadline
 from cloud.api.routes import commands, events, flows, health, layout, live, locomotives, state, thumbnails
+from cloud.db.failures import reason
 from cloud.service import CloudService
 
 STATIC = Path(__file__).with_name("static")
+# A request that has not begun its answer by then gets a 503 (longer than the database's statement
+# timeout would be pointless; shorter would cut the slowest legitimate query, a long flow comparison).
+REQUEST_DEADLINE_S = 20.0
+# What a database that is away raises: a 503 with the reason, never a 500.
+DATABASE_AWAY = (
+    sa_exc.OperationalError,
+    sa_exc.TimeoutError,
+    sa_exc.InterfaceError,
+    psycopg.OperationalError,
+)
 
 
 def create_app(service: CloudService) -> FastAPI:
@@ -34,6 +48,13 @@ def create_app(service: CloudService) -> FastAPI:
         description="Live locomotive positions in a repair depot.",
     )
     app.state.service = service
+    app.add_middleware(Deadline, seconds=REQUEST_DEADLINE_S)
+
+    async def database_away(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": f"the database is not reachable right now: {reason(exc)}"}, 503)
+
+    for error in DATABASE_AWAY:
+        app.add_exception_handler(error, database_away)
     for module in (state, locomotives, events, flows, health, commands, layout, live, thumbnails):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

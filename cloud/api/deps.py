@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Query, Request, status
 from sqlmodel import Session
 
-from cloud.auth import Role, role_of
+from cloud.auth import DatabaseUnavailable, Role
 from cloud.flows import FlowRuntime
 from cloud.service import CloudService
 
@@ -39,7 +39,20 @@ def flow_named(service: CloudService, flow: str) -> FlowRuntime:
 FlowDep = Annotated[FlowRuntime, Depends(get_flow)]
 
 
-def get_session(service: ServiceDep) -> Iterator[Session]:
+def database_available(service: ServiceDep) -> None:
+    """503 at once while the database is away (rather than a request hanging on it)."""
+    if not service.database.available:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the database is not reachable ({service.database.reason}); the live state "
+            "(/api/state without `at`, /api/live) is still served",
+        )
+
+
+DatabaseDep = Annotated[None, Depends(database_available)]
+
+
+def get_session(service: ServiceDep, _: DatabaseDep) -> Iterator[Session]:
     with Session(service.engine) as session:
         yield session
 
@@ -53,7 +66,10 @@ def require(needed: Role) -> Callable[..., Role]:
     def check(service: ServiceDep, x_api_key: Annotated[str | None, Header()] = None) -> Role:
         if not x_api_key:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "an X-API-Key header is required")
-        role = role_of(service.engine, x_api_key)
+        try:
+            role = service.keys.role(x_api_key, service.database.available)
+        except DatabaseUnavailable as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
         if role is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked API key")
         if not role.allows(needed):

@@ -92,9 +92,11 @@ class EventPage(BaseModel):
 
 class NodePublic(BaseModel):
     node_id: str
-    state: str
+    state: str = Field(description="online, offline (its death received) or silent (nothing heard lately).")
     bd_seq: int
     changed_at: datetime
+    last_seen_at: datetime | None = Field(description="When its last birth, death or status arrived.")
+    reason: str = Field(description="Why it is not online, where known.")
     software_version: str
     spool_depth: int
     cameras_online: int

@@ -78,7 +78,8 @@ class DeadLetterRow(SQLModel, table=True):
 
 
 class NodeRow(SQLModel, table=True):
-    """Each edge node's latest lifecycle and status."""
+    """Each edge node's latest lifecycle and status. `state` is online, offline (its death was
+    received) or silent (online, but nothing heard from it for a while)."""
 
     __tablename__ = "nodes"
 
@@ -86,6 +87,9 @@ class NodeRow(SQLModel, table=True):
     state: str = Field(max_length=16)
     bd_seq: int
     changed_at: datetime = _utc(nullable=False)
+    born_at: datetime | None = _utc(nullable=True)
+    last_seen_at: datetime | None = _utc(nullable=True)
+    reason: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
     software_version: str = Field(default="", max_length=64)
     spool_depth: int = 0
     cameras_online: int = 0
@@ -212,6 +216,29 @@ class IdentityRow(SQLModel, table=True):
     plate_weight: float = 0.0
     thumbnail_id: str | None = Field(default=None, max_length=36)
     updated_at: datetime = _utc(nullable=False)
+    # The whole tally (every value's weight, the conflicts told), so a restart resumes it exactly.
+    tallies: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class VoteRow(SQLModel, table=True):
+    """A recognition counted for a locomotive: at most once per flow and thumbnail, however often it
+    is delivered."""
+
+    __tablename__ = "votes"
+    __table_args__ = (
+        UniqueConstraint("flow", "thumbnail_id", name="uq_votes_flow_thumbnail"),
+        Index("ix_votes_time", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    flow: str = Field(max_length=64)
+    thumbnail_id: str = Field(max_length=36)
+    loco_id: str = Field(max_length=32)
+    at: datetime = _utc(nullable=False)
+    series: str | None = Field(default=None, max_length=32)
+    series_confidence: float = 0.0
+    plate: str | None = Field(default=None, max_length=32)
+    plate_confidence: float = 0.0
 
 
 class ThumbnailRow(SQLModel, table=True):

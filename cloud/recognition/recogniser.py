@@ -11,28 +11,36 @@ from cloud.recognition.errors import BadThumbnail
 from cloud.recognition.plate_ocr import PlateReader
 from cloud.recognition.plate_rules import PlateRules
 from cloud.recognition.series import SeriesClassifier
-from shared.messages import MAX_THUMBNAIL_BYTES, ModelRef, Recognition, Thumbnail
+from shared.jpeg import jpeg_size
+from shared.messages import MAX_THUMBNAIL_BYTES, MAX_THUMBNAIL_SIDE_PX, ModelRef, Recognition, Thumbnail
 
 Image = npt.NDArray[np.uint8]
 JPEG_SOI = b"\xff\xd8\xff"
 MIN_SIDE_PX = 32
-MAX_SIDE_PX = 4096
+MAX_SIDE_PX = MAX_THUMBNAIL_SIDE_PX
 
 
 def decode_jpeg(data: bytes) -> Image:
-    """The picture in a JPEG; raises BadThumbnail saying what is wrong with it."""
+    """The picture in a JPEG; raises BadThumbnail saying what is wrong with it. The size the header
+    declares is checked before decoding: a few hundred bytes can declare gigapixels."""
     if not data:
         raise BadThumbnail("empty: zero bytes")
     if len(data) > MAX_THUMBNAIL_BYTES:
         raise BadThumbnail(f"too large: {len(data)} bytes, the limit is {MAX_THUMBNAIL_BYTES}")
     if not data.startswith(JPEG_SOI):
         raise BadThumbnail("not a JPEG: no start-of-image marker")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise BadThumbnail("not a decodable JPEG")
-    h, w = image.shape[:2]
+    try:
+        w, h = jpeg_size(data)
+    except ValueError as exc:
+        raise BadThumbnail(str(exc)) from exc
     if min(h, w) < MIN_SIDE_PX or max(h, w) > MAX_SIDE_PX:
         raise BadThumbnail(f"{w}x{h} px is outside {MIN_SIDE_PX}..{MAX_SIDE_PX} px")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise BadThumbnail(f"not a decodable JPEG: {exc.msg}") from exc
+    if image is None or image.shape[:2] != (h, w):
+        raise BadThumbnail("not a decodable JPEG")
     return np.asarray(image, np.uint8)
 
 

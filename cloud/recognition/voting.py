@@ -9,8 +9,10 @@ as a conflict, once per distinct value.
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 SETTLE_WEIGHT = 1.5
 SETTLE_SHARE = 0.7
@@ -79,7 +81,33 @@ class IdentityVotes:
         return tally.weights[tally.settled] if tally.settled else 0.0
 
     def restore(self, attribute: str, value: str, weight: float) -> None:
-        """Resume a settled value (after a restart) with the weight it had."""
+        """Resume a settled value (after a restart) with the weight it had (identities saved before
+        the whole tally was)."""
         tally = self._tallies[attribute]
         tally.weights[value] = max(weight, SETTLE_WEIGHT)
         tally.settled = value
+
+    def copy(self) -> IdentityVotes:
+        """An independent copy, to vote on before the vote is saved."""
+        return copy.deepcopy(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """Every weight, the settled values and the conflicts told: all a restart needs to go on."""
+        return {
+            name: {
+                "weights": dict(t.weights),
+                "settled": t.settled,
+                "conflicts_told": sorted(t.conflicts_told),
+            }
+            for name, t in self._tallies.items()
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IdentityVotes:
+        votes = cls()
+        for name, saved in data.items():
+            tally = votes._tallies[name]
+            tally.weights.update(saved["weights"])
+            tally.settled = saved["settled"]
+            tally.conflicts_told = set(saved["conflicts_told"])
+        return votes

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -16,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
+from cloud.api import server as http_server
 from cloud.api.app import create_app
+from cloud.api.server import make_server
 from cloud.auth import Role, create_key
 from cloud.config import ApiConfig, CloudConfig, FlowConfig, IngestConfig
 from cloud.service import CloudService
@@ -44,22 +46,23 @@ class Server:
         layout: Path = EXAMPLE_LAYOUT,
         flows: dict[str, FlowConfig] | None = None,
         watermark_s: float = 0.1,
+        ingest: dict[str, Any] | None = None,
+        **settings: Any,
     ) -> None:
         self.port = free_port()
         config = CloudConfig(
             layout=layout,
             database_url=database_url,
             broker=BrokerConfig(url=mqtt_url),
-            ingest=IngestConfig(client_id=f"cloud-{uuid.uuid4().hex[:8]}"),
+            ingest=IngestConfig(client_id=f"cloud-{uuid.uuid4().hex[:8]}", **(ingest or {})),
             api=ApiConfig(port=self.port),
             update_interval_s=0.2,
             watermark_s=watermark_s,
             **({"flows": flows} if flows else {}),
+            **settings,
         )
         self.service = CloudService(config, facility)
-        self.server = uvicorn.Server(
-            uvicorn.Config(create_app(self.service), port=self.port, log_level="warning")
-        )
+        self.server = make_server(create_app(self.service), "127.0.0.1", self.port, log_level="warning")
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         wait_until(lambda: self.server.started, 10, "the API to start")
@@ -344,3 +347,53 @@ def test_the_map_page_and_its_assets_are_served(server: Server) -> None:
     assert status == 200 and b"/static/map.js" in page
     for asset in ("/static/map.js", "/static/map.css"):
         assert server.call(asset)[0] == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/events?offset=9223372036854775808",
+        "/api/events?offset=100000000000000000000",
+        "/api/events?since=2026-03-02T10:00:00",
+        "/api/events?until=0001-01-01T00:00:00%2B14:00",
+        "/api/events?since=9999-12-31T23:00:00-05:00",
+        "/api/locomotives/L00001/history?since=0001-01-01T00:00:00%2B14:00",
+        "/api/locomotives/L00001/history?until=2026-03-02T10:00:00",
+        "/api/state?at=0001-01-01T00:00:00%2B14:00",
+        "/api/state?at=9999-12-31T23:00:00-05:00",
+        "/api/flows/compare?a=prod&b=prod&since=2026-03-02T10:00:00Z&until=2026-03-02T11:00:00Z&step_s=inf",
+        "/api/flows/compare?a=prod&b=prod&since=2026-03-02T10:00:00Z&until=2026-03-02T11:00:00Z&step_s=nan",
+        "/api/flows/compare?a=prod&b=prod&since=0001-01-01T00:00:00Z&until=2026-03-02T11:00:00Z",
+    ],
+)
+def test_out_of_range_queries_get_a_4xx_with_the_reason(server: Server, path: str) -> None:
+    viewer = create_key(server.service.engine, Role.VIEWER)
+    status, answer = server.call(path, viewer)
+    assert status == 422, answer
+    assert answer["detail"][0]["msg"]
+
+
+def test_an_oversized_request_head_is_answered_not_reset(server: Server) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /api/state?" + b"a" * 1_000_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 431 ") and b"exceed" in answer
+    assert server.call("/healthz")[0] == 200  # and the server goes on
+
+
+def test_a_connection_that_never_completes_its_request_is_closed(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_server, "REQUEST_HEAD_TIMEOUT_S", 0.5)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as idle:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as partial:
+            partial.sendall(b"GET /healthz HTTP/1.1\r\nHost")  # and then nothing more
+            assert _read_all(partial).startswith(b"HTTP/1.1 408 ")
+        assert _read_all(idle) == b""  # closed without a word: it never asked anything
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -26,13 +26,13 @@ from cloud.db.engine import make_engine, upgrade
 from cloud.fse import FacilityStateEstimator, Observation, SeenExtent
 from cloud.grafana.dashboards import DASHBOARDS, FLOW_VARIABLE_SQL, Panel, all_dashboards
 from cloud.grafana.push import GrafanaError, export, push
-from cloud.identities import Identity
+from cloud.identities import Identities
 from cloud.ingest import Ingest
 from cloud.state_store import StateStore
 from shared.codec import encode
 from shared.embedded_broker import free_port
 from shared.layout import Facility
-from shared.messages import CameraState
+from shared.messages import CameraState, TrackSpan
 from shared.sim.scenario import Scenario
 from shared.sim.truth import visible_extents
 from shared.sim.world import World
@@ -81,8 +81,13 @@ def filled(database_factory: DatabaseFactory, facility: Facility) -> Iterator[En
             fse.observe(Observation(cid, now, seen))
         store.save(now, fse.locos(), fse.update(now))
     first = fse.locos()[0]
-    store.save_identities([(first.loco_id, Identity("TE33A", 1.0, "TE33A-2251", 1.0, None), 2.0, 2.0)], START)
-    ingest = Ingest(engine, facility.site)
+    identities = Identities()
+    for _ in range(2):  # two confident reads settle its series and number
+        recognition = factories.recognition(
+            track_id=first.track_id, span=TrackSpan(start_m=first.start_m, end_m=first.end_m)
+        )
+        assert identities.observe(recognition, [first], save=store.save_vote) == first.loco_id
+    ingest = Ingest(engine, facility)
     ingest.start()
     for k, cid in enumerate(sorted(facility.cameras)):
         node = facility.cameras[cid].node
@@ -90,9 +95,7 @@ def filled(database_factory: DatabaseFactory, facility: Facility) -> Iterator[En
         ingest.handle(
             str(Topic(TopicKind.CAMERA_STATUS, facility.site, node, camera=cid)), encode(status), lambda: None
         )
-        detection = factories.detection(
-            node_id=node, camera_id=cid, track_id=facility.cameras[cid].track, seq=k
-        )
+        detection = factories.detection_for(facility, cid, seq=k)
         topic = Topic(TopicKind.DETECTION, facility.site, node, flow="prod", camera=cid)
         ingest.handle(str(topic), encode(detection), lambda: None)
     for node in facility.nodes:

@@ -80,7 +80,7 @@ def test_the_database_gives_what_the_past_needs(
         store.save(T0, [loco], [])
         store.snapshot(T0, _state_with(facility, loco))
         store.save(T0 + timedelta(seconds=10), [factories.loco("L00007", "T1", 14.6, 22.6)], [])
-        ingest = Ingest(engine, facility.site)
+        ingest = Ingest(engine, facility)
         ingest.start()
         view = facility.cameras["T1-C2"].view
         backlog = factories.detection(

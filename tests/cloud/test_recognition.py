@@ -100,13 +100,32 @@ def test_numbers_on_fresh_thumbnails_are_read_exactly(thumbs: list[Thumb]) -> No
     [
         (b"", "zero bytes"),
         (b"GIF89a" + b"\0" * 100, "not a JPEG"),
-        (b"\xff\xd8\xff" + b"\0" * 200, "not a decodable JPEG"),
+        (b"\xff\xd8\xff" + b"\0" * 200, "not a JPEG: segment at byte 2"),
         (b"\xff\xd8\xff" + b"\0" * (20 * 1024 * 1024), "too large"),
     ],
 )
 def test_garbage_is_rejected_with_a_reason(data: bytes, reason: str) -> None:
     with pytest.raises(BadThumbnail, match=reason):
         decode_jpeg(data)
+
+
+@pytest.mark.parametrize("side", [30_000, 65_000])
+def test_a_decompression_bomb_is_refused_from_its_header_without_decoding(
+    side: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A few hundred bytes declaring 30000 x 30000 px once took 12-33 s and 5 GB to decode before the
+    size was checked; at 65000 px OpenCV raised. The header is read first now: nothing is decoded."""
+    bomb = factories.jpeg_declaring(side, side)
+    assert len(bomb) < 2000
+    decoded: list[int] = []
+    monkeypatch.setattr(cv2, "imdecode", lambda *_: decoded.append(1))
+    with pytest.raises(BadThumbnail, match=f"{side}x{side} px is outside"):
+        decode_jpeg(bomb)
+    assert decoded == []
+    topic = str(Topic(TopicKind.THUMBNAIL, "depot-north", "edge-bay1", flow="prod", camera="T1-C2"))
+    frame = encode(factories.thumbnail()).replace(factories.jpeg_bytes(), bomb)
+    with pytest.raises(MalformedPayload, match=f"declares {side}x{side} px"):
+        decode_message(topic, frame)
 
 
 def test_a_20_megabyte_thumbnail_never_gets_past_the_contract() -> None:

@@ -6,11 +6,14 @@ import json
 import queue
 import uuid
 
+import cv2
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
 from shared.codec import THUMBNAIL_MAGIC, decode, decode_message, encode
 from shared.errors import MalformedPayload, UnknownTopic
+from shared.jpeg import jpeg_size
 from shared.messages import (
     MAX_THUMBNAIL_BYTES,
     Detection,
@@ -148,6 +151,108 @@ def _detection_json(**changes: object) -> bytes:
 def test_malformed_detection_is_rejected_with_a_reason(payload: bytes, reason: str) -> None:
     with pytest.raises(MalformedPayload, match=reason):
         decode_message(DET_TOPIC, payload)
+
+
+def _extent_json(start_m: object, end_m: object) -> dict[str, object]:
+    return {
+        "start_m": start_m,
+        "end_m": end_m,
+        "start_beyond_view": False,
+        "end_beyond_view": False,
+        "confidence": 0.9,
+    }
+
+
+def _without(key: str) -> bytes:
+    data = json.loads(encode(factories.detection()))
+    del data[key]
+    return json.dumps(data).encode()
+
+
+def _raw(**changes: str) -> bytes:
+    """The detection's JSON with fields replaced by raw JSON text (NaN, huge numbers: not what
+    json.dumps writes)."""
+    text = encode(factories.detection()).decode()
+    for key, raw in changes.items():
+        data = json.loads(text)
+        text = text.replace(f'"{key}":{json.dumps(data[key], separators=(",", ":"))}', f'"{key}":{raw}')
+        assert raw in text, key
+    return text.encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        # The wire states its version and types: nothing is guessed or coerced.
+        (_without("schema_version"), "schema_version is required"),
+        (_detection_json(seq="1234"), "seq"),
+        (_detection_json(seq=1001.0), "seq"),
+        (_detection_json(seq=True), "seq"),
+        (_detection_json(historical=1), "historical"),
+        # Every number within what a database column and the estimator can take.
+        (_detection_json(seq=2**63), "seq"),
+        (_detection_json(seq=10**30), "seq"),
+        (_detection_json(captured_at="0001-01-01T00:00:00+14:00"), "outside the years"),
+        (_detection_json(captured_at="9999-12-31T23:00:00-05:00"), "outside the years"),
+        (_raw(view='{"start_m":NaN,"end_m":27.3}'), "finite"),
+        (_raw(view='{"start_m":13.4,"end_m":Infinity}'), "finite"),
+        (_raw(view='{"start_m":-1e308,"end_m":1e308}'), "less than or equal to 100000"),
+        (_detection_json(extents=[_extent_json(14, 1e6)]), "less than or equal to 100000"),
+        (
+            _raw(
+                extents='[{"start_m":14,"end_m":NaN,"start_beyond_view":false,"end_beyond_view":false,"confidence":0.9}]'
+            ),
+            "finite",
+        ),
+        (_detection_json(camera={"state": "online", "fps": 1e9}), "fps"),
+    ],
+)
+def test_the_wire_is_strict_and_bounded(payload: bytes, reason: str) -> None:
+    with pytest.raises(MalformedPayload, match=reason):
+        decode_message(DET_TOPIC, payload)
+
+
+@pytest.mark.parametrize(
+    ("topic", "message", "field", "value"),
+    [
+        (Topic(TopicKind.NODE_STATUS, SITE, "edge-bay1"), factories.node_status(), "spool_depth", 2**31),
+        (Topic(TopicKind.NODE_STATE, SITE, "edge-bay1"), factories.node_birth(), "bd_seq", 2**40),
+        (
+            Topic(TopicKind.NODE_STATUS, SITE, "edge-bay1"),
+            factories.node_status(),
+            "at",
+            "2999-01-01T00:00:00Z",
+        ),
+        (
+            Topic(TopicKind.CAMERA_STATUS, SITE, "edge-bay1", camera="T1-C2"),
+            factories.camera_status(),
+            "fps_captured",
+            "25",
+        ),
+    ],
+)
+def test_status_numbers_and_times_are_bounded_too(
+    topic: Topic, message: Message, field: str, value: object
+) -> None:
+    data = json.loads(encode(message))
+    data[field] = value
+    with pytest.raises(MalformedPayload, match=field):
+        decode_message(str(topic), json.dumps(data).encode())
+
+
+def test_code_building_a_message_needs_no_version_but_the_wire_does() -> None:
+    assert factories.detection().schema_version == 1
+    assert b'"schema_version":1' in encode(factories.detection())
+
+
+def test_a_jpegs_declared_size_is_read_from_its_header() -> None:
+    assert jpeg_size(factories.jpeg_bytes(64, 48)) == (64, 48)
+    ok, progressive = cv2.imencode(".jpg", np.zeros((30, 50, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    assert ok and jpeg_size(progressive.tobytes()) == (50, 30)
+    assert jpeg_size(factories.jpeg_declaring(30_000, 20_000)) == (30_000, 20_000)
+    for broken in (b"", b"GIF89a", b"\xff\xd8", b"\xff\xd8\xff\xe0\x00\x10JFIF", b"\xff\xd8\x00\x00\x00\x00"):
+        with pytest.raises(ValueError, match="not a JPEG"):
+            jpeg_size(broken)
 
 
 def test_malformed_thumbnails_are_rejected_with_a_reason() -> None:

@@ -6,6 +6,7 @@ import threading
 import uuid
 
 from shared.mqtt import Ack, BrokerConfig, MqttConnection
+from shared.mqtt_acks import AckOrder
 from tests.waiting import wait_until
 
 
@@ -88,3 +89,68 @@ def test_plain_handlers_are_acknowledged_even_when_they_fail(mqtt_url: str) -> N
         assert link.handler_errors == 1
     assert seen == [b"poison", b"next"]  # the poison message did not come back
     publisher.stop()
+
+
+def test_acknowledgements_leave_in_arrival_order_whatever_order_messages_finish_in() -> None:
+    sent: list[int] = []
+    order = AckOrder(lambda mid, _qos: sent.append(mid))
+    first, second, third = (order.take(mid, 1) for mid in (11, 12, 13))
+    order.done(third)
+    order.done(second)
+    assert sent == []  # the first is not finished: nothing may go out before it
+    order.done(first)
+    assert sent == [11, 12, 13]
+    order.done(first)  # finishing twice sends nothing twice
+    assert sent == [11, 12, 13] and order.waiting == 0
+
+
+def test_tickets_of_an_earlier_connection_are_never_acknowledged() -> None:
+    sent: list[int] = []
+    order = AckOrder(lambda mid, _qos: sent.append(mid))
+    old = order.take(5, 1)
+    order.new_connection()  # the broker redelivers message 5, maybe under another packet id
+    new = order.take(5, 1)
+    order.done(old)
+    assert sent == [] and order.waiting == 1
+    order.done(new)
+    assert sent == [5]
+    order.done(order.take(6, 0))  # QoS 0 has nothing to acknowledge
+    assert sent == [5] and order.waiting == 0
+
+
+def test_acking_handlers_finishing_out_of_order_and_failing_leave_nothing_in_flight(
+    stock_mosquitto_url: str,
+) -> None:
+    """A pool finishing thumbnails in its own order, and a handler that raises, on a stock Mosquitto
+    (20 in flight): every message is still acknowledged, so the 101st arrives like the first."""
+    topic = f"depotwatch-test/{uuid.uuid4().hex[:8]}/z"
+    held: list[Ack] = []
+    seen: list[bytes] = []
+
+    def handler(_topic: str, payload: bytes, ack: Ack) -> None:
+        seen.append(payload)
+        if payload.startswith(b"raise"):
+            raise ValueError("a handler bug")
+        held.append(ack)
+        if len(held) == 3:  # finish them newest first
+            for later in reversed(held):
+                later()
+            held.clear()
+
+    link = MqttConnection(BrokerConfig(url=stock_mosquitto_url), f"pool-{uuid.uuid4().hex[:8]}")
+    link.subscribe_acking(topic, handler)
+    link.start()
+    assert link.wait_connected(5) and link.wait_subscribed(5)
+    publisher = MqttConnection(BrokerConfig(url=stock_mosquitto_url), f"pub-{uuid.uuid4().hex[:8]}")
+    publisher.start()
+    assert publisher.wait_connected(5)
+    try:
+        for k in range(100):  # 10 raise, 90 are finished three at a time, newest first
+            publisher.publish(topic, b"raise" if k % 10 == 0 else b"%d" % k)
+        wait_until(lambda: len(seen) == 100, 10, "100 messages")
+        assert link.unacknowledged == 0
+        publisher.publish(topic, b"last")
+        wait_until(lambda: seen[-1] == b"last", 5, "the 101st message")
+    finally:
+        link.stop()
+        publisher.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -12,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from sqlmodel import col, func, select
 
 from cloud.api.deps import FlowDep, SessionDep, ViewerKey
+from cloud.api.params import ApiTime, Offset
 from cloud.api.schemas import EventPage, EventPublic
 from cloud.db.models import EventRow
 from cloud.fse import Event, EventKind
@@ -38,12 +38,12 @@ def list_events(
     _: ViewerKey,
     session: SessionDep,
     flow: FlowDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: ApiTime | None = None,
+    until: ApiTime | None = None,
     track: str | None = None,
     kind: EventKind | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> EventPage:
     """A flow's events, newest first."""
     query = select(EventRow).where(EventRow.flow == flow.name)

@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from cloud.api.deps import ServiceDep, ViewerKey, flow_named
+from cloud.api.deps import DatabaseDep, ServiceDep, ViewerKey, flow_named
+from cloud.api.params import ApiTime
 from cloud.compare import Comparison, view_of
 from cloud.fse import FseSettings
 
@@ -67,17 +68,18 @@ def compare_flows(
     service: ServiceDep,
     a: Annotated[str, Query(description="The reference flow, e.g. prod.")],
     b: Annotated[str, Query(description="The flow compared with it, e.g. dev.")],
-    since: Annotated[datetime, Query(description="Start of the range (ISO 8601 with zone).")],
-    until: Annotated[datetime, Query(description="End of the range (ISO 8601 with zone).")],
-    step_s: Annotated[float, Query(gt=0, description="Seconds between compared instants.")] = 10.0,
+    _db: DatabaseDep,
+    since: Annotated[ApiTime, Query(description="Start of the range (ISO 8601 with zone).")],
+    until: Annotated[ApiTime, Query(description="End of the range (ISO 8601 with zone).")],
+    step_s: Annotated[
+        float, Query(gt=0, le=86400, allow_inf_nan=False, description="Seconds between compared instants.")
+    ] = 10.0,
 ) -> ComparisonPublic:
     """Both flows' states recomputed at every `step_s` from `since` to `until`: occupancy agreement over
     the watched track both know, end distance of the locomotives both see, those only one sees, and
     identity switches (b giving one of a's locomotives a new id), and recognised series and numbers
     that differ."""
     flow_a, flow_b = flow_named(service, a), flow_named(service, b)
-    if since.tzinfo is None or until.tzinfo is None:
-        raise HTTPException(422, "`since` and `until` need a time zone, e.g. 2026-03-02T10:00:00Z")
     if until <= since:
         raise HTTPException(422, "`until` must be after `since`")
     instants = int((until - since).total_seconds() // step_s) + 1

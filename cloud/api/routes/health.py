@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlmodel import col, delete, select
 
@@ -42,9 +43,23 @@ def purge_dead_letters(_: AdminKey, session: SessionDep) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/healthz")
-def healthz(service: ServiceDep) -> dict[str, object]:
-    return {"mqtt_connected": service.link.connected.is_set(), "locomotives": len(service.fse.locos())}
+@router.get(
+    "/healthz", responses={503: {"description": "Some part is not progressing; `problems` says which."}}
+)
+def healthz(service: ServiceDep) -> JSONResponse:
+    """Healthy (200) while the broker is connected, the writers keep up with the database and the
+    estimator updates; otherwise 503 with one line per problem."""
+    problems = service.health()
+    body = {
+        "status": "unhealthy" if problems else "ok",
+        "problems": problems,
+        "mqtt_connected": service.link.connected.is_set(),
+        "database_available": service.database.available,
+        "ingest_pending": service.ingest.pending,
+        "state_updates_waiting": service.state_writer.waiting,
+        "locomotives": len(service.fse.locos()),
+    }
+    return JSONResponse(body, status_code=503 if problems else 200)
 
 
 @router.get("/metrics")

@@ -34,7 +34,7 @@ async def live(_: ViewerKey, service: ServiceDep, flow: FlowDep) -> StreamingRes
                 version = feed.state_version
                 state = StatePublic(
                     at=datetime.now(UTC),
-                    tracks=tracks_public(service.facility, feed.state, flow.identities),
+                    tracks=tracks_public(flow.fse.facility, feed.state, flow.identities),
                 )
                 yield f"event: state\ndata: {state.model_dump_json()}\n\n"
                 quiet = 0.0

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 from sqlmodel import col, select
 
 from cloud.api.deps import FlowDep, ServiceDep, SessionDep, ViewerKey
+from cloud.api.params import ApiTime
 from cloud.api.schemas import LocoPublic, PositionPublic
 from cloud.db.models import LocomotiveRow, PositionRow
 
@@ -54,8 +54,8 @@ def get_history(
     _: ViewerKey,
     session: SessionDep,
     loco_id: str,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: ApiTime | None = None,
+    until: ApiTime | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[PositionPublic]:
     """Positions in time order."""

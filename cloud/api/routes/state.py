@@ -8,7 +8,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from cloud.api.deps import FlowDep, ServiceDep, ViewerKey
+from cloud.api.deps import FlowDep, ServiceDep, ViewerKey, database_available
+from cloud.api.params import ApiTime
 from cloud.api.schemas import LocoPublic, StatePublic, StationPublic, TrackPublic
 from cloud.fse import TrackState
 from cloud.identities import Identities
@@ -28,7 +29,9 @@ def tracks_public(
             )
             for loco in t.locos
         ]
-        track = facility.tracks[t.track_id]
+        track = facility.tracks.get(t.track_id)
+        if track is None:  # a state of another layout (swapped meanwhile): the next one matches
+            continue
         stations = [
             StationPublic(
                 station_id=sid,
@@ -58,25 +61,26 @@ def get_state(
     service: ServiceDep,
     flow: FlowDep,
     at: Annotated[
-        datetime | None, Query(description="A past time (ISO 8601 with zone); now if absent.")
+        ApiTime | None, Query(description="A past time (ISO 8601 with zone); now if absent.")
     ] = None,
 ) -> StatePublic:
-    """Every track's locomotives and unseen stretches in a flow, now or at a past moment (recomputed
-    from the recorded observations, late backlog data included, keeping the locomotive ids shown live)."""
+    """Every track's locomotives and unseen stretches in a flow, now (from memory, so also while the
+    database is away) or at a past moment (recomputed from the recorded observations, late backlog
+    data included, keeping the locomotive ids shown live)."""
+    fse = flow.fse  # once, with its own layout: a layout change may swap it meanwhile
     if at is None:
         return StatePublic(
-            at=datetime.now(UTC),
-            tracks=tracks_public(service.facility, flow.fse.state(), flow.identities),
+            at=datetime.now(UTC), tracks=tracks_public(fse.facility, fse.state(), flow.identities)
         )
-    if at.tzinfo is None:
-        raise HTTPException(422, "`at` needs a time zone, e.g. 2026-03-02T10:00:00Z")
+    database_available(service)
     past = flow.state_at(at)
     if past is None:
         raise HTTPException(404, f"nothing was recorded at or before {at.isoformat()}")
-    return StatePublic(at=at, tracks=tracks_public(service.facility, past, flow.identities))
+    return StatePublic(at=at, tracks=tracks_public(fse.facility, past, flow.identities))
 
 
 @router.get("/tracks", response_model=list[TrackPublic])
-def get_tracks(_: ViewerKey, service: ServiceDep, flow: FlowDep) -> list[TrackPublic]:
+def get_tracks(_: ViewerKey, flow: FlowDep) -> list[TrackPublic]:
     """Tracks with their stations' occupancy in a flow, now."""
-    return tracks_public(service.facility, flow.fse.state(), flow.identities)
+    fse = flow.fse
+    return tracks_public(fse.facility, fse.state(), flow.identities)
