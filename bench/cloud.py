@@ -37,7 +37,7 @@ from shared.messages import CameraHealth, CameraState, Detection, LocoExtent, Mo
 from shared.mqtt import BrokerConfig, MqttConnection
 from shared.sim.scenario import Scenario
 from shared.sim.world import World
-from shared.topics import Topic, TopicKind
+from shared.topics import Topic, TopicKind, subscription
 
 REPO = Path(__file__).resolve().parents[1]
 LAYOUT = REPO / "examples" / "facility.yaml"
@@ -47,13 +47,15 @@ MOSQUITTO_CONF = "listener 18830 127.0.0.1\nallow_anonymous true\npersistence fa
 WAIT_S = 120
 
 
-def _messages(count: int, node: str) -> list[tuple[str, bytes]]:
+def _messages(count: int) -> list[tuple[str, bytes]]:
+    """Detections of every camera of the layout in turn, each under its own node."""
     facility = load_facility(LAYOUT)
     cameras = sorted(facility.cameras)
     start = datetime.now(UTC)
+    first_seq = int(start.timestamp() * 1000) * 1000  # fresh numbers however often the bench runs
     out = []
-    for seq in range(count):
-        cid = cameras[seq % len(cameras)]
+    for k in range(count):
+        cid = cameras[k % len(cameras)]
         cam = facility.cameras[cid]
         extent = LocoExtent(
             start_m=cam.view.start_m + 2,
@@ -64,24 +66,23 @@ def _messages(count: int, node: str) -> list[tuple[str, bytes]]:
         )
         detection = Detection(
             observation_id=uuid.uuid4(),
-            node_id=node,
+            node_id=cam.node,
             camera_id=cid,
             track_id=cam.track,
             model=ModelRef(name="lpe", version="1.0.0-int8"),
-            captured_at=start + timedelta(milliseconds=seq),
-            seq=seq,
+            captured_at=start + timedelta(milliseconds=k),
+            seq=first_seq + k,
             view=TrackSpan(start_m=cam.view.start_m, end_m=cam.view.end_m),
             extents=[extent],
             camera=CameraHealth(state=CameraState.ONLINE, fps=25.0),
         )
-        out.append(
-            (str(Topic(TopicKind.DETECTION, facility.site, node, flow="prod", camera=cid)), encode(detection))
-        )
+        topic = Topic(TopicKind.DETECTION, facility.site, cam.node, flow="prod", camera=cid)
+        out.append((str(topic), encode(detection)))
     return out
 
 
-def _publish(count: int, node: str, ready: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
-    messages = _messages(count, node)
+def _publish(count: int, ready: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+    messages = _messages(count)
     link = MqttConnection(BrokerConfig(url=BROKER), f"bench-pub-{uuid.uuid4().hex[:6]}")
     link.start()
     link.wait_connected(5)
@@ -93,16 +94,15 @@ def _publish(count: int, node: str, ready: multiprocessing.synchronize.Event) ->
 
 
 def _run_publisher(
-    count: int, node: str
+    count: int,
 ) -> tuple[multiprocessing.Process, multiprocessing.synchronize.Event]:  # type: ignore[name-defined]
     ready = multiprocessing.get_context("fork").Event()
-    process = multiprocessing.get_context("fork").Process(target=_publish, args=(count, node, ready))
+    process = multiprocessing.get_context("fork").Process(target=_publish, args=(count, ready))
     process.start()
     return process, ready
 
 
 def bare_rate(count: int) -> float:
-    node = f"bench{uuid.uuid4().hex[:6]}"
     received = 0
     first = last = 0.0
     done = threading.Event()
@@ -117,11 +117,11 @@ def bare_rate(count: int) -> float:
 
     facility = load_facility(LAYOUT)
     sub = MqttConnection(BrokerConfig(url=BROKER), f"bench-bare-{uuid.uuid4().hex[:6]}")
-    sub.subscribe(f"depotwatch/v1/{facility.site}/flow/prod/det/{node}/+", on_message)
+    sub.subscribe(subscription(TopicKind.DETECTION, facility.site, flow="prod"), on_message)
     sub.start()
     sub.wait_connected(5)
     sub.wait_subscribed(5)
-    process, ready = _run_publisher(count, node)
+    process, ready = _run_publisher(count)
     ready.set()
     done.wait(WAIT_S)
     process.join(120)
@@ -134,17 +134,14 @@ def ingest_rate(count: int, database_url: str) -> dict[str, float]:
     upgrade(database_url)
     engine = make_engine(database_url)
     fse = FacilityStateEstimator(facility)
-    ingest = Ingest(engine, facility.site, one_estimator(fse))
-    node = f"bench{uuid.uuid4().hex[:6]}"
-    link = MqttConnection(
-        BrokerConfig(url=BROKER), f"bench-ingest-{uuid.uuid4().hex[:6]}", on_idle=ingest.submit
-    )
-    link.subscribe_acking(f"depotwatch/v1/{facility.site}/flow/prod/det/{node}/+", ingest.handle)
+    ingest = Ingest(engine, facility, one_estimator(fse))
+    link = MqttConnection(BrokerConfig(url=BROKER), f"bench-ingest-{uuid.uuid4().hex[:6]}")
+    link.subscribe_acking(subscription(TopicKind.DETECTION, facility.site, flow="prod"), ingest.handle)
     ingest.start()
     link.start()
     link.wait_connected(5)
     link.wait_subscribed(5)
-    process, ready = _run_publisher(count, node)
+    process, ready = _run_publisher(count)
     started = time.perf_counter()
     ready.set()
     while ingest.counts.stored + ingest.counts.duplicates < count and time.perf_counter() - started < WAIT_S:

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import uvicorn
 import yaml
 
 from cloud.api.app import create_app
+from cloud.api.server import make_server
 from cloud.auth import Role, create_key
 from cloud.config import ApiConfig, CloudConfig, IngestConfig
 from cloud.service import CloudService
@@ -173,7 +173,7 @@ def latency(
         api=ApiConfig(port=port),
     )
     service = CloudService(config, facility)
-    server = uvicorn.Server(uvicorn.Config(create_app(service), port=port, log_level="warning"))
+    server = make_server(create_app(service), "127.0.0.1", port, log_level="warning")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

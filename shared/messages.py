@@ -60,7 +60,7 @@ Instant = Annotated[AwareDatetime, AfterValidator(_in_era)]
 Seq = Annotated[int, Field(ge=0, lt=2**63)]
 # Counters and small numbers stored in INTEGER columns.
 Count = Annotated[int, Field(ge=0, lt=2**31)]
-Fps = Annotated[float, Field(ge=0, le=1000)]
+Fps = Annotated[float, Field(ge=0, le=1_000_000)]  # a file read flat out measures thousands
 Pixels = Annotated[int, Field(ge=0, le=65_535)]
 
 

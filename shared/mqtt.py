@@ -133,6 +133,13 @@ class _Received:
     ticket: Ticket
 
 
+def _unshared(topic_filter: str) -> str:
+    """The filter a shared subscription (`$share/<group>/<filter>`) matches topics with."""
+    if topic_filter.startswith("$share/"):
+        return topic_filter.split("/", 2)[2]
+    return topic_filter
+
+
 class MqttConnection:
     """A paho client with an owned handler thread; `start()` connects in the background."""
 
@@ -365,7 +372,8 @@ class MqttConnection:
         except KeyError:
             pass
         found = next(
-            (sub for f, sub in self._subscriptions.items() if mqtt.topic_matches_sub(f, topic)), None
+            (sub for f, sub in self._subscriptions.items() if mqtt.topic_matches_sub(_unshared(f), topic)),
+            None,
         )
         if len(self._routes) >= ROUTE_CACHE:
             self._routes = {}

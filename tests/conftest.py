@@ -37,6 +37,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--live-s 3600 --timeout 5400).",
     )
     parser.addoption(
+        "--soak-s",
+        type=float,
+        default=60.0,
+        help="Seconds of mixed valid and hostile traffic in tests/test_soak.py (a database outage a "
+        "third of the way in).",
+    )
+    parser.addoption(
         "--watermark-s",
         type=float,
         default=0.5,

@@ -7,6 +7,7 @@ import uuid
 
 from shared.mqtt import Ack, BrokerConfig, MqttConnection
 from shared.mqtt_acks import AckOrder
+from shared.topics import shared_subscription
 from tests.waiting import wait_until
 
 
@@ -151,6 +152,27 @@ def test_acking_handlers_finishing_out_of_order_and_failing_leave_nothing_in_fli
         assert link.unacknowledged == 0
         publisher.publish(topic, b"last")
         wait_until(lambda: seen[-1] == b"last", 5, "the 101st message")
+    finally:
+        link.stop()
+        publisher.stop()
+
+
+def test_a_shared_subscription_reaches_its_handler(stock_mosquitto_url: str) -> None:
+    """An MQTT 5 shared subscription (`$share/<group>/<filter>`, how cloud replicas and recognition
+    workers split a stream) delivers to the handler; its messages were once taken for nobody's and
+    acknowledged unhandled."""
+    topic = f"depotwatch-test/{uuid.uuid4().hex[:8]}/shared"
+    seen: list[bytes] = []
+    config = BrokerConfig(url=stock_mosquitto_url, protocol="5")
+    link = MqttConnection(config, f"replica-{uuid.uuid4().hex[:8]}")
+    link.subscribe(shared_subscription("workers", topic), lambda _t, payload: seen.append(payload))
+    link.start()
+    publisher = MqttConnection(config, f"pub-{uuid.uuid4().hex[:8]}")
+    publisher.start()
+    try:
+        assert link.wait_connected(5) and link.wait_subscribed(5) and publisher.wait_connected(5)
+        publisher.publish(topic, b"for one of the group")
+        wait_until(lambda: seen == [b"for one of the group"], 5, "the shared message")
     finally:
         link.stop()
         publisher.stop()
