@@ -27,7 +27,7 @@ from cloud.service import CloudService
 from shared.codec import encode
 from shared.embedded_broker import free_port
 from shared.layout import Facility, load_facility
-from shared.messages import CommandRequest, LocoExtent, TrackSpan
+from shared.messages import CommandRequest, Detection, LocoExtent, TrackSpan
 from shared.mqtt import BrokerConfig, MqttConnection
 from shared.topics import Topic, TopicKind
 from tests import factories
@@ -103,13 +103,15 @@ def server(database: str, mqtt_url: str, facility: Facility) -> Iterator[Server]
     s.stop()
 
 
-def _publish_locomotive(mqtt_url: str, facility: Facility) -> None:
-    """One locomotive across T1-C2 and T1-C3, its node born and its cameras online."""
+def _publish_locomotive(mqtt_url: str, facility: Facility) -> list[Detection]:
+    """One locomotive across T1-C2 and T1-C3, its node born and its cameras online; returns the
+    detections."""
     link = MqttConnection(BrokerConfig(url=mqtt_url), f"edge-{uuid.uuid4().hex[:6]}")
     link.start()
     assert link.wait_connected(5)
     now = datetime.now(UTC)
     seq = int(now.timestamp() * 1000)
+    sent = []
     link.publish(
         str(Topic(TopicKind.NODE_STATE, facility.site, "edge-bay1")), encode(factories.node_birth(at=now))
     )
@@ -138,7 +140,9 @@ def _publish_locomotive(mqtt_url: str, facility: Facility) -> None:
                 str(Topic(TopicKind.DETECTION, facility.site, "edge-bay1", flow="prod", camera=cid)),
                 encode(d),
             )
+            sent.append(d)
     link.stop()
+    return sent
 
 
 def test_state_locomotives_events_and_roles_over_http(
@@ -226,7 +230,7 @@ def test_state_survives_a_restart(database: str, mqtt_url: str, facility: Facili
     first = Server(database, mqtt_url, facility)
     key = create_key(first.service.engine, Role.VIEWER)
     try:
-        _publish_locomotive(mqtt_url, facility)
+        sent = _publish_locomotive(mqtt_url, facility)
         before = wait_until(
             lambda: (r := first.call("/api/locomotives", key)[1]) and r[0]["end_seen"] and r,
             10,
@@ -241,10 +245,22 @@ def test_state_survives_a_restart(database: str, mqtt_url: str, facility: Facili
         state = second.call("/api/state", key)[1]
         past = second.call(f"/api/state?at={datetime.now(UTC).isoformat().replace('+00:00', 'Z')}", key)
         too_early = second.call("/api/state?at=2020-01-01T00:00:00Z", key)
+        # A detection stored before the restart, delivered again, is not fused a second time.
+        link = MqttConnection(BrokerConfig(url=mqtt_url), f"edge-{uuid.uuid4().hex[:6]}")
+        link.start()
+        assert link.wait_connected(5)
+        topic = Topic(TopicKind.DETECTION, facility.site, "edge-bay1", flow="prod", camera=sent[-1].camera_id)
+        link.publish(str(topic), encode(sent[-1]))
+        wait_until(lambda: second.service.ingest.counts.redelivered == 1, 5, "the redelivery recognised")
+        link.stop()
     finally:
         second.stop()
     assert [loco["loco_id"] for loco in after] == [loco["loco_id"] for loco in before]
     assert state["tracks"][0]["locos"][0]["loco_id"] == before[0]["loco_id"]
+    # What the cameras saw moments before the restart still counts: their views are not unknown.
+    seen_by = [facility.cameras[c].view for c in ("T1-C2", "T1-C3")]
+    for a, b in state["tracks"][0]["unknown"]:
+        assert all(b <= view.start_m or a >= view.end_m for view in seen_by), (a, b)
     assert past[0] == 200 and past[1]["tracks"][0]["locos"][0]["loco_id"] == before[0]["loco_id"]
     assert too_early[0] == 404
 

@@ -396,8 +396,15 @@ def test_a_node_cannot_speak_for_another_nodes_camera_nor_from_the_future(
     since = datetime.now(UTC)
     mine = Topic(TopicKind.CAMERA_STATUS, site, "edge-bay1", camera="T1-C3")
     now = datetime.now(UTC)
+    with Session(engine) as session:  # written before times were bounded: it must not outrank anything
+        session.merge(
+            CameraRow(
+                camera_id="T1-C3", node_id="edge-bay1", state="online", at=datetime(2999, 1, 1, tzinfo=UTC)
+            )
+        )
+        session.commit()
     wired.publish(mine, encode(factories.camera_status(camera_id="T1-C3", at=now, reason="first")))
-    wait_until(lambda: _camera(engine, "T1-C3") is not None, 5, "the camera's status")
+    wait_until(lambda: (row := _camera(engine, "T1-C3")) and row.reason == "first", 5, "the camera's status")
     forged = Topic(TopicKind.CAMERA_STATUS, site, "edge-bay2", camera="T1-C3")
     wired.publish(forged, encode(factories.camera_status(node_id="edge-bay2", camera_id="T1-C3", at=now)))
     ahead = factories.camera_status(camera_id="T1-C3", at=now + timedelta(days=1))

@@ -31,6 +31,7 @@ from cloud.auth import Role, create_key
 from cloud.config import CloudConfig, IngestConfig
 from cloud.db.models import IdentityRow, ObservationRow, VoteRow
 from cloud.fse import EventKind
+from cloud.live import LiveFeed
 from cloud.service import CloudService
 from shared.codec import encode
 from shared.embedded_broker import free_port
@@ -161,8 +162,10 @@ def test_a_database_outage_neither_freezes_the_live_state_nor_loses_anything(
         seeing = threading.Thread(target=keep_seeing)
         seeing.start()
         try:
-            # The live state goes on from memory: a second locomotive appears on T2.
+            # The live state goes on from memory: a second locomotive appears on T2, in the API and in
+            # the live feed the map reads.
             [second] = wait_until(lambda: _locos_on(server, viewer, "T2"), 10, "the second locomotive live")
+            wait_until(lambda: _feed_has(live, "T2"), 10, "the second locomotive in the live feed")
             unhealthy = wait_until(lambda: server.call("/healthz")[0] == 503, 10, "health to say so")
             assert unhealthy and server.call("/healthz")[1]["problems"]
             if outage.kind != "locked":
@@ -188,6 +191,10 @@ def test_a_database_outage_neither_freezes_the_live_state_nor_loses_anything(
     finally:
         edge.stop()
         server.stop()
+
+
+def _feed_has(live: LiveFeed, track: str) -> bool:
+    return any(t.track_id == track and t.locos for t in live.state)
 
 
 def _arrivals(live: object) -> int:
