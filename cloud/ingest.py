@@ -152,9 +152,11 @@ class Ingest:
         """Dead-letter a message with the reason (acknowledged once the dead letter is written)."""
         self.counts.dead_letters += 1
         log.warning("ingest: dead letter from %s: %s", topic, reason)
-        entry = Entry(topic, payload, ack)
-        entry.write = lambda: self._write_dead_letter(topic, payload, reason)
-        self.writer.put(entry)
+        self.writer.put(
+            Entry(
+                topic, payload, ack, write=functools.partial(self._write_dead_letter, topic, payload, reason)
+            )
+        )
 
     def _handle(self, topic: str, payload: bytes, ack: Ack) -> None:
         parsed, message = decode_message(topic, payload)
@@ -174,9 +176,7 @@ class Ingest:
         if write is None:
             ack()
             return
-        entry = Entry(topic, payload, ack)
-        entry.write = write
-        self.writer.put(entry)
+        self.writer.put(Entry(topic, payload, ack, write=write))
 
     def _admitted_write(
         self, facility: Facility, message: object, now: datetime

@@ -125,8 +125,11 @@ class StateWriter:
             self._changed.notify_all()
 
     def job(self, name: str, run: Callable[[], object]) -> None:
-        """Run `run` on the writer's thread (a failure is logged; the job is not retried)."""
+        """Run `run` on the writer's thread (a failure is logged; the job is not retried); a job of
+        the same name still waiting (the database is away) is not queued twice."""
         with self._changed:
+            if any(job.name == name for job in self._jobs):
+                return
             self._jobs.append(_Job(name, run))
             self._mark_waiting()
             self._changed.notify_all()
