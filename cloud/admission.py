@@ -57,6 +57,10 @@ def admit_detection(facility: Facility, d: Detection, now: datetime, skew: timed
     camera = camera_of(facility, d.node_id, d.camera_id, d.track_id)
     not_ahead(d.captured_at, now, skew, "captured_at")
     lo, hi = max(d.view.start_m, camera.view.start_m), min(d.view.end_m, camera.view.end_m)
+    if (lo, hi) == (d.view.start_m, d.view.end_m) and all(
+        lo <= e.start_m and e.end_m <= hi for e in d.extents
+    ):
+        return d  # the common case: all within what the camera sees
     if hi <= lo:
         raise Refused(
             f"view {d.view.start_m:g}-{d.view.end_m:g} m misses camera {d.camera_id}'s "

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -218,15 +217,12 @@ class FacilityStateEstimator:
 
     def observe(self, observation: Observation) -> bool:
         """Take a camera's observation; it counts from the first update at or after its capture time.
-        False when it is older than one already taken (late data: history only), holds a position
-        that is not a finite number, or was captured further ahead of the last update than an
-        observation stays valid (a camera clock running ahead: it would wait, unfused, and turn away
-        every real observation after it)."""
+        False when it is older than one already taken (late data: history only), or captured further
+        ahead of the last update than an observation stays valid (a camera clock running ahead: it
+        would wait, unfused, and turn away every real observation after it)."""
         cid = observation.camera_id
         if cid not in self.facility.cameras:
             raise KeyError(f"unknown camera {cid!r}")
-        if not all(math.isfinite(e.start_m) and math.isfinite(e.end_m) for e in observation.extents):
-            return False  # the contract refuses these; rows stored before it did must not break updates
         with self._lock:
             if self._updated_at is not None and observation.at > self._updated_at + self.settings.max_age:
                 return False

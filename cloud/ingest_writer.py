@@ -83,6 +83,7 @@ class IngestWriter:
         self._unfinished_bytes = 0
         self._put_total = 0
         self._finished_total = 0
+        self._writer_idle = False  # waiting for entries: a put must wake it
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._logged_at = 0.0
@@ -125,7 +126,8 @@ class IngestWriter:
             self._unfinished.append(entry)
             self._unfinished_bytes += len(entry.payload)
             self._put_total += 1
-            self._changed.notify_all()
+            if self._writer_idle:
+                self._changed.notify_all()
         return True
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -161,7 +163,9 @@ class IngestWriter:
         """The oldest entries (the previous batch is finished, so these are the next ones)."""
         with self._changed:
             if not self._unfinished:
+                self._writer_idle = True
                 self._changed.wait(0.2)
+                self._writer_idle = False
             return list(itertools.islice(self._unfinished, BATCH_ROWS))
 
     def _write(self, batch: list[Entry]) -> list[Entry]:

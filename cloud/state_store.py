@@ -5,6 +5,7 @@ Every row carries the flow; each flow's estimator has a store of its own."""
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
@@ -335,10 +336,13 @@ class StateStore:
 
 
 def _observation(row: ObservationRow) -> Observation:
+    """A stored detection as the estimator takes it; an extent that is not finite numbers (stored
+    before the contract refused them) is left out rather than break every recomputation."""
+    extents = (SeenExtent(**extent) for extent in row.extents)
     return Observation(
         row.camera_id,
         row.captured_at,
-        tuple(SeenExtent(**extent) for extent in row.extents),
+        tuple(e for e in extents if math.isfinite(e.start_m) and math.isfinite(e.end_m)),
         online=row.camera_state == "online",
     )
 

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, ValidationInfo, model_validator
+from pydantic import AwareDatetime, BeforeValidator, Field, ValidationInfo, model_validator
 
 from shared.ids import Identifier
 from shared.jpeg import jpeg_size
@@ -46,16 +46,10 @@ def _stated_on_the_wire(value: object, info: ValidationInfo) -> object:
     return value
 
 
-def _in_era(value: datetime) -> datetime:
-    if not EARLIEST <= value < LATEST:
-        raise ValueError(f"{value.isoformat()} is outside the years {EARLIEST.year}-{LATEST.year - 1}")
-    return value
-
-
 SchemaVersion = Annotated[Literal[1], BeforeValidator(_stated_on_the_wire)]
 Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
 Metres = Annotated[float, Field(ge=-MAX_METRES, le=MAX_METRES)]
-Instant = Annotated[AwareDatetime, AfterValidator(_in_era)]
+Instant = Annotated[AwareDatetime, Field(ge=EARLIEST, lt=LATEST)]
 # A per-node sequence number: a database BIGINT.
 Seq = Annotated[int, Field(ge=0, lt=2**63)]
 # Counters and small numbers stored in INTEGER columns.

@@ -14,27 +14,27 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Ticket:
     """One received message waiting for its acknowledgement."""
 
     mid: int
     qos: int
     generation: int
-    finished: bool = field(default=False)
+    finished: bool = False
 
 
 class AckOrder:
     """Holds acknowledgements back until every message received before them is acknowledged too."""
 
     def __init__(self, send: Callable[[int, int], object]) -> None:
+        # `send` (paho's ack) only queues a packet, never calls back: it is called holding the lock,
+        # so that two finishing threads cannot interleave their acknowledgements.
         self._send = send
         self._lock = threading.Lock()
-        # Held while acknowledgements go out, so that two finishing threads cannot interleave them.
-        self._send_lock = threading.Lock()
         self._line: deque[Ticket] = deque()
         self._generation = 0
 
@@ -54,16 +54,14 @@ class AckOrder:
 
     def done(self, ticket: Ticket) -> None:
         """The message is handled; acknowledge it as soon as those before it are. Idempotent."""
-        with self._send_lock:
-            with self._lock:
-                if ticket.finished or ticket.generation != self._generation or ticket.qos == 0:
-                    ticket.finished = True
-                    return
+        with self._lock:
+            if ticket.finished or ticket.generation != self._generation or ticket.qos == 0:
                 ticket.finished = True
-                ready = []
-                while self._line and self._line[0].finished:
-                    ready.append(self._line.popleft())
-            for head in ready:
+                return
+            ticket.finished = True
+            line = self._line
+            while line and line[0].finished:
+                head = line.popleft()
                 self._send(head.mid, head.qos)
 
     @property

@@ -192,8 +192,14 @@ def _raw(**changes: str) -> bytes:
         # Every number within what a database column and the estimator can take.
         (_detection_json(seq=2**63), "seq"),
         (_detection_json(seq=10**30), "seq"),
-        (_detection_json(captured_at="0001-01-01T00:00:00+14:00"), "outside the years"),
-        (_detection_json(captured_at="9999-12-31T23:00:00-05:00"), "outside the years"),
+        (
+            _detection_json(captured_at="0001-01-01T00:00:00+14:00"),
+            "captured_at: Input should be greater than or equal to 2000-01-01",
+        ),
+        (
+            _detection_json(captured_at="9999-12-31T23:00:00-05:00"),
+            "captured_at: Input should be less than 2100-01-01",
+        ),
         (_raw(view='{"start_m":NaN,"end_m":27.3}'), "finite"),
         (_raw(view='{"start_m":13.4,"end_m":Infinity}'), "finite"),
         (_raw(view='{"start_m":-1e308,"end_m":1e308}'), "less than or equal to 100000"),
