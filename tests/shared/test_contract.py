@@ -210,7 +210,8 @@ def _raw(**changes: str) -> bytes:
             ),
             "finite",
         ),
-        (_detection_json(camera={"state": "online", "fps": 1e9}), "fps"),
+        (_raw(camera='{"state":"online","fps":Infinity}'), "finite"),
+        (_detection_json(camera={"state": "online", "fps": -1.0}), "fps"),
     ],
 )
 def test_the_wire_is_strict_and_bounded(payload: bytes, reason: str) -> None:
