@@ -267,7 +267,11 @@ class EdgeNode:
                 for shadow in self.shadows.values():
                     shadow.offer(frames)
             for s, extents in estimated:
-                self._emit(s, extents, now)
+                try:
+                    self._emit(s, extents, now)
+                except ValueError as exc:  # the contract refuses it (a model gone wrong): this one only
+                    log.error("camera %s: detection not sent, it breaks the contract: %s", s.camera_id, exc)
+                    continue
                 last = inferred_at.get(s.camera_id)
                 if last is not None and now > last:
                     worker = self.workers[s.camera_id]
@@ -312,11 +316,14 @@ class EdgeNode:
             flow=flow,
             model=model or self.estimator.model,
             captured_at=sampled.captured_at,
-            seq=self.spool.next_counter(f"detection_seq:{flow}" if shadow else "detection_seq"),
+            seq=0,
             view=TrackSpan(start_m=cam.view.start_m, end_m=cam.view.end_m),
             extents=extents,
             camera=self.workers[sampled.camera_id].health(),
         )
+        # Numbered once it is valid, so a detection the contract refuses leaves no gap in the numbers.
+        seq = self.spool.next_counter(f"detection_seq:{flow}" if shadow else "detection_seq")
+        detection = detection.model_copy(update={"seq": seq})
         topic = self._topic(TopicKind.DETECTION, camera=sampled.camera_id, flow=flow)
         self.spool.put(Kind.SHADOW if shadow else Kind.DETECTION, str(topic), encode(detection))
         if shadow:

@@ -30,6 +30,7 @@ from shared.messages import (
     CommandAck,
     CommandRequest,
     Detection,
+    LocoExtent,
     NodeLifecycle,
     NodeState,
     SetCameraEnabled,
@@ -257,3 +258,33 @@ def test_sigkill_fires_the_last_will_with_the_birth_sequence(
             process.kill()
     assert death.bd_seq == birth.bd_seq
     assert death.reason == "connection lost"
+
+
+def test_a_detection_the_contract_refuses_costs_that_frame_only(
+    tmp_path: Path, mqtt_url: str, facility: Facility, collector: Collector
+) -> None:
+    """A model gone wrong (here an extent far outside its camera's view, which no Detection may
+    carry) loses that frame's detection, logged; the node goes on, and leaves no gap in the numbers."""
+    node = EdgeNode(node_config(tmp_path, mqtt_url), facility)
+    estimate = node.estimator.estimate
+    broken = {"left": 3}
+
+    def sometimes_wrong(frames: list[tuple[str, Any]]) -> list[list[LocoExtent]]:
+        results = estimate(frames)
+        if broken["left"] > 0:
+            broken["left"] -= 1
+            outside = LocoExtent(
+                start_m=60, end_m=65, start_beyond_view=False, end_beyond_view=False, confidence=0.9
+            )
+            results[0] = [outside]
+        return results
+
+    node.estimator.estimate = sometimes_wrong  # type: ignore[method-assign]
+    node.start()
+    try:
+        wait_until(lambda: len(collector.of(Detection)) >= 20, 20, "detections after the refused ones")
+    finally:
+        node.stop()
+    assert broken["left"] == 0
+    seqs = sorted(d.seq for d in collector.of(Detection))
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
