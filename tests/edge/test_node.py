@@ -267,11 +267,12 @@ def test_a_detection_the_contract_refuses_costs_that_frame_only(
     carry) loses that frame's detection, logged; the node goes on, and leaves no gap in the numbers."""
     node = EdgeNode(node_config(tmp_path, mqtt_url), facility)
     estimate = node.estimator.estimate
-    broken = {"left": 3}
+    broken = {"calls": 0, "left": 3}
 
     def sometimes_wrong(frames: list[tuple[str, Any]]) -> list[list[LocoExtent]]:
         results = estimate(frames)
-        if broken["left"] > 0:
+        broken["calls"] += 1
+        if broken["calls"] > 2 and broken["left"] > 0:  # after some good ones, so a gap would show
             broken["left"] -= 1
             outside = LocoExtent(
                 start_m=60, end_m=65, start_beyond_view=False, end_beyond_view=False, confidence=0.9
@@ -287,4 +288,4 @@ def test_a_detection_the_contract_refuses_costs_that_frame_only(
         node.stop()
     assert broken["left"] == 0
     seqs = sorted(d.seq for d in collector.of(Detection))
-    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert seqs == list(range(len(seqs)))
