@@ -35,6 +35,7 @@ from cloud.db.ingest_rows import (
     store_thumbnail,
 )
 from cloud.dedupe import Seen, SeenSeqs
+from cloud.flows import Observe
 from cloud.fse import Observation, SeenExtent
 from cloud.ingest_writer import Entry, IngestWriter, WriterCounts
 from shared.codec import decode_message
@@ -91,9 +92,6 @@ class IngestCounts(WriterCounts):
     handler_errors: int = 0
     # Seconds from capture to arrival of the latest live detection (edge + broker + network delay).
     lag_s: float = 0.0
-
-
-Observe = Callable[[str, Observation], bool | None]
 
 
 class Ingest:

@@ -274,10 +274,8 @@ class StateStore:
         return deleted
 
     def snapshot(self, now: datetime, state: list[TrackState]) -> None:
-        """Keep the whole state as of now."""
-        with Session(self.engine) as session:
-            session.add(SnapshotRow(flow=self.flow, at=now, state=_snapshot_json(state)))
-            session.commit()
+        """Keep the whole state as of now (an update that carries only the snapshot)."""
+        self.save_updates([Update(now, [], [], snapshot=state)])
 
     def past(self, at: datetime, window: timedelta) -> PastInputs | None:
         """What is needed to recompute the flow's state at `at` (observations captured up to `window`
