@@ -11,6 +11,8 @@ from rich.console import Console
 from shared.errors import DepotwatchError
 
 console = Console()
+# Errors go to stderr, so what a command prints (a new key, a table) stays clean to pipe.
+errors = Console(stderr=True)
 
 
 @contextmanager
@@ -19,5 +21,7 @@ def exit_on_error() -> Iterator[None]:
     try:
         yield
     except DepotwatchError as exc:
-        console.print(f"[red]{exc}[/red]")
+        # One line stays one line (rich would wrap it at the terminal width), and "[Errno 2]" in a
+        # message is text, not markup.
+        errors.print(str(exc), style="red", soft_wrap=True, highlight=False, markup=False)
         raise typer.Exit(2) from exc

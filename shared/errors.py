@@ -7,6 +7,7 @@
     │   ├── MalformedPayload        not decodable, not valid against its model, or too large
     │   └── UnknownTopic            a topic outside the namespace
     ├── CalibrationError            a camera calibration cannot map image points to track metres
+    ├── Unavailable                 a database or server a setting names cannot be used; names the setting
     └── SimulatorError              the simulator was asked for something it cannot produce
 
 Adapters map library errors (pydantic, cv2, yaml) into these with ``raise ... from exc`` so callers
@@ -40,8 +41,11 @@ class ConfigError(DepotwatchError):
     def __init__(self, source: str, issues: Sequence[ConfigIssue]) -> None:
         self.source = source
         self.issues = list(issues)
+        if len(self.issues) == 1:
+            super().__init__(f"{source}: {self.issues[0]}")
+            return
         lines = "\n".join(f"  - {issue}" for issue in self.issues)
-        super().__init__(f"{source}: {len(self.issues)} invalid setting(s):\n{lines}")
+        super().__init__(f"{source}: {len(self.issues)} invalid settings:\n{lines}")
 
 
 class LayoutError(ConfigError):
@@ -62,6 +66,15 @@ class UnknownTopic(ContractError):
 
 class CalibrationError(DepotwatchError):
     """A calibration cannot map image points to track metres."""
+
+
+class Unavailable(DepotwatchError):
+    """A database or server that a setting names cannot be used (refused, missing, unreadable): one
+    line naming the setting, what is wrong and what to do."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        super().__init__(f"{setting}: {problem}")
 
 
 class SimulatorError(DepotwatchError):

@@ -11,17 +11,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
+from shared.config_keys import ENV_MARK, issue_for, unknown_variables
 from shared.errors import ConfigError, ConfigIssue
 
 M = TypeVar("M", bound=BaseModel)
-
-
-def issues_from(exc: ValidationError) -> list[ConfigIssue]:
-    """One issue per pydantic error, keyed by its dotted location."""
-    return [
-        ConfigIssue(".".join(str(p) for p in err["loc"]), str(err["msg"]).removeprefix("Value error, "))
-        for err in exc.errors()
-    ]
 
 
 def validate_model(model: type[M], data: Any, source: str, error: type[ConfigError] = ConfigError) -> M:
@@ -29,7 +22,7 @@ def validate_model(model: type[M], data: Any, source: str, error: type[ConfigErr
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise error(source, issues_from(exc)) from exc
+        raise error(source, [issue_for(model, err) for err in exc.errors()]) from exc
 
 
 def read_yaml(path: str | Path, error: type[ConfigError] = ConfigError) -> dict[str, Any]:
@@ -96,8 +89,23 @@ def load_settings(settings: type[S], path: str | Path) -> S:
 
 
 def settings_from(settings: type[S], data: dict[str, Any], source: str) -> S:
-    """Settings from a file's parsed mapping with the environment over it; raises ConfigError."""
+    """Settings from a file's parsed mapping with the environment over it; raises ConfigError naming
+    each bad key, or the environment variable where one set it (or names no setting at all)."""
+    prefix = settings.model_config.get("env_prefix", "")
+    unknown = unknown_variables(settings, prefix) if prefix else []
     try:
-        return settings(**data)
+        loaded = settings(**data)
     except ValidationError as exc:
-        raise ConfigError(source, issues_from(exc)) from exc
+        issues = [issue_for(settings, err, prefix) for err in exc.errors()] + unknown
+        raise ConfigError(_blamed(source, issues), issues) from exc
+    if unknown:
+        raise ConfigError("the environment", unknown)
+    return loaded
+
+
+def _blamed(source: str, issues: list[ConfigIssue]) -> str:
+    """What the issues are about: the file, the environment, or both."""
+    from_env = [ENV_MARK in issue.key for issue in issues]
+    if all(from_env):
+        return "the environment"
+    return f"{source} and the environment" if any(from_env) else source

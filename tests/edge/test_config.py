@@ -47,7 +47,18 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.parametrize(
     ("changes", "key", "message"),
     [
-        ({"capture__stall_afer_s": 3}, "capture.stall_afer_s", "Extra inputs"),
+        (
+            {"capture__stall_afer_s": 3},
+            "capture.stall_afer_s",
+            "unknown setting; did you mean 'stall_after_s'?",
+        ),
+        ({"brokr": {"url": "mqtt://x:1"}}, "brokr", "unknown setting; did you mean 'broker'?"),
+        (
+            {"capture__cameras": {"T1-C1": {"sampel_fps": 1}}},
+            "capture.cameras.T1-C1.sampel_fps",
+            "did you mean 'sample_fps'?",
+        ),
+        ({"zzz": 1}, "zzz", "unknown setting"),
         ({"node_id": "edge-bay9"}, "node_id", "not a node"),
         ({"broker__url": "http://x"}, "broker.url", "mqtt://host:port"),
         ({"broker__password": "changeme"}, "broker", "placeholder"),
@@ -63,6 +74,30 @@ def test_bad_settings_fail_at_start_naming_the_key(
     with pytest.raises(ConfigError) as info:
         load_edge_config(_write(tmp_path, **changes))
     assert any(issue.key == key and message in issue.message for issue in info.value.issues), str(info.value)
+
+
+def test_an_invalid_environment_variable_is_named_not_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPOTWATCH_EDGE_BROKER__KEEPALIVE_S", "fifteen")
+    with pytest.raises(ConfigError) as info:
+        load_edge_config(_write(tmp_path))
+    assert info.value.source == "the environment"
+    (issue,) = info.value.issues
+    assert issue.key == "DEPOTWATCH_EDGE_BROKER__KEEPALIVE_S (environment variable, sets broker.keepalive_s)"
+    assert "valid integer" in issue.message
+    assert str(info.value).startswith("the environment: DEPOTWATCH_EDGE_BROKER__KEEPALIVE_S")
+
+
+def test_a_misspelt_environment_variable_is_an_error_with_the_intended_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPOTWATCH_EDGE_BROKR__PASSWORD", "s3cret")
+    with pytest.raises(ConfigError) as info:
+        load_edge_config(_write(tmp_path))
+    (issue,) = info.value.issues
+    assert issue.key == "DEPOTWATCH_EDGE_BROKR__PASSWORD (environment variable)"
+    assert issue.message == "names no setting; did you mean 'DEPOTWATCH_EDGE_BROKER__PASSWORD'?"
 
 
 def test_the_check_command_validates_without_starting_anything(tmp_path: Path) -> None:
