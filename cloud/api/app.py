@@ -10,6 +10,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import exc as sa_exc
 
 from cloud.api.deadline import Deadline
@@ -41,11 +42,12 @@ def create_app(service: CloudService) -> FastAPI:
         finally:
             service.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="depotwatch",
         version="0.1.0",
         lifespan=lifespan,
         description="Live locomotive positions in a repair depot.",
+        favicon_url="/favicon.ico",
     )
     app.state.service = service
     app.add_middleware(Deadline, seconds=REQUEST_DEADLINE_S)
@@ -63,5 +65,10 @@ def create_app(service: CloudService) -> FastAPI:
     def facility_map() -> FileResponse:
         """The live facility map (it asks for an API key; data comes from the API with it)."""
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        """The icon browsers ask for at this path whatever the page says."""
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     return app

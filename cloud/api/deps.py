@@ -74,11 +74,16 @@ def require(needed: Role) -> Callable[..., Role]:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked API key")
         if not role.allows(needed):
             raise HTTPException(
-                status.HTTP_403_FORBIDDEN, f"this needs a {needed.value} key, yours is {role.value}"
+                status.HTTP_403_FORBIDDEN, f"this needs {_a(needed.value)} key, yours is {_a(role.value)} key"
             )
         return role
 
     return check
+
+
+def _a(word: str) -> str:
+    """The word with its indefinite article: an admin, an operator, a viewer."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 ViewerKey = Annotated[Role, Depends(require(Role.VIEWER))]
