@@ -12,7 +12,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from shared.cli_support import console, exit_on_error
+from shared.cli_support import console, errors, exit_on_error
 from shared.flow_cli import flow_app
 from shared.layout import Facility, load_facility
 from shared.sim.dataset import write_dataset
@@ -55,6 +55,9 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # Alembic announces each of its plugins at INFO on every start; the migrations it runs stay.
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 @layout_app.command("check")
@@ -154,7 +157,7 @@ def sim_dataset(
 
 @edge_app.command("run")
 def edge_run(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Edge node YAML.")] = Path("edge.yaml"),
+    config: Annotated[Path, typer.Option("--config", "-c", help="Edge node YAML, e.g. examples/edge.yaml.")],
 ) -> None:
     """Run an edge node: capture, estimate, publish with store-and-forward, until SIGTERM."""
     from edge.cli import run_edge  # OpenVINO loads only for the commands that need it
@@ -174,11 +177,13 @@ def edge_check(
         console.print(check_edge(config), soft_wrap=True, highlight=False)
 
 
-CloudConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Cloud service YAML.")]
+CloudConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", help="Cloud service YAML, e.g. examples/cloud.yaml.")
+]
 
 
 @cloud_app.command("run")
-def cloud_run(config: CloudConfigOpt = Path("cloud.yaml")) -> None:
+def cloud_run(config: CloudConfigOpt) -> None:
     """Run the cloud service: MQTT ingest, state estimation, database and REST API."""
     from cloud.cli import run_cloud
 
@@ -187,7 +192,7 @@ def cloud_run(config: CloudConfigOpt = Path("cloud.yaml")) -> None:
 
 
 @cloud_app.command("recognise")
-def cloud_recognise(config: CloudConfigOpt = Path("cloud.yaml")) -> None:
+def cloud_recognise(config: CloudConfigOpt) -> None:
     """Run a recognition worker: series and number of the locomotives in the edge nodes' thumbnails."""
     from cloud.cli import run_recognition
 
@@ -198,8 +203,8 @@ def cloud_recognise(config: CloudConfigOpt = Path("cloud.yaml")) -> None:
 @keys_app.command("create")
 def keys_create(
     role: Annotated[str, typer.Option(help="viewer, operator or admin.")],
+    config: CloudConfigOpt,
     name: Annotated[str, typer.Option(help="Who the key is for.")] = "",
-    config: CloudConfigOpt = Path("cloud.yaml"),
 ) -> None:
     """Create an API key; it is printed once and stored only as a hash."""
     from cloud.auth import Role
@@ -216,13 +221,15 @@ def keys_create(
 @keys_app.command("revoke")
 def keys_revoke(
     prefix: Annotated[str, typer.Argument(help="The key, or its first 12 characters.")],
-    config: CloudConfigOpt = Path("cloud.yaml"),
+    config: CloudConfigOpt,
 ) -> None:
     """Revoke an API key."""
     from cloud.cli import drop_key
 
-    if not drop_key(config, prefix):
-        console.print(f"[red]no key starts with {prefix[:12]!r}[/red]")
+    with exit_on_error():
+        found = drop_key(config, prefix)
+    if not found:
+        errors.print(f"no key starts with {prefix[:12]!r}", style="red", markup=False, highlight=False)
         raise typer.Exit(2)
     console.print("revoked")
 

@@ -35,9 +35,9 @@ def _broker_and_site(config_path: Path) -> tuple[BrokerConfig, str]:
 @flow_app.command("record")
 def record(
     out: Annotated[Path, typer.Option("--out", "-o", help="Recording file to write (.dwrec).")],
+    config: ConfigOpt,
     flow: Annotated[str, typer.Option(help="Flow to record.")] = "prod",
     minutes: Annotated[float | None, typer.Option(help="Stop after this long; else at Ctrl-C.")] = None,
-    config: ConfigOpt = Path("cloud.yaml"),
 ) -> None:
     """Record a flow's detections and thumbnails as they arrive at the broker."""
     from shared.recording import Recorder
@@ -59,9 +59,9 @@ def record(
 def replay_recording(
     recording: Annotated[Path, typer.Argument(help="A recording made by `depotwatch flow record`.")],
     into: Annotated[str, typer.Option("--into", help="Flow to publish into (not the recorded one).")],
+    config: ConfigOpt,
     speed: Annotated[float, typer.Option(help="Pace relative to the recording (1 = as recorded).")] = 1.0,
     fast: Annotated[bool, typer.Option("--fast", help="As fast as the broker acknowledges.")] = False,
-    config: ConfigOpt = Path("cloud.yaml"),
 ) -> None:
     """Publish a recording into a named flow; the cloud estimates it like live data (give that flow
     `clock: data` in the cloud config for results independent of the pace)."""
