@@ -7,8 +7,16 @@ offline camera vouches for nothing, so its segment is unknown, never empty. Runs
 locomotives (the gangway gap of a two-section locomotive bridged). An end bordering a free cell is seen;
 an end bordering unknown cells keeps what was known of it (its earlier position, or the locomotive's
 known length), which is how a locomotive standing half outside the cameras' coverage keeps its extent.
-Runs are matched to tracked locomotives by overlap, so a locomotive keeps its id while it stands for
-days and while it shunts between stations.
+Runs are matched to tracked locomotives by overlap (cloud.fse_match), so a locomotive keeps its id
+while it stands for days and while it shunts between stations.
+
+A run that matches no locomotive is not one yet: it becomes a locomotive (an id, its arrival and
+station events) once it has been there without a break for `confirm_s` of data time, and one gone
+sooner leaves no event at all. Views fused at one instant were captured up to a sampling period
+apart, so a locomotive on the move can show twice for a moment, where a lagging camera last saw it and
+where the others see it now; that second run is not a locomotive. An estimator's first update takes
+every run at once: what its views show then was there before it started (a restart, or the single
+update of a past state), for how long it cannot know.
 
 Observations older than the camera's latest (an edge backlog after an outage) do not touch the live
 state: they belong to history, which is rebuilt from stored observations when a past time is asked.
@@ -28,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
+from cloud.fse_match import Pending, pair_runs
 from shared.layout import Facility
 from shared.strict import StrictModel
 
@@ -69,6 +78,19 @@ class FseSettings(StrictModel):
     settle_s: float = Field(
         10.0, gt=0, le=600, description="A moving locomotive still this long is standing again."
     )
+    # Cameras are sampled each at its own instants (2 frames/s by default, 1 in the demo), so the views
+    # fused at one instant are up to a sampling period apart, plus the watermark: a moving locomotive
+    # seen twice that way lasts at most 1.1 s at 1 frame/s. Twice that, and an arrival is reported 2 s
+    # late, when it has come 2.4 m in at shunting speed (1.2 m/s).
+    confirm_s: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="A run of occupied cells matching no locomotive becomes one (an id, its arrival and "
+        "station events) once it has been there this long without a break; gone sooner, it leaves no "
+        "event (a moving locomotive that cameras sampled at different instants shows twice for a "
+        "moment). Must exceed the slowest camera's sampling period; 0 takes every run at once.",
+    )
 
     @property
     def max_age(self) -> timedelta:
@@ -77,6 +99,10 @@ class FseSettings(StrictModel):
     @property
     def settle(self) -> timedelta:
         return timedelta(seconds=self.settle_s)
+
+    @property
+    def confirm(self) -> timedelta:
+        return timedelta(seconds=self.confirm_s)
 
 
 class Cell(IntEnum):
@@ -173,6 +199,7 @@ class _Track:
     cameras: dict[str, tuple[float, float]]
     covered: npt.NDArray[np.bool_]
     locos: dict[str, Loco] = field(default_factory=dict)
+    pending: list[Pending] = field(default_factory=list)  # runs not yet confirmed as locomotives
     unknown: tuple[tuple[float, float], ...] = ()
 
 
@@ -256,6 +283,7 @@ class FacilityStateEstimator:
         the events. Observations captured after `now` wait for a later update, so the result depends
         on what was captured by then, not on when it arrived."""
         with self._lock:
+            at_once = self._updated_at is None  # what the first update sees was there before
             self._updated_at = now
             for cid, waiting in self._waiting.items():
                 due = bisect.bisect_right(waiting, now, key=lambda o: o.at)
@@ -264,7 +292,7 @@ class FacilityStateEstimator:
                     del waiting[:due]
             events = self._camera_events(now)
             for track in self._tracks.values():
-                events.extend(self._update_track(track, now))
+                events.extend(self._update_track(track, now, at_once))
             return events
 
     def state(self) -> list[TrackState]:
@@ -329,18 +357,19 @@ class FacilityStateEstimator:
                 runs.append((int(a), int(b)))
         return [r for r in runs if (r[1] - r[0]) * GRID_M >= self.settings.min_run_m]
 
-    def _update_track(self, track: _Track, now: datetime) -> list[Event]:
+    def _update_track(self, track: _Track, now: datetime, at_once: bool) -> list[Event]:
         cells, confidence = self._grid(track, now)
         runs = self._runs(cells)
+        spans = [(a * GRID_M, b * GRID_M) for a, b in runs]
+        min_overlap, slack = self.settings.min_overlap_m, self.settings.match_slack_m
+        tracked = {lid: (loco.start_m, loco.end_m) for lid, loco in track.locos.items()}
+        matched = {lid: runs[i] for lid, i in pair_runs(spans, tracked, min_overlap, slack).items()}
+        taken = set(matched.values())
+        unmatched_runs = [run for run in runs if run not in taken]
+        pending = {k: (p.start_m, p.end_m) for k, p in enumerate(track.pending)}
+        unmatched_spans = [(a * GRID_M, b * GRID_M) for a, b in unmatched_runs]
+        carried_on = {i: k for k, i in pair_runs(unmatched_spans, pending, min_overlap, slack).items()}
         events: list[Event] = []
-        matched: dict[str, tuple[int, int]] = {}
-        unmatched_runs = []
-        for run in runs:
-            loco_id = self._best_match(track, run, exclude=matched)
-            if loco_id is None:
-                unmatched_runs.append(run)
-            else:
-                matched[loco_id] = run
         before_stations = {lid: loco.station for lid, loco in track.locos.items()}
         for loco_id, loco in list(track.locos.items()):
             matched_run = matched.get(loco_id)
@@ -351,29 +380,21 @@ class FacilityStateEstimator:
             elif self._left(track, loco, cells):
                 del track.locos[loco_id]
                 events.append(Event(now, EventKind.DEPARTED, track.track_id, loco_id, loco.station))
-        for run in unmatched_runs:
-            loco = self._start(track, run, cells, confidence, now)
-            track.locos[loco.loco_id] = loco
-            events.append(Event(now, EventKind.ARRIVED, track.track_id, loco.loco_id, loco.station))
+        # A pending run not seen again is dropped without a word; one there long enough arrives.
+        still_pending = []
+        for i, run in enumerate(unmatched_runs):
+            k = carried_on.get(i)
+            first_seen = now if k is None else track.pending[k].first_seen
+            if at_once or now - first_seen >= self.settings.confirm:
+                loco = self._start(track, run, cells, confidence, first_seen, now)
+                track.locos[loco.loco_id] = loco
+                events.append(Event(now, EventKind.ARRIVED, track.track_id, loco.loco_id, loco.station))
+            else:
+                still_pending.append(Pending(*unmatched_spans[i], first_seen))
+        track.pending = still_pending
         events.extend(self._station_events(track, before_stations, now))
         track.unknown = self._unknown_spans(cells)
         return events
-
-    def _best_match(
-        self, track: _Track, run: tuple[int, int], exclude: dict[str, tuple[int, int]]
-    ) -> str | None:
-        lo, hi = run[0] * GRID_M, run[1] * GRID_M
-        min_overlap, slack = self.settings.min_overlap_m, self.settings.match_slack_m
-        best, best_overlap = None, min_overlap
-        for loco_id, loco in track.locos.items():
-            if loco_id in exclude:
-                continue
-            overlap = min(hi, loco.end_m + slack) - max(lo, loco.start_m - slack)
-            direct = min(hi, loco.end_m) - max(lo, loco.start_m)
-            score = overlap + direct  # prefer true overlap, accept a near miss of a moving loco
-            if overlap >= min_overlap and score > best_overlap:
-                best, best_overlap = loco_id, score
-        return best
 
     def _ends(
         self, track: _Track, run: tuple[int, int], cells: npt.NDArray[np.int8], previous: Loco | None
@@ -447,6 +468,7 @@ class FacilityStateEstimator:
         run: tuple[int, int],
         cells: npt.NDArray[np.int8],
         confidence: npt.NDArray[np.float32],
+        first_seen: datetime,
         now: datetime,
     ) -> Loco:
         start, end, start_seen, end_seen = self._ends(track, run, cells, None)
@@ -459,7 +481,7 @@ class FacilityStateEstimator:
             end_seen=end_seen,
             station=self.facility.station_at(track.track_id, start, end),
             moving=False,
-            first_seen=now,
+            first_seen=first_seen,
             last_seen=now,
             confidence=float(confidence[run[0] : run[1]].mean()),
             settled=(start, end),

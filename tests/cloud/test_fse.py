@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from cloud.fse import EventKind, FacilityStateEstimator, Loco, Observation, SeenExtent
+from cloud.fse import Event, EventKind, FacilityStateEstimator, Loco, Observation, SeenExtent
 from shared.layout import Facility
 from shared.sim.scenario import Scenario
 from shared.sim.truth import visible_extents
@@ -94,13 +94,15 @@ def run(facility: Facility, world: World, hours: float, dropouts: bool) -> dict[
         truth = visible_truth(facility, locos)
         counts_ok += len(truth) == len(estimated)
         for state in truth:
-            loco = match(state, estimated)
-            if loco is None:
-                continue
             plate = state.loco.plate
             # A plate that was out of sight comes back on a new visit: a new id is right then
             # (recognising the locomotive itself is the plate recogniser's job).
-            if plate in visible_before and ids.get(plate) != loco.loco_id:
+            if plate not in visible_before:
+                ids.pop(plate, None)
+            loco = match(state, estimated)
+            if loco is None:
+                continue  # not tracked (yet: one coming into view is a locomotive after confirm_s)
+            if plate in ids and ids[plate] != loco.loco_id:
                 switches += 1
             ids[plate] = loco.loco_id
             for true_end, est_end, seen in (
@@ -278,7 +280,97 @@ def test_an_update_fuses_what_was_captured_by_its_instant_only(facility: Facilit
     fse.update(START)  # captured after this instant: it waits
     assert not fse.locos()
     fse.update(START + timedelta(seconds=1))
+    fse.update(START + timedelta(seconds=1) + fse.settings.confirm)
     assert len(fse.locos()) == 1
     # A camera whose clock runs far ahead is turned away instead of blocking its real observations.
     assert not fse.observe(Observation("T1-C3", START + timedelta(minutes=10), ()))
     assert fse.observe(Observation("T1-C3", START + timedelta(seconds=2), ()))
+
+
+def _report(fse: FacilityStateEstimator, at_s: float, views: dict[str, list[tuple[float, float]]]) -> None:
+    """Each camera's view at `at_s`: extents (start, end), an end at the view's edge beyond it."""
+    for cid, extents in views.items():
+        view = fse.facility.cameras[cid].view
+        seen = tuple(SeenExtent(a, b, a <= view.start_m, b >= view.end_m, 0.95) for a, b in extents)
+        assert fse.observe(Observation(cid, START + timedelta(seconds=at_s), seen))
+
+
+def _updates(fse: FacilityStateEstimator, from_s: float, to_s: float) -> list[Event]:
+    """Updates every 0.1 s of data time from `from_s` up to and including `to_s`."""
+    events = []
+    for k in range(round(from_s * 10), round(to_s * 10) + 1):
+        events += fse.update(START + timedelta(seconds=k / 10))
+    return events
+
+
+T4 = ("T4-C1", "T4-C2", "T4-C3", "T4-C4")
+
+
+def test_a_run_gone_before_the_confirmation_time_is_no_locomotive(facility: Facility) -> None:
+    """A locomotive driving in at the demo's pace (12 m/s): its head has passed into T4-C2's view,
+    which shows it, while T4-C1's view, half a second older, still has the head short of T4-C2's;
+    for that half second the head is a run of its own."""
+    fse = FacilityStateEstimator(facility)
+    _report(fse, 0.0, {cid: [] for cid in T4})
+    _updates(fse, 0.0, 3.0)
+    _report(fse, 3.5, {"T4-C1": [(1.4, 10.2)]})
+    events = _updates(fse, 3.1, 4.0)
+    _report(fse, 4.0, {"T4-C2": [(13.4, 16.5)], "T4-C3": [], "T4-C4": []})
+    events += _updates(fse, 4.1, 4.5)
+    assert not fse.locos()  # both runs wait to be confirmed
+    _report(fse, 4.5, {"T4-C1": [(4.9, 15.1)]})
+    events += _updates(fse, 4.6, 5.5)
+    [arrived] = [e for e in events if e.kind is EventKind.ARRIVED]
+    assert arrived.at == START + timedelta(seconds=3.5) + fse.settings.confirm
+    assert [e.kind for e in events] == [EventKind.ARRIVED, EventKind.STATION_OCCUPIED]
+    [loco] = fse.locos()
+    assert loco.loco_id == arrived.loco_id and (loco.start_m, loco.end_m) == (4.9, 16.5)
+    assert loco.first_seen == START + timedelta(seconds=3.5)
+
+
+def test_a_run_there_for_the_confirmation_time_arrives_then(facility: Facility) -> None:
+    fse = FacilityStateEstimator(facility)
+    _report(fse, 0.0, {"T1-C2": [(14.0, 22.0)], "T1-C3": []})
+    _updates(fse, 0.0, 0.0)  # the first update takes what it sees at once: it was there before
+    [standing] = fse.locos()
+    _report(fse, 1.0, {"T1-C3": [(30.0, 36.0)]})
+    events = _updates(fse, 0.1, 2.9)
+    assert not events  # seen, but not yet a locomotive
+    assert [lo.loco_id for lo in fse.locos()] == [standing.loco_id]
+    events = _updates(fse, 3.0, 3.0)
+    assert [(e.kind, e.station) for e in events] == [
+        (EventKind.ARRIVED, "T1-B"),
+        (EventKind.STATION_OCCUPIED, "T1-B"),
+    ]
+    [newcomer] = [lo for lo in fse.locos() if lo.loco_id != standing.loco_id]
+    assert newcomer.first_seen == START + timedelta(seconds=1) and newcomer.last_seen == events[0].at
+    _report(fse, 4.0, {"T1-C3": []})
+    events = _updates(fse, 3.1, 4.0)
+    assert [(e.kind, e.loco_id) for e in events] == [
+        (EventKind.DEPARTED, newcomer.loco_id),
+        (EventKind.STATION_FREED, newcomer.loco_id),
+    ]
+
+
+def test_a_shunt_seen_by_cameras_sampled_apart_keeps_its_id(facility: Facility) -> None:
+    """A locomotive shunting up T1 at the demo's pace: T1-C3 and T1-C4 see where it is, T1-C2, half a
+    second behind, still sees its tail where it was, with free track between. The tail is the first
+    run along the track but overlaps the locomotive less: it must not take the locomotive's id."""
+    fse = FacilityStateEstimator(facility)
+    standing = {"T1-C1": [(11.9, 15.3)], "T1-C2": [(13.4, 27.3)], "T1-C3": [(25.4, 35.2)], "T1-C4": []}
+    _report(fse, 0.0, standing)
+    events = _updates(fse, 0.0, 9.9)
+    [loco] = fse.locos()
+    _report(fse, 10.0, {"T1-C1": [], "T1-C2": [(23.8, 27.3)]})
+    events += _updates(fse, 10.0, 10.4)
+    _report(fse, 10.5, {"T1-C3": [(30.3, 39.3)], "T1-C4": [(37.4, 47.2)]})
+    events += _updates(fse, 10.5, 10.9)
+    _report(fse, 11.0, {"T1-C1": [], "T1-C2": []})
+    events += _updates(fse, 11.0, 25.0)
+    assert [e.kind for e in events if e.kind in (EventKind.ARRIVED, EventKind.DEPARTED)] == [
+        EventKind.ARRIVED
+    ]
+    [after] = fse.locos()
+    assert after.loco_id == loco.loco_id and (after.start_m, after.end_m) == (30.3, 47.2)
+    moved = [e for e in events if e.kind is EventKind.MOVED]
+    assert [(e.loco_id, e.station) for e in moved] == [(loco.loco_id, "T1-B")]
