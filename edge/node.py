@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from edge.aggregate import LatestFrames, MotionGate, Sampled
 from edge.capture import CameraWorker, FrameSource, open_video
 from edge.config import EdgeConfig, LpeConfig, sim_epoch
+from edge.health import broker_problem
 from edge.lpe.estimator import PositionEstimator
 from edge.lpe.openvino_lpe import LpeModelError, OpenVinoLpe
 from edge.lpe.strip import FrameError
@@ -36,6 +37,7 @@ from shared.messages import (
     NodeState,
     NodeStatus,
     Rebirth,
+    RequestThumbnail,
     SetCameraEnabled,
     SetSampleRate,
     Thumbnail,
@@ -94,6 +96,7 @@ class EdgeNode:
             on_connect=self._on_connect,
             on_disconnect=self._on_disconnect,
             on_published=self._acks_put,
+            on_connect_failed=self._on_connect_failed,
             will=self._will(),
         )
         self.link.subscribe(str(self._topic(TopicKind.COMMAND)), self._on_command)
@@ -161,12 +164,24 @@ class EdgeNode:
             self.stop()
 
     def health(self) -> dict[str, object]:
-        """What /healthz reports."""
-        threads_ok = all(t.is_alive() for t in self._threads) or self._stop.is_set()
+        """What /healthz reports; `problems` says why it is unhealthy (503)."""
+        stopped = [t.name for t in self._threads if t.ident and not t.is_alive()]  # started, then died
+        problems = [] if self._stop.is_set() else [f"thread {name} has stopped" for name in stopped]
+        link = self.link.state()
+        if (broker := broker_problem(link)) is not None:
+            problems.append(broker)
         return {
-            "healthy": threads_ok,
+            "healthy": not problems,
+            "problems": problems,
             "node_id": self.node_id,
-            "mqtt_connected": self.link.connected.is_set(),
+            "mqtt_connected": link.connected,
+            "broker": {
+                "url": link.url,
+                "connected": link.connected,
+                "failed_attempts": link.failed_attempts,
+                "last_error": link.last_error,
+                "down_for_s": None if link.down_for_s is None else round(link.down_for_s, 1),
+            },
             "spool_depth": self.spool.depth(),
             "cameras": {cid: w.health().state.value for cid, w in self.workers.items()},
             "shadow": {flow: "running" if run.alive() else "stopped" for flow, run in self.shadows.items()}
@@ -431,6 +446,9 @@ class EdgeNode:
         self._publish_birth()
         self._wake.set()
 
+    def _on_connect_failed(self, _reason: str) -> None:
+        self.metrics.mqtt_connect_failures.inc()
+
     def _on_disconnect(self) -> None:
         self.metrics.mqtt_connected.set(0)
         if self._stop.is_set():
@@ -551,6 +569,10 @@ class EdgeNode:
             worker.set_sample_fps(command.fps)
         elif isinstance(command, SetCameraEnabled):
             worker.set_enabled(command.enabled)
+        elif isinstance(command, RequestThumbnail):
+            self.thumbnails.request(
+                command.camera_id, command.span.start_m, command.span.end_m, time.monotonic()
+            )
         log.info("edge node %s: applied %s from %s", self.node_id, command, request.issued_by or "the cloud")
 
     def _topic(self, kind: TopicKind, camera: str | None = None, flow: str | None = None) -> Topic:

@@ -90,6 +90,11 @@ class EdgeMetrics:
             "depotwatch_edge_mqtt_connected", "1 when connected to the broker", registry=r
         )
         self.mqtt_reconnects = Counter("depotwatch_edge_mqtt_connects", "Connections made", registry=r)
+        self.mqtt_connect_failures = Counter(
+            "depotwatch_edge_mqtt_connect_failures",
+            "Connection attempts that failed (unreachable, refused, TLS, credentials)",
+            registry=r,
+        )
         self.commands = Counter("depotwatch_edge_commands", "Remote commands", ["result"], registry=r)
 
 

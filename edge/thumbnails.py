@@ -3,6 +3,7 @@ changed or at a slow refresh, never more often than a per-locomotive limit."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ SIDE_Z = (1.2, 4.6)
 SAME_LOCO_M = 2.0
 # An extent whose ends moved more than this changed: send a fresh thumbnail.
 MOVED_M = 0.5
+# A thumbnail the cloud asked for is sent at the camera's next estimate that shows a locomotive there;
+# a request that finds none within this long (the locomotive left) lapses.
+REQUEST_TTL_S = 120.0
 
 
 @dataclass
@@ -44,6 +48,15 @@ class ThumbnailMaker:
             for cid, cam in cameras.items()
         }
         self._sent: dict[str, list[_Sent]] = {cid: [] for cid in cameras}
+        # Requests arrive on the MQTT handler thread; estimates are made on the node's own.
+        self._asked_lock = threading.Lock()
+        self._asked: dict[str, list[tuple[float, float, float]]] = {cid: [] for cid in cameras}
+
+    def request(self, camera_id: str, start_m: float, end_m: float, now: float) -> None:
+        """Send a fresh thumbnail of the locomotive over [start_m, end_m] when next seen (the cloud
+        asks while its series or number is not settled); raises KeyError for a camera not here."""
+        with self._asked_lock:
+            self._asked[camera_id].append((start_m, end_m, now + REQUEST_TTL_S))
 
     def due(self, camera_id: str, extent: LocoExtent, now: float) -> bool:
         """Whether this extent deserves a thumbnail now; records it when it does."""
@@ -52,14 +65,20 @@ class ThumbnailMaker:
         centre = (extent.start_m + extent.end_m) / 2
         history = self._sent[camera_id]
         history[:] = [s for s in history if now - s.at < self.config.refresh_s]
+        with self._asked_lock:
+            asked = self._asked[camera_id]
+            asked[:] = [a for a in asked if now < a[2]]
+            wanted = [a for a in asked if a[0] < extent.end_m and extent.start_m < a[1]]
         for sent in history:
             if abs(sent.centre_m - centre) < SAME_LOCO_M:
                 moved = max(abs(sent.span[0] - extent.start_m), abs(sent.span[1] - extent.end_m)) > MOVED_M
-                if not moved or now - sent.at < self.config.min_interval_s:
+                if not (moved or wanted) or now - sent.at < self.config.min_interval_s:
                     return False
                 history.remove(sent)
                 break
         history.append(_Sent(centre, (extent.start_m, extent.end_m), now))
+        with self._asked_lock:
+            asked[:] = [a for a in asked if a not in wanted]
         return True
 
     def make(

@@ -271,7 +271,19 @@ class SetCameraEnabled(StrictModel):
     enabled: bool
 
 
-Command = Annotated[Rebirth | SetSampleRate | SetCameraEnabled, Field(discriminator="action")]
+class RequestThumbnail(StrictModel):
+    """Ask for a fresh thumbnail of the locomotive a camera sees over a stretch of its track (the
+    cloud asks while a locomotive's series or number is not settled), sooner than the node's refresh;
+    the node's minimum interval per locomotive still holds."""
+
+    action: Literal["request_thumbnail"] = "request_thumbnail"
+    camera_id: Identifier
+    span: TrackSpan
+
+
+Command = Annotated[
+    Rebirth | SetSampleRate | SetCameraEnabled | RequestThumbnail, Field(discriminator="action")
+]
 
 
 class CommandRequest(StrictModel):

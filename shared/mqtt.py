@@ -11,6 +11,13 @@ place in the broker's in-flight window for good. When the queue is full the netw
 broker holds the rest) instead of dropping. Connection state is real: a refused
 CONNACK is a failure, not "connected". paho reconnects with backoff; subscriptions are renewed on
 every connect.
+
+A connect attempt that fails (refused port, unknown host, TLS, a CONNACK refusal such as bad
+credentials, the broker hanging up before answering) is counted and logged naming the broker and the
+reason: the first at once, then at most once per `failure_log_every_s` while it persists (or when the
+reason changes), and one line when it finally connects. `state()` tells health reports where the link
+stands. paho reports a failed TCP/TLS connect only through `on_connect_fail`, without the error: it
+calls it inside its `except OSError`, so `sys.exception()` there is that error.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ from __future__ import annotations
 import functools
 import logging
 import queue
+import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +52,9 @@ log = logging.getLogger(__name__)
 # Reconnect backoff bounds (seconds): quick after a blip, no storm during a long broker outage.
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
+# A broker that stays unreachable is logged at most this often (the first failure at once): a node
+# that retries every 30 s for a week must not fill its disk, nor stay silent.
+FAILURE_LOG_EVERY_S = 60.0
 # Received messages waiting for the handler; beyond this paho's thread waits (TCP backpressure).
 RECEIVE_QUEUE = 10_000
 # Unacknowledged QoS 1 messages an MQTT 5 broker may send us at once: room for a database batch.
@@ -103,6 +115,19 @@ class BrokerConfig(StrictModel):
 
 
 @dataclass(frozen=True)
+class LinkState:
+    """Where the connection to the broker stands (for /healthz and metrics)."""
+
+    url: str
+    connected: bool
+    ever_connected: bool
+    failed_attempts: int  # consecutive: since the last successful connect (or the start)
+    failures_total: int
+    last_error: str | None  # why the latest attempt failed; None until one has
+    down_for_s: float | None  # since the link was lost, or since start() if never up; None when up
+
+
+@dataclass(frozen=True)
 class Will:
     """Last Will: published by the broker if this client vanishes."""
 
@@ -152,7 +177,10 @@ class MqttConnection:
         on_connect: Callable[[], None] | None = None,
         on_disconnect: Callable[[], None] | None = None,
         on_published: Callable[[int], None] | None = None,
+        on_connect_failed: Callable[[str], None] | None = None,
         will: Will | None = None,
+        reconnect_s: tuple[int, int] = (RECONNECT_MIN_S, RECONNECT_MAX_S),
+        failure_log_every_s: float = FAILURE_LOG_EVERY_S,
     ) -> None:
         self.config = config
         self.client_id = client_id
@@ -165,7 +193,8 @@ class MqttConnection:
             manual_ack=True,
         )
         self._persistent = not clean_session
-        self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        self._reconnect_s = reconnect_s
+        self._client.reconnect_delay_set(*reconnect_s)
         self._client.max_inflight_messages_set(200)
         if config.username:
             self._client.username_pw_set(config.username, config.password.get_secret_value() or None)
@@ -184,6 +213,7 @@ class MqttConnection:
         self._user_on_connect = on_connect
         self._user_on_disconnect = on_disconnect
         self._user_on_published = on_published
+        self._user_on_connect_failed = on_connect_failed
         self.connected = threading.Event()
         # Set once the broker has acknowledged every subscription of the current connection.
         self.subscribed = threading.Event()
@@ -195,6 +225,18 @@ class MqttConnection:
         self.handler_errors = 0
         self.receive_full_waits = 0
         self.connects = 0
+        # Connection attempts, written on paho's thread and read by health reports.
+        self._state_lock = threading.Lock()
+        self._failure_log_every_s = failure_log_every_s
+        self._attempt_open = False  # an attempt began and has neither succeeded nor failed yet
+        self._failed_attempts = 0
+        self._failures_total = 0
+        self._last_error: str | None = None
+        self._down_since: float | None = None
+        self._failing_since: float | None = None
+        self._failure_logged: tuple[float, str] | None = None  # when, and the reason then
+        self._client.on_pre_connect = self._on_pre_connect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -233,6 +275,8 @@ class MqttConnection:
 
     def start(self) -> None:
         """Connect in the background; paho keeps reconnecting until `stop()`."""
+        with self._state_lock:
+            self._down_since = time.monotonic()
         self._worker.start()
         properties = None
         clean_start: bool | Literal[3] = mqtt.MQTT_CLEAN_START_FIRST_ONLY
@@ -277,6 +321,21 @@ class MqttConnection:
         """Block until the broker acknowledged every subscription, or timeout."""
         return self.subscribed.wait(timeout)
 
+    def state(self) -> LinkState:
+        """A consistent snapshot of the connection and its failed attempts."""
+        with self._state_lock:
+            connected = self.connected.is_set()
+            down_since = None if connected else self._down_since
+            return LinkState(
+                url=self.config.url,
+                connected=connected,
+                ever_connected=self.connects > 0,
+                failed_attempts=self._failed_attempts,
+                failures_total=self._failures_total,
+                last_error=self._last_error,
+                down_for_s=None if down_since is None else time.monotonic() - down_since,
+            )
+
     def wait_connected(self, timeout: float) -> bool:
         """Block until connected or timeout."""
         return self.connected.wait(timeout)
@@ -311,15 +370,69 @@ class MqttConnection:
 
     # paho's thread -------------------------------------------------------------------------
 
+    def _on_pre_connect(self, _c: Any, _u: Any) -> None:
+        with self._state_lock:
+            self._attempt_open = True
+
+    def _on_connect_fail(self, _c: Any, _u: Any) -> None:
+        self._attempt_failed(describe_connect_error(sys.exception(), self.config), refused=False)
+
+    def _attempt_failed(self, reason: str, *, refused: bool) -> None:
+        """Count a failed attempt; log it if it is the first, the reason changed, or the window passed."""
+        if self._stop.is_set():
+            return
+        now = time.monotonic()
+        with self._state_lock:
+            self._attempt_open = False
+            self._failed_attempts += 1
+            self._failures_total += 1
+            self._last_error = reason
+            if self._failing_since is None:
+                self._failing_since = now
+            attempts, failing_for = self._failed_attempts, now - self._failing_since
+            logged = self._failure_logged
+            due = logged is None or logged[1] != reason or now - logged[0] >= self._failure_log_every_s
+            if due:
+                self._failure_logged = (now, reason)
+        if due:
+            if logged is None:
+                what, count = "cannot connect", f"attempt {attempts}"
+            else:
+                what, count = "still cannot connect", f"{attempts} failed attempts over {failing_for:.0f} s"
+            log.log(
+                logging.ERROR if refused else logging.WARNING,
+                "MQTT %s: %s to broker %s: %s (%s, retrying with backoff up to %d s)",
+                self.client_id,
+                what,
+                self.config.url,
+                reason,
+                count,
+                self._reconnect_s[1],
+            )
+        if self._user_on_connect_failed is not None:
+            self._safely(lambda: self._user_on_connect_failed(reason), "on_connect_failed")  # type: ignore[misc]
+
     def _on_connect(self, _c: Any, _u: Any, _flags: Any, reason: ReasonCode, _p: Any = None) -> None:
         if reason.is_failure:
-            log.error(
-                "MQTT %s: broker %s refused the connection: %s", self.client_id, self.config.url, reason
-            )
+            self._attempt_failed(f"the broker refused the connection: {reason}", refused=True)
             return
-        self.connects += 1
+        with self._state_lock:
+            self._attempt_open = False
+            attempts, failing_since = self._failed_attempts, self._failing_since
+            self._failed_attempts = 0
+            self._failing_since = self._failure_logged = self._down_since = None
+            self.connects += 1
         self._acks.new_connection()
-        log.info("MQTT %s: connected to %s", self.client_id, self.config.url)
+        if attempts and failing_since is not None:
+            log.info(
+                "MQTT %s: connected to %s after %d failed attempts over %.0f s",
+                self.client_id,
+                self.config.url,
+                attempts,
+                time.monotonic() - failing_since,
+            )
+        else:
+            log.info("MQTT %s: connected to %s", self.client_id, self.config.url)
         for topic_filter, subscription in self._subscriptions.items():
             self._send_subscribe(topic_filter, subscription.qos)
         if not self._subscriptions:
@@ -329,8 +442,14 @@ class MqttConnection:
             self._safely(self._user_on_connect, "on_connect")
 
     def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, reason: ReasonCode, _p: Any = None) -> None:
-        was_connected = self.connected.is_set()
-        self.connected.clear()
+        with self._state_lock:
+            was_connected = self.connected.is_set()
+            self.connected.clear()
+            if was_connected:
+                self._down_since = time.monotonic()
+            unanswered = self._attempt_open
+        if unanswered:  # the broker hung up before its CONNACK (or the TLS layer did)
+            self._attempt_failed(f"the connection closed before the broker answered: {reason}", refused=False)
         self.subscribed.clear()
         with self._unacked_lock:
             self._pending_subacks.clear()
@@ -418,3 +537,23 @@ class MqttConnection:
             fn()
         except Exception:
             log.exception("MQTT %s: %s callback failed", self.client_id, what)
+
+
+def describe_connect_error(error: BaseException | None, config: BrokerConfig) -> str:
+    """Why a connect attempt failed, in words for a log line or /healthz (paho passes no error)."""
+    if error is None:
+        return "the connection failed"
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve host {config.host!r}: {error.strerror}"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"TLS: the broker's certificate was not accepted: {error.verify_message}"
+    if isinstance(error, ssl.SSLError):
+        detail = error.reason.replace("_", " ").lower() if error.reason else str(error)
+        return f"TLS handshake failed: {detail}"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, TimeoutError):
+        return "no answer (timed out)"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror[:1].lower() + error.strerror[1:]
+    return str(error) or type(error).__name__

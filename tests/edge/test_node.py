@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -157,6 +160,80 @@ def test_a_broker_restart_loses_no_detection_and_marks_the_backlog(tmp_path: Pat
     assert any(d.historical for d in received), "the backlog was not marked historical"
     births = [m for m in first.of(NodeLifecycle) + second.of(NodeLifecycle) if m.state is NodeState.ONLINE]  # type: ignore[union-attr]
     assert len({b.bd_seq for b in births}) >= 2, "a reconnect must bring a new birth sequence"
+
+
+def _get(url: str) -> tuple[int, str]:
+    """Status and body of a GET, whatever the status."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def _metric(metrics: str, name: str) -> float:
+    found = re.search(rf"^{name} (\S+)$", metrics, re.MULTILINE)
+    assert found, f"{name} not in the metrics"
+    return float(found[1])
+
+
+def test_a_node_that_cannot_reach_its_broker_logs_it_fails_healthz_and_counts_until_it_connects(
+    tmp_path: Path, site: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="shared.mqtt")
+    broker = RestartableBroker(tmp_path)  # its port is chosen, nothing listens there yet
+    port = free_port()
+    node = EdgeNode(
+        node_config(tmp_path, broker.url, metrics=MetricsConfig(port=port)),
+        parse_facility(facility_data(site)),
+    )
+    http = f"http://127.0.0.1:{port}"
+
+    def lines(text: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "shared.mqtt" and text in r.getMessage()]
+
+    node.start()
+    try:
+        wait_until(lambda: node.link.state().failed_attempts >= 2, 15, "two failed attempts")
+        status, body = _get(f"{http}/healthz")
+        down = json.loads(body)
+        down_metrics = _get(f"{http}/metrics")[1]
+        failed_lines = lines("cannot connect to broker")
+        broker.start()
+        wait_until(lambda: node.link.connected.is_set(), 15, "the node to connect")
+        up_status, up_body = wait_until(
+            lambda: got if (got := _get(f"{http}/healthz"))[0] == 200 else None, 5, "healthz 200"
+        )
+        up_metrics = _get(f"{http}/metrics")[1]
+        failures = node.link.state().failures_total
+        connected_lines = wait_until(lambda: lines("connected to"), 5, "the connect line")
+    finally:
+        node.stop()
+        broker.stop()
+    assert status == 503 and not down["healthy"] and not down["mqtt_connected"]
+    [problem] = down["problems"]
+    assert re.fullmatch(
+        rf"MQTT: never connected to broker {re.escape(broker.url)} in \d+ s: connection refused "
+        r"\(\d+ failed attempts; see broker.url\)",
+        problem,
+    ), problem
+    assert down["broker"]["last_error"] == "connection refused" and down["broker"]["failed_attempts"] >= 2
+    assert _metric(down_metrics, "depotwatch_edge_mqtt_connect_failures_total") >= 2
+    assert _metric(down_metrics, "depotwatch_edge_mqtt_connected") == 0
+    # Two attempts or more, one line: the rest wait for the window (a minute) to pass.
+    assert failed_lines == [
+        f"MQTT depotwatch-edge-{NODE}: cannot connect to broker {broker.url}: connection refused "
+        "(attempt 1, retrying with backoff up to 30 s)"
+    ]
+    up = json.loads(up_body)
+    assert up_status == 200 and up["healthy"] and up["problems"] == [] and up["broker"]["connected"]
+    assert _metric(up_metrics, "depotwatch_edge_mqtt_connected") == 1
+    assert _metric(up_metrics, "depotwatch_edge_mqtt_connect_failures_total") == failures
+    assert re.fullmatch(
+        rf"MQTT depotwatch-edge-{NODE}: connected to {re.escape(broker.url)} after {failures} failed "
+        r"attempts over \d+ s",
+        connected_lines[0],
+    ), connected_lines
 
 
 def _quiet(collector: Collector, at_least: int) -> bool:

@@ -1,13 +1,21 @@
-"""The MQTT adapter against a real broker: acknowledgement after handling, persistent sessions."""
+"""The MQTT adapter against a real broker: acknowledgement after handling, persistent sessions, and
+connect attempts that fail (logged, rate-limited, with their reason)."""
 
 from __future__ import annotations
 
+import logging
+import re
+import subprocess
 import threading
 import uuid
+from pathlib import Path
+
+import pytest
 
 from shared.mqtt import Ack, BrokerConfig, MqttConnection
 from shared.mqtt_acks import AckOrder
 from shared.topics import shared_subscription
+from tests.brokers import PrivateMosquitto, RestartableBroker
 from tests.waiting import wait_until
 
 
@@ -176,3 +184,115 @@ def test_a_shared_subscription_reaches_its_handler(stock_mosquitto_url: str) -> 
     finally:
         link.stop()
         publisher.stop()
+
+
+def _connect_lines(caplog: pytest.LogCaptureFixture, client_id: str) -> list[logging.LogRecord]:
+    return [
+        r
+        for r in caplog.records
+        if r.name == "shared.mqtt" and f"MQTT {client_id}: " in r.getMessage() and "connect" in r.getMessage()
+    ]
+
+
+def test_an_unreachable_broker_is_logged_at_once_then_once_per_window_then_its_connect(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="shared.mqtt")
+    broker = RestartableBroker(tmp_path)  # its port is chosen, nothing listens there yet
+    client_id = f"lonely-{uuid.uuid4().hex[:8]}"
+    link = MqttConnection(
+        BrokerConfig(url=broker.url), client_id, reconnect_s=(1, 1), failure_log_every_s=2.5
+    )
+    link.start()
+    try:
+        lines = wait_until(
+            lambda: found if len(found := _connect_lines(caplog, client_id)) >= 2 else None,
+            15,
+            "two failure lines",
+        )
+        first, again = lines[0], lines[1]
+        assert first.levelno == logging.WARNING
+        assert first.getMessage().endswith(
+            f"cannot connect to broker {broker.url}: connection refused "
+            "(attempt 1, retrying with backoff up to 1 s)"
+        )
+        repeated = re.search(
+            rf"still cannot connect to broker {re.escape(broker.url)}: connection refused "
+            r"\((\d+) failed attempts over \d+ s,",
+            again.getMessage(),
+        )
+        assert repeated, again.getMessage()
+        assert int(repeated[1]) >= 2
+        assert again.created - first.created >= 2.5 - 0.05, "a second line inside the window"
+        state = link.state()
+        assert not state.connected and not state.ever_connected
+        assert state.last_error == "connection refused" and state.failed_attempts >= 2
+        assert state.down_for_s is not None and state.down_for_s > 2
+
+        broker.start()
+        assert link.wait_connected(10)
+        failures = link.state().failures_total
+        connected = wait_until(
+            lambda: [r for r in _connect_lines(caplog, client_id) if "connected to" in r.getMessage()],
+            5,
+            "the connect line",
+        )
+        assert re.search(
+            rf"connected to {re.escape(broker.url)} after {failures} failed attempts over \d+ s$",
+            connected[0].getMessage(),
+        ), connected[0].getMessage()
+        state = link.state()
+        assert state.connected and state.ever_connected and state.failed_attempts == 0
+        assert state.down_for_s is None and state.failures_total == failures
+    finally:
+        link.stop()
+        broker.stop()
+
+
+def _self_signed(workdir: Path) -> str:
+    """Mosquitto settings for TLS on its listener with a certificate no system CA signed."""
+    cert, key = workdir / "server.crt", workdir / "server.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return f"certfile {cert}\nkeyfile {key}\n"
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("bad credentials", "the broker refused the connection: Not authorized"),
+        ("unknown host", "cannot resolve host 'depotwatch-no-such-broker.invalid': "),
+        ("untrusted certificate", "TLS: the broker's certificate was not accepted: "),
+    ],
+)
+def test_each_kind_of_failed_connect_is_reported_with_its_reason(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str, reason: str
+) -> None:
+    caplog.set_level(logging.INFO, logger="shared.mqtt")
+    broker = None
+    if case == "bad credentials":
+        broker = PrivateMosquitto(tmp_path, "allow_anonymous false\n").start()
+        config = BrokerConfig(url=broker.url, username="depotwatch", password="not-the-password")
+    elif case == "unknown host":
+        config = BrokerConfig(url="mqtt://depotwatch-no-such-broker.invalid:1883")
+    else:
+        broker = PrivateMosquitto(tmp_path, _self_signed(tmp_path)).start()
+        config = BrokerConfig(url=f"mqtts://127.0.0.1:{broker.port}")
+    client_id = f"failing-{uuid.uuid4().hex[:8]}"
+    link = MqttConnection(config, client_id)
+    link.start()
+    try:
+        state = wait_until(lambda: s if (s := link.state()).failed_attempts else None, 10, "a failed attempt")
+        lines = wait_until(lambda: _connect_lines(caplog, client_id), 5, "the failure line")
+    finally:
+        link.stop()
+        if broker is not None:
+            broker.stop()
+    assert state.last_error is not None and state.last_error.startswith(reason), state.last_error
+    assert not state.connected and state.failures_total == state.failed_attempts
+    assert f"cannot connect to broker {config.url}: {reason}" in lines[0].getMessage()
+    assert "(attempt 1, " in lines[0].getMessage()
