@@ -8,7 +8,7 @@ from cloud.api.app import create_app
 from cloud.api.server import make_server
 from cloud.auth import Role, create_key, revoke_key
 from cloud.config import load_cloud_config
-from cloud.db.engine import make_engine, upgrade
+from cloud.db.engine import open_database
 from cloud.service import CloudService
 from shared.layout import load_facility
 
@@ -38,8 +38,7 @@ def run_recognition(config_path: Path) -> None:
 def new_key(config_path: Path, role: Role, name: str) -> str:
     """Create an API key in the configured database."""
     config = load_cloud_config(config_path)
-    upgrade(config.database_url)
-    engine = make_engine(config.database_url)
+    engine = open_database(config.database_url)
     try:
         return create_key(engine, role, name)
     finally:
@@ -49,7 +48,7 @@ def new_key(config_path: Path, role: Role, name: str) -> str:
 def drop_key(config_path: Path, prefix: str) -> bool:
     """Revoke an API key by its first characters."""
     config = load_cloud_config(config_path)
-    engine = make_engine(config.database_url)
+    engine = open_database(config.database_url)
     try:
         return revoke_key(engine, prefix)
     finally:

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from cloud.db.urls import check_database_url
 from cloud.fse import FseSettings
 from shared.ids import Identifier
 from shared.messages import PROD_FLOW
@@ -115,6 +116,16 @@ class RecognitionConfig(RecognitionModels):
         "recognition", description="MQTT 5 shared-subscription group, so several workers split thumbnails."
     )
     thumbnail_retention_days: float = Field(7.0, gt=0, description="Stored thumbnails are kept this long.")
+    ask_unsettled_after_s: float = Field(
+        30.0,
+        gt=0,
+        description="A locomotive whose series or number is not settled this long after it was first seen "
+        "gets a fresh thumbnail asked of every camera that sees it, again after twice as long, and so on "
+        "up to ask_unsettled_max_s (the edge refreshes thumbnails every 300 s by itself).",
+    )
+    ask_unsettled_max_s: float = Field(
+        300.0, gt=0, description="The longest wait between two asks for a locomotive not yet identified."
+    )
 
 
 class FlowConfig(StrictModel):
@@ -175,6 +186,11 @@ class CloudConfig(FileSettings):
         default_factory=lambda: {PROD_FLOW: FlowConfig()},
         description="The flows estimated here, each with its own estimator and stored state; must hold prod.",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _usable_url(cls, url: str) -> str:
+        return check_database_url(url)
 
     @model_validator(mode="after")
     def _prod_flow(self) -> Self:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from cloud.auth import KeyRoles
 from cloud.config import CloudConfig
-from cloud.db.engine import make_engine, upgrade
+from cloud.db.engine import open_database
 from cloud.db.ingest_rows import mark_silent
 from cloud.db.models import IdentityRow
 from cloud.db.watch import DatabaseWatch
@@ -28,10 +29,13 @@ from cloud.ingest import Ingest, subscriptions
 from cloud.live import LiveFeed
 from cloud.state_store import StateStore, Update
 from cloud.state_writer import StateWriter
+from cloud.thumbnail_asks import ThumbnailAsks
+from shared.codec import encode
 from shared.layout import Facility
-from shared.messages import PROD_FLOW, Recognition
+from shared.messages import PROD_FLOW, CommandRequest, Recognition
 from shared.mqtt import MqttConnection
-from shared.topics import shared_subscription
+from shared.readiness import notify_ready
+from shared.topics import Topic, TopicKind, shared_subscription
 from shared.yaml_config import write_yaml_atomically
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,8 @@ log = logging.getLogger(__name__)
 PURGE_INTERVAL_S = 3600.0
 # Nodes are checked for silence this often at most (and four times per `ingest.node_silence_s`).
 SILENCE_CHECK_S = 10.0
+# How often the locomotives not yet identified are looked at for thumbnails to ask for.
+ASK_CHECK_S = 1.0
 # Wake this long after an update instant closes, so that timer jitter never wakes the loop just before.
 WAKE_SLACK_S = 0.002
 # Observations read back at start: each camera's latest resumes its view, and the numbers they were
@@ -93,8 +99,7 @@ class CloudService:
     def __init__(self, config: CloudConfig, facility: Facility) -> None:
         self.config = config
         self.facility = facility
-        upgrade(config.database_url)
-        self.engine = make_engine(config.database_url)
+        self.engine = open_database(config.database_url)
         self._new_id = StateStore(self.engine).id_factory()
         identities = StateStore(self.engine).identities()
         self.flows = {name: self._flow(name, facility, identities) for name in config.flows}
@@ -124,10 +129,13 @@ class CloudService:
             self.link.subscribe_acking(topic_filter, self.ingest.handle)
         for runtime in self.flows.values():
             runtime.live.publish_state(runtime.fse.state())
+        rec = config.recognition
+        self.thumbnail_asks = ThumbnailAsks(facility, rec.ask_unsettled_after_s, rec.ask_unsettled_max_s)
         self._layout_lock = threading.Lock()
         self._stop = threading.Event()
         self._updated_mono = time.monotonic()  # when the update loop last completed a pass
         self._updater = threading.Thread(target=self._update_loop, name="cloud-fse", daemon=True)
+        self._announcer = threading.Thread(target=self._announce_ready, name="cloud-ready", daemon=True)
 
     @property
     def fse(self) -> FacilityStateEstimator:
@@ -195,6 +203,7 @@ class CloudService:
         self.database.start()
         self.link.start()
         self._updater.start()
+        self._announcer.start()
         log.info(
             "cloud service for %s started (%d locomotives restored)",
             self.facility.site,
@@ -204,6 +213,7 @@ class CloudService:
     def stop(self) -> None:
         self._stop.set()
         self._updater.join(10)
+        self._announcer.join(5)
         self.link.stop(drain=lambda: self.ingest.flush(5))
         self.ingest.stop()
         self.state_writer.stop()
@@ -211,6 +221,15 @@ class CloudService:
         self.keys.close()
         self.engine.dispose()
         log.info("cloud service stopped")
+
+    def _announce_ready(self) -> None:
+        """Tell a supervisor (shared.readiness) once the ingest is subscribed: producers started
+        after that lose nothing."""
+        while not self._stop.is_set():
+            if self.link.wait_subscribed(0.5):
+                log.info("cloud: subscribed to %s; ready", self.facility.site)
+                notify_ready()
+                return
 
     def _on_connect(self) -> None:
         self._connected_at = time.monotonic()
@@ -257,6 +276,7 @@ class CloudService:
             for name, runtime in self.flows.items():
                 runtime.fse = rebuilt[name]
             self.ingest.facility = facility
+            self.thumbnail_asks.facility = facility
             kept = self.fse.locos()
             self.facility = facility
         log.info(
@@ -314,7 +334,7 @@ class CloudService:
         return (min(closes) - now).total_seconds() + WAKE_SLACK_S if closes else 1.0
 
     def _update_loop(self) -> None:
-        next_purge = next_silence_check = 0.0
+        next_purge = next_silence_check = next_ask = 0.0
         # Wake as each update instant closes (its watermark passed), not at some phase after it: the
         # state is then never staler than the watermark plus one interval.
         while not self._stop.wait(self._until_next_instant()):
@@ -328,8 +348,25 @@ class CloudService:
                     self._check_silence()
                     every = min(SILENCE_CHECK_S, self.config.ingest.node_silence_s / 4)
                     next_silence_check = time.monotonic() + every
+                if time.monotonic() >= next_ask:
+                    self._ask_thumbnails()
+                    next_ask = time.monotonic() + ASK_CHECK_S
             except Exception:
                 log.exception("cloud: the state update failed; retrying at the next interval")
+
+    def _ask_thumbnails(self) -> None:
+        """Ask the edge for fresh thumbnails of the prod locomotives not yet identified."""
+        if not self.link.connected.is_set():
+            return  # asked again once connected: nothing is lost by waiting
+        for ask in self.thumbnail_asks.due(self.fse.locos(), self.identities.get, time.monotonic()):
+            request = CommandRequest(
+                command_id=uuid.uuid4(),
+                issued_at=datetime.now(UTC),
+                issued_by="cloud:recognition",
+                command=ask.command,
+            )
+            self.link.publish(str(Topic(TopicKind.COMMAND, self.facility.site, ask.node_id)), encode(request))
+            log.debug("asked %s for a thumbnail of %s", ask.node_id, ask.command)
 
     def _purge(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(days=self.config.retention_days)

@@ -7,6 +7,7 @@ Ctrl-C (or SIGTERM) stops everything: edge nodes first, then the cloud, then the
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from shared import readiness
 from shared.embedded_broker import EmbeddedBroker, free_port
 from shared.errors import DepotwatchError
 from shared.layout import Facility, load_facility
@@ -36,6 +39,10 @@ RESTART_BACKOFF_S = (1.0, 30.0)
 STOP_GRACE_S = 15.0
 # Wall seconds from start to the scenario's first movement in view: the nodes are up by then.
 LEAD_BEFORE_FIRST_MOVE_S = 45.0
+# How long a consumer (the cloud, the recognition worker, which loads its models first) may take to
+# say it is subscribed before the demo gives up on it.
+READY_TIMEOUT_S = 120.0
+PR_SET_PDEATHSIG = 1  # prctl(2)
 MOSQUITTO_CONF = (
     "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
     # Never drop QoS 1 messages queued for a slow subscriber (Mosquitto's default keeps 1000).
@@ -88,13 +95,23 @@ def first_move_s(
     return None
 
 
-class _Child:
-    """A supervised process: restarted with backoff when it dies unasked."""
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the demo dies, so a demo killed outright
+    leaves no process behind (its children are in sessions of their own, out of reach of Ctrl-C)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
-    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+
+class _Child:
+    """A supervised process: restarted with backoff when it dies unasked. In a session of its own, so
+    the Ctrl-C a terminal sends to its foreground group reaches only the demo, which stops the
+    children in order (producers, consumers, broker)."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log_path
+        self.env = env
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self._backoff = RESTART_BACKOFF_S[0]
@@ -102,7 +119,14 @@ class _Child:
 
     def start(self) -> None:
         with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=None if self.env is None else {**os.environ, **self.env},
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         log.info("demo: started %s (pid %d), log %s", self.name, self.process.pid, self.log_path)
 
     def check(self) -> None:
@@ -154,6 +178,7 @@ class Demo:
         self._broker: EmbeddedBroker | None = None
         self._mosquitto: subprocess.Popen[bytes] | None = None
         self._children: list[_Child] = []
+        self._ready_dir: Path | None = None
         self.urls: DemoUrls | None = None
 
     # start ---------------------------------------------------------------------------------
@@ -175,13 +200,16 @@ class Demo:
                 "layout": str(self.options.layout),
                 "database_url": database_url,
                 "broker": {"url": broker_url},
-                "ingest": {"client_id": f"depotwatch-demo-cloud-{os.getpid()}"},
-                "recognition": {"client_id": f"depotwatch-demo-recognition-{os.getpid()}"},
+                # Fixed ids with persistent sessions: on a broker that keeps sessions, what is sent
+                # while a consumer restarts waits for it.
+                "ingest": {"client_id": f"depotwatch-demo-{self.facility.site}-cloud"},
+                "recognition": {"client_id": f"depotwatch-demo-{self.facility.site}-recognition"},
                 "api": {"host": self.options.host, "port": self.options.port},
             },
         )
-        self._spawn("cloud", ["cloud", "run", "--config", str(cloud_yaml)])
-        self._spawn("recognition", ["cloud", "recognise", "--config", str(cloud_yaml)])
+        # Consumers before producers: nothing an edge node sends finds no subscriber.
+        self._spawn_ready("cloud", ["cloud", "run", "--config", str(cloud_yaml)])
+        self._spawn_ready("recognition", ["cloud", "recognise", "--config", str(cloud_yaml)])
         for index, node in enumerate(self.nodes):
             self._spawn(
                 node, ["edge", "run", "--config", str(self._edge_yaml(node, index, broker_url, epoch))]
@@ -196,7 +224,12 @@ class Demo:
             port = 1883 if not _port_taken("127.0.0.1", 1883) else free_port()
             conf = self.workdir / "mosquitto.conf"
             conf.write_text(MOSQUITTO_CONF.format(port=port))
-            self._mosquitto = subprocess.Popen([mosquitto, "-c", str(conf)], stderr=subprocess.DEVNULL)
+            self._mosquitto = subprocess.Popen(
+                [mosquitto, "-c", str(conf)],
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
             deadline = time.monotonic() + 5
             while not _port_taken("127.0.0.1", port):
                 if self._mosquitto.poll() is not None or time.monotonic() > deadline:
@@ -243,10 +276,42 @@ class Demo:
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         return path
 
-    def _spawn(self, name: str, args: list[str]) -> None:
-        child = _Child(name, [sys.executable, "-m", "shared.cli", *args], self.workdir / f"{name}.log")
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> _Child:
+        argv = [sys.executable, "-m", "shared.cli", *args]
+        child = _Child(name, argv, self.workdir / f"{name}.log", env)
         child.start()
         self._children.append(child)
+        return child
+
+    def _spawn_ready(self, name: str, args: list[str]) -> None:
+        """Start a consumer and wait until it says it is subscribed (shared.readiness)."""
+        if self._ready_dir is None:
+            # Short: a Unix socket's path is limited to about 100 bytes.
+            self._ready_dir = Path(tempfile.mkdtemp(prefix="depotwatch-demo-"))
+        path = self._ready_dir / f"{name}.sock"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.bind(str(path))
+            sock.settimeout(0.5)
+            child = self._spawn(name, args, {readiness.ENV: str(path)})
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while True:
+                try:
+                    if b"READY=1" in sock.recv(256):
+                        break
+                except TimeoutError:
+                    pass
+                if child.process is not None and child.process.poll() is not None:
+                    raise DemoError(
+                        f"the {name} process exited with {child.process.returncode}: see {child.log_path}"
+                    )
+                if time.monotonic() > deadline:
+                    raise DemoError(
+                        f"the {name} process did not subscribe within {READY_TIMEOUT_S:.0f} s: "
+                        f"see {child.log_path}"
+                    )
+        path.unlink(missing_ok=True)
+        child.env = None  # a restart is not waited for: the others run meanwhile
+        log.info("demo: %s is subscribed", name)
 
     # run and stop ----------------------------------------------------------------------------
 
@@ -271,15 +336,16 @@ class Demo:
             self._mosquitto.wait(5)
         if self._broker is not None:
             self._broker.stop()
+        if self._ready_dir is not None:
+            shutil.rmtree(self._ready_dir, ignore_errors=True)
         log.info("demo: stopped")
 
 
 def _make_keys(database_url: str) -> tuple[str, str]:
     from cloud.auth import Role, create_key  # the cloud's packages load only when the demo runs
-    from cloud.db.engine import make_engine, upgrade
+    from cloud.db.engine import open_database
 
-    upgrade(database_url)
-    engine = make_engine(database_url)
+    engine = open_database(database_url, setting="--database-url")
     try:
         return create_key(engine, Role.VIEWER, "demo map"), create_key(engine, Role.ADMIN, "demo admin")
     finally:

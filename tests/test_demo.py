@@ -49,6 +49,7 @@ class RunningDemo:
     epoch: datetime
     speed: float
     process: subprocess.Popen[str]
+    lines: list[str]
 
     def get(self, path: str) -> Any:
         request = urllib.request.Request(f"{self.url}{path}", headers={"X-API-Key": self.viewer_key})
@@ -86,6 +87,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory, facility: Facility) -> Iterat
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # a process group of its own, as a terminal gives a command
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
@@ -103,11 +105,13 @@ def demo(tmp_path_factory: pytest.TempPathFactory, facility: Facility) -> Iterat
         datetime.fromisoformat(edge["sim"]["epoch"]),
         float(edge["sim"]["speed"]),
         process,
+        lines,
     )
     try:
         yield running
     finally:
-        process.send_signal(signal.SIGINT)
+        # Ctrl-C as a terminal sends it: to the whole foreground process group.
+        os.killpg(process.pid, signal.SIGINT)
         try:
             process.wait(40)
         except subprocess.TimeoutExpired:
@@ -115,6 +119,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory, facility: Facility) -> Iterat
             raise
         assert process.returncode == 0, "".join(lines[-30:])
         assert "demo: stopped" in "".join(lines)
+        # Producers stop before the consumers and the broker: no node saw its broker go away.
+        for node_log in workdir.glob("edge-*.log"):
+            assert "lost the connection" not in node_log.read_text(), node_log.read_text()[-3000:]
 
 
 def _truth(facility: Facility, t: float, tracks: set[str]) -> dict[str, list[tuple[float, float]]]:
@@ -167,6 +174,50 @@ def test_the_demo_state_holds_the_simulators_locomotives(demo: RunningDemo, faci
     # the demo); each must be reported online, if not at the same instant.
     seen: set[str] = set()
     wait_until(lambda: (seen.update(online()), seen >= expected)[1], 60, "every camera of T1 and T2 online")
+
+
+def test_the_consumers_are_subscribed_before_any_edge_node_starts(demo: RunningDemo) -> None:
+    """Nothing an edge node sends finds no subscriber (a consumer says it is ready once its broker
+    acknowledged its subscriptions: shared.readiness)."""
+    log = "".join(demo.lines)
+    ready = [log.index(f"demo: {name} is subscribed") for name in ("cloud", "recognition")]
+    first_node = log.index("demo: started edge-")
+    assert max(ready) < first_node
+
+
+def test_every_locomotive_standing_in_view_is_named_with_its_painted_number(
+    demo: RunningDemo, facility: Facility
+) -> None:
+    """The recognition worker is subscribed before the first thumbnail is sent, and a locomotive left
+    unnamed is asked for again (not only at the edge's 5-minute refresh)."""
+    world = World(facility, Scenario())
+
+    def unnamed() -> list[str]:
+        t = demo.sim_seconds()
+        painted = {}
+        for loco in world.locos_at(t):
+            views = [c.view for c in facility.cameras_on_track(loco.track_id).values()]
+            lo, hi = min(v.start_m for v in views), max(v.end_m for v in views)
+            if loco.track_id in TRACKS and not loco.moving and lo < loco.start_m and loco.end_m < hi:
+                painted[(loco.track_id, loco.start_m)] = loco.loco.plate
+        missing = []
+        for track in demo.get("/api/state")["tracks"]:
+            for loco in track["locos"]:
+                plate = next(
+                    (
+                        p
+                        for (tid, start), p in painted.items()
+                        if tid == track["track_id"] and abs(start - loco["start_m"]) < 2
+                    ),
+                    None,
+                )
+                if plate is not None and loco.get("number") != plate:
+                    missing.append(
+                        f"{loco['loco_id']} on {track['track_id']}: {loco.get('number')} for {plate}"
+                    )
+        return missing if painted else ["nothing standing in view yet"]
+
+    wait_until(lambda: not unnamed(), 150, "every standing locomotive named", interval=2.0)
 
 
 @needs_chromium

@@ -25,6 +25,7 @@ from shared.codec import decode_message, encode
 from shared.errors import ContractError
 from shared.messages import PROD_FLOW, Thumbnail
 from shared.mqtt import Ack, MqttConnection
+from shared.readiness import notify_ready
 from shared.topics import Topic, TopicKind, shared_subscription, subscription
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,10 @@ def build_recogniser(config: CloudConfig, flow: str = PROD_FLOW) -> Recogniser:
     )
 
 
+# How often the worker looks whether its subscription is acknowledged, to say it is ready.
+READY_POLL_S = 0.5
+
+
 class RecognitionWorker:
     """Thumbnails in, Recognitions out."""
 
@@ -91,9 +96,14 @@ class RecognitionWorker:
         self.link.stop(drain=lambda: self._pool.shutdown(wait=True))
 
     def run(self, stop: threading.Event) -> None:
-        """Until `stop` is set."""
+        """Until `stop` is set; tells a supervisor it is ready once subscribed (shared.readiness)."""
         self.start()
         try:
+            while not stop.is_set():
+                if self.link.wait_subscribed(READY_POLL_S):
+                    log.info("recognition: subscribed to the thumbnails; ready")
+                    notify_ready()
+                    break
             stop.wait()
         finally:
             self.stop()
