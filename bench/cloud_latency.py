@@ -196,15 +196,19 @@ def latency(
         server.should_exit = True
         thread.join(30)
     samples = np.array(outcome["latencies"]) * 1000.0
+
+    def percentile(q: float) -> float:  # NaN without a sample: the caller reports it as not measured
+        return float(np.percentile(samples, q)) if len(samples) else float("nan")
+
     return {
         "cameras": len(facility.cameras),
         "rate": outcome["rate"],
         "samples": float(len(samples)),
         "lost_probes": float(np.isinf(samples).sum()),
-        "p50_ms": float(np.percentile(samples, 50)),
-        "p95_ms": float(np.percentile(samples, 95)),
-        "p99_ms": float(np.percentile(samples, 99)),
-        "max_ms": float(samples.max()),
+        "p50_ms": percentile(50),
+        "p95_ms": percentile(95),
+        "p99_ms": percentile(99),
+        "max_ms": percentile(100),
         "update_interval_s": config.update_interval_s,
         "stored": float(service.ingest.counts.stored),
         "dead_letters": float(service.ingest.counts.dead_letters),

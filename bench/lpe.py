@@ -21,6 +21,7 @@ import openvino as ov
 from rich.console import Console
 from rich.table import Table
 
+from bench import prerequisites
 from edge.lpe.decode import decode
 from edge.lpe.metrics import Tally
 from edge.lpe.openvino_lpe import INPUT_SHAPE, OpenVinoLpe, Precision, model_path
@@ -224,6 +225,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="Duration of each speed measurement.")
     parser.add_argument("--update-card", action="store_true", help="Rewrite the model card's figures.")
     args = parser.parse_args()
+    prerequisites.require(
+        "bench.lpe",
+        [
+            prerequisites.ir_model(
+                model_path(args.model_dir, precision),
+                f"pass --model-dir a folder holding lpe_fp32 and lpe_int8 (shipped: {MODEL_DIR}; "
+                "`make train-lpe` rebuilds them)",
+            )
+            for precision in PRECISIONS
+        ],
+    )
     held_out = held_out_sets(DATA_DIR, args.frames)
     accuracy = accuracy_table(args.model_dir, held_out)
     speed = speed_table(args.model_dir, args.seconds)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import cv2
 
-from bench.report import report
+from bench import prerequisites
+from bench.report import NotMeasured, Row, report
 from cloud.config import CloudConfig, RecognitionConfig
 from cloud.recognition.recogniser import Recogniser
 from cloud.recognition.voting import IdentityVotes
@@ -35,6 +36,7 @@ from training.recognition.thumbs import LAYOUT, Thumb, generate
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "recognition.json"
 PLATE_CARD = REPO / "ir_models" / "plate" / "1.0.0" / "MODEL_CARD.md"
+SHIPPED = "run from the repository root, where ir_models/ holds the shipped models"
 CONDITIONS: dict[str, tuple[int, Conditions]] = {
     "day": (901, Conditions(lighting=Lighting.DAY)),
     "night": (902, Conditions(lighting=Lighting.NIGHT)),
@@ -84,8 +86,14 @@ def _thumbnail(thumb: Thumb) -> Thumbnail:
     return Thumbnail(meta=meta, jpeg=jpeg.tobytes())
 
 
-def measure(recogniser: Recogniser, thumbs: list[Thumb]) -> dict[str, float]:
-    """Accuracy of one condition's thumbnails, and the time each took end to end (JPEG in)."""
+def _share(part: int, whole: int) -> float | None:
+    """part / whole, or None when there was nothing to count (not a share of 0)."""
+    return part / whole if whole else None
+
+
+def measure(recogniser: Recogniser, thumbs: list[Thumb]) -> dict[str, float | None]:
+    """Accuracy of one condition's thumbnails, and the time each took end to end (JPEG in); None
+    for a figure with nothing to measure it on."""
     series_right = plates_right = plates_total = 0
     votes: dict[str, IdentityVotes] = defaultdict(IdentityVotes)
     readable: dict[str, int] = defaultdict(int)
@@ -109,13 +117,13 @@ def measure(recogniser: Recogniser, thumbs: list[Thumb]) -> dict[str, float]:
     wrong_settled = sum(1 for key, v in votes.items() if v.settled("plate")[0] not in (None, key))
     return {
         "thumbnails": float(len(thumbs)),
-        "series_accuracy": series_right / max(len(thumbs), 1),
+        "series_accuracy": _share(series_right, len(thumbs)),
         "plate_thumbnails": float(plates_total),
-        "plate_exact_per_thumbnail": plates_right / max(plates_total, 1),
+        "plate_exact_per_thumbnail": _share(plates_right, plates_total),
         "locos_with_a_readable_plate": float(len(readable_locos)),
-        "plate_exact_per_loco": locos_right / max(len(readable_locos), 1),
+        "plate_exact_per_loco": _share(locos_right, len(readable_locos)),
         "locos_settled_on_a_wrong_number": float(wrong_settled),
-        "ms_per_thumbnail": 1000.0 * seconds / max(len(thumbs), 1),
+        "ms_per_thumbnail": 1000.0 * seconds / len(thumbs) if thumbs else None,
     }
 
 
@@ -134,7 +142,11 @@ def parallel_rate(thumbs: list[Thumb], workers: int, base: CloudConfig) -> float
     return len(messages) / (time.perf_counter() - started)
 
 
-def plate_card(results: dict[str, dict[str, float]]) -> str:
+def _cell(fmt: str, value: float | None) -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
+def plate_card(results: dict[str, dict[str, float | None]]) -> str:
     rows = [
         "| condition | thumbnails | number exact per thumbnail (whole number in view)"
         " | per locomotive after voting |",
@@ -142,8 +154,10 @@ def plate_card(results: dict[str, dict[str, float]]) -> str:
     ]
     for name, r in results.items():
         rows.append(
-            f"| {name} | {r['plate_thumbnails']:.0f} | {r['plate_exact_per_thumbnail']:.3f} |"
-            f" {r['plate_exact_per_loco']:.3f} ({r['locos_with_a_readable_plate']:.0f} locomotives) |"
+            f"| {name} | {_cell('{:.0f}', r['plate_thumbnails'])} |"
+            f" {_cell('{:.3f}', r['plate_exact_per_thumbnail'])} |"
+            f" {_cell('{:.3f}', r['plate_exact_per_loco'])}"
+            f" ({_cell('{:.0f}', r['locos_with_a_readable_plate'])} locomotives) |"
         )
     return "\n".join(rows)
 
@@ -165,6 +179,17 @@ def main() -> None:
         help="Give the rules the fleet's numbers.",
     )
     args = parser.parse_args()
+    models = RecognitionConfig()
+    prerequisites.require(
+        "bench.recognition",
+        [
+            prerequisites.ir_model(models.series_model_dir / "series.xml", SHIPPED),
+            prerequisites.files("series labels", [models.series_model_dir / "labels.json"], SHIPPED),
+            prerequisites.ir_model(models.plate_model_dir / "det.xml", SHIPPED),
+            prerequisites.ir_model(models.plate_model_dir / "rec.xml", SHIPPED),
+            prerequisites.files("OCR characters", [models.plate_model_dir / "characters.json"], SHIPPED),
+        ],
+    )
     fleet = REPO / "data" / "bench" / "fleet.txt"
     fleet.parent.mkdir(parents=True, exist_ok=True)
     fleet.write_text("\n".join(fleet_plates()) + "\n")
@@ -179,7 +204,7 @@ def main() -> None:
     results = {name: measure(recogniser, thumbs) for name, thumbs in sets.items()}
     everything = [t for thumbs in sets.values() for t in thumbs]
     overall = measure(recogniser, everything)
-    rows: list[tuple[str, str, str]] = []
+    rows: list[Row] = []
     for key, label, target, fmt in (
         ("series_accuracy", "series accuracy per thumbnail", "≥ 0.97", "{:.3f}"),
         (
@@ -197,15 +222,28 @@ def main() -> None:
         ("locos_settled_on_a_wrong_number", "locomotives settled on a wrong number", "0", "{:.0f}"),
         ("thumbnails", "thumbnails", "", "{:.0f}"),
     ):
-        cells = " / ".join(fmt.format(results[name][key]) for name in CONDITIONS)
-        rows.append(
-            (f"{label} ({' / '.join(CONDITIONS)})", cells + f"  (all {fmt.format(overall[key])})", target)
-        )
-    rate = 1000.0 / overall["ms_per_thumbnail"]
-    parallel = parallel_rate(everything, 2, config)
-    rows.append(("thumbnails per second, one recogniser (JPEG → Recognition)", f"{rate:.1f}", ""))
+        cells = " / ".join(_cell(fmt, results[name][key]) for name in CONDITIONS)
+        empty = [name for name in CONDITIONS if results[name][key] is None]
+        value: str | NotMeasured = cells + f"  (all {_cell(fmt, overall[key])})"
+        if empty:
+            value = NotMeasured(f"nothing to measure it on under {', '.join(empty)} ({value})")
+        rows.append((f"{label} ({' / '.join(CONDITIONS)})", value, target))
+    ms = overall["ms_per_thumbnail"]
+    rate = 1000.0 / ms if ms else float("nan")
+    parallel = parallel_rate(everything, 2, config) if everything else float("nan")
     rows.append(
-        ("thumbnails per second, 2 recognisers, 1 thread each (workers: 2)", f"{parallel:.1f}", "≥ 50")
+        (
+            "thumbnails per second, one recogniser (JPEG → Recognition)",
+            f"{rate:.1f}" if ms else NotMeasured("no thumbnail"),
+            "",
+        )
+    )
+    rows.append(
+        (
+            "thumbnails per second, 2 recognisers, 1 thread each (workers: 2)",
+            f"{parallel:.1f}" if everything else NotMeasured("no thumbnail"),
+            "≥ 50",
+        )
     )
     report(
         "Recognition on held-out simulator thumbnails, this machine (2 cores)",
