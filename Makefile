@@ -1,23 +1,39 @@
 # Everything a fresh machine needs is set up by these targets: a virtualenv in .venv with the project
-# and its dev tools. `make demo` runs the main job, `make test` the test suite.
+# (for the demo) and its dev tools (for the tests). `make demo` runs the main job, `make test` the suite.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench train-lpe clean
+# Debian packages that some tests use; without them those tests are skipped, each saying so: ffmpeg and
+# GStreamer's RTSP server (capture from RTSP), chromium (the map, in a real browser), Mosquitto and
+# openssl (deployment, TLS, broker-restart tests). `sudo make system-deps` installs them; .ci/run does.
+SYSTEM_PACKAGES := ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-rtsp \
+  chromium mosquitto openssl systemd
 
-$(STAMP): pyproject.toml
+.PHONY: install demo test lint bench train-lpe system-deps clean
+
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
+system-deps:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES)
+
 # The whole depot on this machine: broker, cloud service, four edge nodes on simulated cameras and the
 # live map; prints the map's URL and keys; Ctrl-C stops it. Options: `depotwatch demo --help`.
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(BIN)/depotwatch demo $(DEMO_ARGS)
 
 test: $(STAMP)

@@ -16,7 +16,7 @@ from tests.waiting import wait_until
 
 pytestmark = [
     pytest.mark.deployment,
-    pytest.mark.skipif(MOSQUITTO is None, reason="needs mosquitto (installed by .ci/run)"),
+    pytest.mark.skipif(MOSQUITTO is None, reason="needs mosquitto (sudo make system-deps installs it)"),
 ]
 
 

@@ -44,7 +44,10 @@ from tests.deployment import (
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.deployment,
-    pytest.mark.skipif(MOSQUITTO is None or OPENSSL is None, reason="needs mosquitto and openssl (.ci/run)"),
+    pytest.mark.skipif(
+        MOSQUITTO is None or OPENSSL is None,
+        reason="needs mosquitto and openssl (sudo make system-deps installs them)",
+    ),
 ]
 NODE = "edge-bay1"
 Completed = subprocess.CompletedProcess[str]
@@ -324,7 +327,10 @@ def test_the_example_inventory_matches_the_example_layout() -> None:
     assert listed == {node: sorted(cameras) for node, cameras in expected.items()}
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="needs systemd-analyze (sudo make system-deps installs systemd)",
+)
 def test_the_systemd_unit_is_valid(tmp_path: Path) -> None:
     unit = tmp_path / "depotwatch-edge.service"
     variables = {

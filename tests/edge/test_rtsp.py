@@ -33,7 +33,8 @@ def _gst_available() -> bool:
 
 
 pytestmark = pytest.mark.skipif(
-    not _gst_available(), reason="needs ffmpeg and GStreamer's RTSP server (installed by .ci/run)"
+    not _gst_available(),
+    reason="needs ffmpeg and GStreamer's RTSP server (sudo make system-deps installs them)",
 )
 
 
