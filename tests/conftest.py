@@ -22,6 +22,8 @@ from sqlalchemy.engine import make_url
 from shared.embedded_broker import EmbeddedBroker
 from shared.layout import Facility, load_facility
 
+pytest_plugins = ["tests.expected_skips"]
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_LAYOUT = REPO / "examples" / "facility.yaml"
 MQTT_ENV = "DEPOTWATCH_TEST_MQTT_URL"
