@@ -374,3 +374,38 @@ def test_a_shunt_seen_by_cameras_sampled_apart_keeps_its_id(facility: Facility) 
     assert after.loco_id == loco.loco_id and (after.start_m, after.end_m) == (30.3, 47.2)
     moved = [e for e in events if e.kind is EventKind.MOVED]
     assert [(e.loco_id, e.station) for e in moved] == [(loco.loco_id, "T1-B")]
+
+
+def test_a_view_older_than_max_age_is_unknown_from_just_past_the_boundary(facility: Facility) -> None:
+    """T1-C2 reports a locomotive once; its neighbours on T1 go on reporting. Exactly max_age later its
+    view still counts; a microsecond past, the stretch only it sees is unknown: neither free (the
+    locomotive would depart) nor occupied (it would be seen there now); the locomotive stays as last
+    seen."""
+    fse = FacilityStateEstimator(facility)
+    max_age = fse.settings.max_age
+    neighbours = ("T1-C1", "T1-C3", "T1-C4")
+    for cid in neighbours:
+        assert fse.observe(Observation(cid, START, ()))
+    assert fse.observe(Observation("T1-C2", START, (SeenExtent(17.0, 23.0, False, False, 0.9),)))
+    fse.update(START)
+    [loco] = fse.locos()
+
+    def t1(events: list[Event]) -> tuple[list[tuple[str, str | None]], list[Loco], list[tuple[float, float]]]:
+        """T1's events, locomotives and unknown stretches (to the millimetre)."""
+        [state] = [s for s in fse.state() if s.track_id == "T1"]
+        unknown = [(round(lo, 3), round(hi, 3)) for lo, hi in state.unknown]
+        return [(e.kind, e.camera_id) for e in events if e.track_id == "T1"], list(state.locos), unknown
+
+    for cid in neighbours:
+        assert fse.observe(Observation(cid, START + max_age, ()))
+    events, locos, unknown = t1(fse.update(START + max_age))
+    assert (events, unknown) == ([], []), "at max_age T1-C2's view still counts"
+    assert [(lo.loco_id, lo.last_seen) for lo in locos] == [(loco.loco_id, START + max_age)]
+
+    events, locos, unknown = t1(fse.update(START + max_age + timedelta(microseconds=1)))
+    assert events == [(EventKind.CAMERA_UNSEEN, "T1-C2")]
+    # Only T1-C2 sees 15.3-25.4 m (T1-C1 ends at 15.3, T1-C3 starts at 25.4).
+    assert unknown == [(15.3, 25.4)], "past max_age the stretch only T1-C2 sees is unknown"
+    assert [(lo.loco_id, lo.start_m, lo.end_m, lo.last_seen) for lo in locos] == [
+        (loco.loco_id, loco.start_m, loco.end_m, START + max_age)
+    ], "the locomotive stays where it was last seen, and is not seen since"

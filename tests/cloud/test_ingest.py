@@ -164,6 +164,32 @@ def test_detections_are_stored_once_and_fed_to_the_state(
     assert (loco.start_m, loco.end_m) == pytest.approx((14.0, 22.0), abs=0.11)
 
 
+def test_a_detection_delivered_again_even_after_a_restart_is_one_row_and_no_dead_letter(
+    engine: Engine, mqtt_url: str, facility: Facility
+) -> None:
+    """QoS 1 is at least once: the same detection delivered twice, then once more to an ingest started
+    afresh (which remembers no numbers: only the database's unique key can tell), is stored once, and
+    the deliveries again are dropped as duplicates, never refused into dead letters."""
+    since = datetime.now(UTC)
+    base = _seqs()
+    d = factories.detection_for(facility, "T1-C2", seq=base, extents=[factories.extent(14.0, 22.0)])
+    topic = Topic(TopicKind.DETECTION, facility.site, d.node_id, d.flow, d.camera_id)
+    seen: list[tuple[int, int, int, int]] = []
+    for deliveries in (2, 1):  # the second round is a new ingest on the same database
+        w = Wired(engine, mqtt_url, facility)
+        try:
+            for _ in range(deliveries):
+                w.detect(d)
+            wait_until(w.settled, 10, f"{deliveries} deliveries written and acknowledged")
+            counts = w.ingest.counts
+            seen.append((counts.stored, counts.duplicates, counts.refused, counts.dead_letters))
+        finally:
+            w.stop()
+    assert [row.observation_id for row in _stored(engine, d.node_id, base, base)] == [str(d.observation_id)]
+    assert [letter.reason for letter in _letters(engine, topic, since)] == []
+    assert seen == [(1, 1, 0, 0), (0, 1, 0, 0)], "(stored, duplicates, refused, dead letters) per ingest"
+
+
 def test_detections_taken_but_not_committed_come_back_after_a_crash(
     engine: Engine, redelivering_mqtt_url: str, facility: Facility
 ) -> None:

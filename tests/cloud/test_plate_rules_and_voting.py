@@ -6,7 +6,7 @@ import pytest
 
 from cloud.identities import Identities
 from cloud.recognition.plate_rules import PlateRules, edit_distance
-from cloud.recognition.voting import SETTLE_WEIGHT, IdentityVotes
+from cloud.recognition.voting import SETTLE_WEIGHT, IdentityVotes, Verdict
 from shared.messages import TrackSpan
 from tests import factories
 
@@ -95,3 +95,69 @@ def test_a_reading_delivered_again_votes_once() -> None:
     assert identities.observe(factories.recognition(span=reading.span), locos) == "L00001"
     identity = identities.get("L00001")
     assert identity is not None and identity.plate == reading.plate  # two thumbnails do
+
+
+# Weights are sums of binary fractions (0.75, 0.875, ...) where a boundary is hit exactly, so "at" is
+# the threshold itself, not a float near it.
+
+
+@pytest.mark.parametrize(
+    ("wrong", "settles"),
+    [(0.76, False), (0.75, True), (0.74, True)],
+    ids=["share just below 70 %", "share at 70 %", "share just above 70 %"],
+)
+def test_a_value_settles_from_70_percent_of_the_weight(wrong: float, settles: bool) -> None:
+    """A wrong first read of `wrong`, then two of 0.875 (1.75: past the weight needed): their share is
+    1.75 / (1.75 + wrong), 69.7 %, exactly 70 % and 70.3 %."""
+    votes = IdentityVotes()
+    assert votes.vote("plate", "TE33A-2261", wrong) is None
+    assert votes.vote("plate", "TE33A-2251", 0.875) is None
+    verdict = votes.vote("plate", "TE33A-2251", 0.875)
+    if settles:
+        assert verdict == Verdict("identified", "plate", "TE33A-2251", None, 1.75 / (1.75 + wrong))
+        value, share = votes.settled("plate")
+        assert value == "TE33A-2251" and share == pytest.approx(1.75 / (1.75 + wrong))
+    else:
+        assert verdict is None and votes.settled("plate") == (None, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("reads", "settles"),
+    [((1.0,), False), ((0.75, 0.7499), False), ((0.75, 0.75), True), ((0.5, 0.5, 0.5), True)],
+    ids=["one certain read", "two reads just short", "two reads of 0.75", "three of 0.5"],
+)
+def test_it_takes_two_confident_reads_to_settle(reads: tuple[float, ...], settles: bool) -> None:
+    """SETTLE_WEIGHT 1.5: no single read (confidence at most 1) settles a value, two of 0.75 do."""
+    votes = IdentityVotes()
+    verdicts = [votes.vote("series", "TE33A", confidence) for confidence in reads]
+    if settles:
+        assert verdicts[:-1] == [None] * (len(reads) - 1)
+        assert verdicts[-1] == Verdict("identified", "series", "TE33A", None, 1.0)
+        assert votes.settled("series") == ("TE33A", 1.0)
+    else:
+        assert verdicts == [None] * len(reads) and votes.settled("series") == (None, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("last", "overturns"),
+    [(0.74, False), (0.75, True), (0.76, True)],
+    ids=["just below 3x", "at 3x", "just above 3x"],
+)
+def test_a_settled_value_is_overturned_at_three_times_its_weight(last: float, overturns: bool) -> None:
+    """Settled on 1.5 (two reads of 0.75); five reads of 0.75 for another value (3.75) and a sixth of
+    `last`: 4.49, exactly 4.5 (3 x 1.5) and 4.51."""
+    votes = IdentityVotes()
+    votes.vote("plate", "TE33A-2251", 0.75)
+    assert votes.vote("plate", "TE33A-2251", 0.75) is not None
+    verdicts = [votes.vote("plate", "TE33A-2261", 0.75) for _ in range(5)]
+    assert [v.kind if v else None for v in verdicts] == ["conflict", None, None, None, None]
+    verdict = votes.vote("plate", "TE33A-2261", last)
+    if overturns:
+        assert verdict is not None and (verdict.kind, verdict.value, verdict.previous) == (
+            "reidentified",
+            "TE33A-2261",
+            "TE33A-2251",
+        )
+        assert votes.settled("plate")[0] == "TE33A-2261"
+    else:
+        assert verdict is None and votes.settled("plate")[0] == "TE33A-2251"

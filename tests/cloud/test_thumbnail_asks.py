@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 
 from cloud.config import RecognitionConfig
 from cloud.fse import Loco
 from cloud.identities import Identity
-from cloud.thumbnail_asks import ThumbnailAsks
+from cloud.thumbnail_asks import Ask, ThumbnailAsks
 from shared.layout import Facility
 from shared.messages import CommandRequest, RequestThumbnail
 from shared.mqtt import BrokerConfig, MqttConnection
@@ -73,8 +75,11 @@ def test_a_locomotive_identified_or_gone_is_no_longer_asked_for(facility: Facili
 
 
 def test_the_cloud_asks_the_node_for_a_thumbnail_of_a_locomotive_it_cannot_name(
-    database_factory: DatabaseFactory, mqtt_url: str, facility: Facility
+    database_factory: DatabaseFactory, mqtt_url: str, facility: Facility, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Both cameras that see the unnamed locomotive are asked, and asked again after twice the first
+    wait: the rounds' instants are the service's own clock readings, so a loaded machine delaying the
+    commands on their way cannot make the wait look shorter (nor longer)."""
     received: list[CommandRequest] = []
     node = MqttConnection(BrokerConfig(url=mqtt_url), f"edge-{uuid.uuid4().hex[:6]}")
     node.subscribe(
@@ -85,15 +90,26 @@ def test_the_cloud_asks_the_node_for_a_thumbnail_of_a_locomotive_it_cannot_name(
     assert node.wait_connected(5) and node.wait_subscribed(5)
     asks = RecognitionConfig(ask_unsettled_after_s=1.0, ask_unsettled_max_s=60)
     server = Server(database_factory(), mqtt_url, facility, recognition=asks)
+    rounds: list[float] = []  # the monotonic instant of each round of asks
+    due = server.service.thumbnail_asks.due
+
+    def recorded(*args: Any) -> list[Ask]:
+        out = due(*args)
+        if out:
+            rounds.append(args[-1])
+        return out
+
+    monkeypatch.setattr(server.service.thumbnail_asks, "due", recorded)
     try:
         _publish_locomotive(mqtt_url, facility)
-        wait_until(lambda: len(received) >= 2, 10, "thumbnails asked of both cameras that see it")
-        time.sleep(1.5)  # the next ask waits twice as long: none comes meanwhile
+        wait_until(lambda: len(received) >= 4, 15, "two rounds of asks, both cameras each")
     finally:
         server.stop()
         node.stop()
-    commands = {r.command.camera_id: r.command for r in received if isinstance(r.command, RequestThumbnail)}
-    assert len(received) == 2 and set(commands) == {"T1-C2", "T1-C3"}
-    assert all(r.issued_by == "cloud:recognition" for r in received)
-    assert commands["T1-C2"].span.end_m == facility.cameras["T1-C2"].view.end_m
-    assert commands["T1-C3"].span.start_m == facility.cameras["T1-C3"].view.start_m
+    assert rounds[1] - rounds[0] >= 2 * asks.ask_unsettled_after_s - 1e-6, "the wait doubles"
+    for asked in (received[:2], received[2:4]):
+        commands = {r.command.camera_id: r.command for r in asked if isinstance(r.command, RequestThumbnail)}
+        assert set(commands) == {"T1-C2", "T1-C3"}
+        assert all(r.issued_by == "cloud:recognition" for r in asked)
+        assert commands["T1-C2"].span.end_m == facility.cameras["T1-C2"].view.end_m
+        assert commands["T1-C3"].span.start_m == facility.cameras["T1-C3"].view.start_m

@@ -21,6 +21,13 @@ from tests.conftest import REPO
 MODEL_DIR = REPO / "ir_models" / "lpe" / "1.0.0"
 # Not a training, validation or benchmark seed.
 FRESH_SEED = 4242
+# Visible end error on these frames (33 ends; the same on every run): median 0.005 m at both
+# precisions, p95 0.011 m (fp32) and 0.014 m (int8); on 12 other seeds' 48 frames, medians
+# 0.003-0.009 m and p95 0.010-0.025 m; the model card's held-out sets: 0.005-0.007 m and 0.015-0.025 m.
+# Limits of about four times this seed's figures (twice the worst of any seed): decoding that puts
+# the ends half a strip column (2.7 cm) off fails (median 0.029 m), simulator noise does not.
+END_ERROR_MEDIAN_M = 0.02
+END_ERROR_P95_M = 0.05
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +73,11 @@ def test_finds_the_locomotives_in_fresh_frames(
     summary = tally.summary()
     assert sum(1 for _, _, truth in fresh_frames if truth) >= 15, "the sample must hold locomotives"
     assert summary["occupancy_f1"] >= 0.97, summary
-    assert summary["end_error_median_m"] <= 0.3, summary
-    assert summary["end_error_p95_m"] <= 1.0, summary
+    # Errors are over the visible ends found within 3 m; none may be missed, or a lost end would
+    # leave the figures below.
+    assert summary["ends_missed"] == 0, summary
+    assert summary["end_error_median_m"] <= END_ERROR_MEDIAN_M, summary
+    assert summary["end_error_p95_m"] <= END_ERROR_P95_M, summary
     assert summary["count_accuracy"] >= 0.9, summary
     assert summary["empty_frames_clean"] == 1.0, summary
 
