@@ -144,7 +144,12 @@ BAD_LAYOUTS: list[tuple[str, Mutation, str, str]] = [
         "outside the image",
     ),
     ("view reversed", _set("cameras.T3-C1.view.start_m", 16.0), "cameras.T3-C1.view", "must be greater"),
-    ("typo in a key", _set("cameras.T1-C1.trak", "T1"), "cameras.T1-C1.trak", "Extra inputs"),
+    (
+        "typo in a key",
+        _set("cameras.T1-C1.trak", "T1"),
+        "cameras.T1-C1.trak",
+        "unknown setting; did you mean 'track'?",
+    ),
     ("missing key", _delete("cameras.T1-C1.calibration"), "cameras.T1-C1.calibration", "Field required"),
     (
         "sim source of another camera",
