@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -24,12 +27,33 @@ FAST = CaptureConfig(
 )
 
 
+@dataclass(frozen=True)
+class Handed:
+    """A frame the worker handed on: when (the worker's own timestamp) and what it showed."""
+
+    camera_id: str
+    at: datetime
+    digest: bytes
+    mean: float
+
+
 class Sink:
     def __init__(self) -> None:
-        self.frames: list[tuple[str, datetime]] = []
+        self.frames: list[Handed] = []
 
     def __call__(self, camera_id: str, frame: np.ndarray, at: datetime) -> None:
-        self.frames.append((camera_id, at))
+        digest = hashlib.blake2b(frame.tobytes(), digest_size=16).digest()
+        self.frames.append(Handed(camera_id, at, digest, float(frame.mean())))
+
+
+def _longest_unchanged_s(frames: list[Handed]) -> float:
+    """The longest time one picture went on being handed on, bit for bit the same."""
+    longest, first = 0.0, 0
+    for i in range(1, len(frames)):
+        if frames[i].digest != frames[first].digest:
+            first = i
+        longest = max(longest, (frames[i].at - frames[first].at).total_seconds())
+    return longest
 
 
 def _sim_worker(facility: Facility, fault: FaultKind, sink: Sink) -> CameraWorker:
@@ -70,15 +94,26 @@ def test_a_faulty_camera_is_reported_then_recovers(
             f"the camera to be {bad_state.value}: {reason}",
         )
         assert reason in status.reason
-        sampled_during_fault = len(sink.frames)
         wait_until(lambda: worker.status().state is CameraState.ONLINE, 5, "the camera to recover")
-        if fault is not FaultKind.DROPOUT:
-            # Frozen and black pictures are never handed to the estimator.
-            assert len(sink.frames) >= sampled_during_fault
-        else:
-            assert worker.status().reconnects_last_hour >= 1
+        recovered = len(sink.frames)
+        wait_until(lambda: len(sink.frames) >= recovered + 2, 5, "frames handed on after the recovery")
+        reconnects = worker.status().reconnects_last_hour
     finally:
         worker.stop()
+    frames = list(sink.frames)
+    if fault is FaultKind.DROPOUT:
+        assert reconnects >= 1
+    elif fault is FaultKind.BLACK:
+        # A black picture is never handed to the estimator.
+        black = [f.at for f in frames if f.mean < FAST.black_level]
+        assert not black, f"{len(black)} black frames handed on, the first at {black[0]}"
+    else:
+        # A frozen picture is handed on only until the worker can tell it is frozen (frozen_after_s,
+        # on the worker's own timestamps), not for the rest of the fault.
+        unchanged = _longest_unchanged_s(frames)
+        assert unchanged <= FAST.frozen_after_s + 0.1, (
+            f"the same picture was handed on for {unchanged:.2f} s; frozen after {FAST.frozen_after_s} s"
+        )
 
 
 def test_sampling_follows_the_configured_rate(facility: Facility) -> None:
@@ -94,12 +129,19 @@ def test_sampling_follows_the_configured_rate(facility: Facility) -> None:
     )
     worker.start()
     try:
-        time.sleep(2.0)
+        wait_until(lambda: len(sink.frames) >= 9, 10, "nine sampled frames")
     finally:
         worker.stop()
-    # Sampling thins the camera's frames to the configured rate, however fast the frames came.
-    assert 6 <= len(sink.frames) <= 10
-    assert worker.frames_total >= 2 * len(sink.frames)
+    # Sampling thins the camera's frames to the configured rate, however fast the frames came: on
+    # the worker's own timestamps, n frames sampled at 4 per second span at least (n - 1.5) / 4 s
+    # (a late frame is made up for by at most half a period), and each comes at least half a period
+    # after the one before. The camera's other frames are not handed on.
+    frames = list(sink.frames)
+    span = (frames[-1].at - frames[0].at).total_seconds()
+    gaps = [(b.at - a.at).total_seconds() for a, b in itertools.pairwise(frames)]
+    assert len(frames) <= (span + 0.02) * 4 + 1.5, f"{len(frames)} frames sampled in {span:.2f} s at 4 fps"
+    assert min(gaps) >= 0.125 - 0.01, f"two frames sampled {min(gaps):.3f} s apart"
+    assert worker.frames_total >= 2 * len(frames)
 
 
 def test_a_file_that_ends_goes_offline_and_is_reopened(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ from shared.topics import Topic, TopicKind
 from tests.brokers import RestartableBroker
 from tests.collector import Collector
 from tests.conftest import EXAMPLE_LAYOUT
+from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_until
 
 NODE = "edge-bay1"
@@ -129,35 +130,44 @@ def test_detections_thumbnails_and_birth_arrive_and_decode(
 def test_a_broker_restart_loses_no_detection_and_marks_the_backlog(tmp_path: Path, site: str) -> None:
     broker = RestartableBroker(tmp_path)
     broker.start()
+    # The node reaches the broker through a proxy, so that after the restart it can connect only
+    # once the second collector has subscribed: what it sends then is received.
+    proxy = TcpProxy(("127.0.0.1", broker.port)).start()
     facility = parse_facility(facility_data(site))
     first = Collector(broker.url, site)
-    node = EdgeNode(node_config(tmp_path, broker.url), facility)
+    node = EdgeNode(node_config(tmp_path, f"mqtt://127.0.0.1:{proxy.port}"), facility)
     node.start()
     second = None
+
+    def received() -> list[Detection]:
+        return first.of(Detection) + (second.of(Detection) if second else [])
+
     try:
         # Between two bursts of the node's detections: a message the broker acknowledged to the node
         # and had not yet forwarded when it stopped would be the broker's loss, not the node's.
         wait_until(lambda: _quiet(first, at_least=10), 20, "detections before the outage")
+        proxy.set_mode("reset")
         broker.stop()
-        time.sleep(3.0)  # detections pile up in the spool
-        assert node.spool.depth() > 0
+        wait_until(lambda: node.spool.depth() >= 12, 10, "detections piling up in the spool")
         broker.start()
-        second = Collector(broker.url, site)  # subscribes before paho's 1 s reconnect delay ends
+        second = Collector(broker.url, site)
+        proxy.set_mode("forward")
         wait_until(
             lambda: node.spool.depth() == 0 and node.link.connected.is_set(), 20, "the backlog to drain"
         )
-        time.sleep(1.0)
+        # Everything numbered so far has been acknowledged by the broker: it reaches the collectors.
+        wait_until(lambda: _gapless({d.seq for d in received()}), 10, "every detection up to the newest")
     finally:
         node.stop()
         first.stop()
         if second is not None:
             second.stop()
+        proxy.stop()
         broker.stop()
-    received = first.of(Detection) + (second.of(Detection) if second else [])
-    seqs = sorted({d.seq for d in received})
+    seqs = sorted({d.seq for d in received()})
     assert seqs == list(range(seqs[0], seqs[-1] + 1)), "a sequence number is missing"
     assert seqs[0] == 0
-    assert any(d.historical for d in received), "the backlog was not marked historical"
+    assert any(d.historical for d in received()), "the backlog was not marked historical"
     births = [m for m in first.of(NodeLifecycle) + second.of(NodeLifecycle) if m.state is NodeState.ONLINE]  # type: ignore[union-attr]
     assert len({b.bd_seq for b in births}) >= 2, "a reconnect must bring a new birth sequence"
 
@@ -236,6 +246,11 @@ def test_a_node_that_cannot_reach_its_broker_logs_it_fails_healthz_and_counts_un
     ), connected_lines
 
 
+def _gapless(seqs: set[int]) -> bool:
+    """Sequence numbers from 0 to the newest, none missing."""
+    return bool(seqs) and min(seqs) == 0 and len(seqs) == max(seqs) + 1
+
+
 def _quiet(collector: Collector, at_least: int) -> bool:
     """At least `at_least` detections received, and none more for a moment."""
     count = len(collector.of(Detection))
@@ -248,8 +263,7 @@ def _command(site: str, payload: bytes, url: str) -> None:
     link.start()
     assert link.wait_connected(5)
     link.publish(str(Topic(TopicKind.COMMAND, site, NODE)), payload)
-    time.sleep(0.3)
-    link.stop()
+    link.stop()  # once the broker has acknowledged the command
 
 
 def test_commands_are_validated_acknowledged_and_applied(
@@ -259,7 +273,7 @@ def test_commands_are_validated_acknowledged_and_applied(
     node.start()
     try:
         wait_until(lambda: node.link.connected.is_set(), 5, "the node to connect")
-        time.sleep(0.3)
+        assert node.link.wait_subscribed(5)
         _command(site, b"{not json", mqtt_url)
         bad_camera = CommandRequest(
             command_id=uuid.uuid4(),
