@@ -242,7 +242,11 @@ class CloudService:
         stall = self.config.health.stall_s
         problems = []
         if not self.link.connected.is_set():
-            problems.append(f"MQTT: not connected to {self.config.broker.url} (broker.url)")
+            error = self.link.state().last_error
+            problems.append(
+                f"MQTT: not connected to {self.config.broker.url} (broker.url)"
+                + (f": {error}" if error else "")
+            )
         for name, writer in (("ingest", self.ingest.writer), ("state", self.state_writer)):
             if not writer.alive:
                 problems.append(f"{name} writer: its thread has stopped")
