@@ -13,7 +13,7 @@ SYSTEM_PACKAGES := ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plu
   gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-rtsp \
   chromium mosquitto openssl systemd
 
-.PHONY: install demo test lint bench train-lpe system-deps clean
+.PHONY: install demo test lint bench mutate train-lpe system-deps clean
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.lpe
 	$(BIN)/python -m bench.flows
+
+# Mutation testing of the core pure modules (docs/testing.md): kill rate per module and the survivors.
+# Minutes per module, so not part of `test`; MODULE=spool (or codec, calibration, ...) runs one.
+mutate: $(STAMP)
+	$(BIN)/python -m bench.mutate $(MODULE)
 
 # Re-trains the LPE from simulator data (about 30 minutes on 2 cores) and rewrites ir_models/lpe/.
 train-lpe: $(STAMP)

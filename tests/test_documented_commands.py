@@ -38,6 +38,8 @@ DOCUMENTED: dict[str, str] = {
     "make lint": ".ci/run",
     "make bench": "benchmark, run by hand: python -m bench.lpe / bench.flows",
     "make train-lpe": "training, run by hand (about 30 minutes)",
+    "make mutate": "mutation testing, run by hand: python -m bench.mutate (docs/testing.md)",
+    "make mutate MODULE=spool": "mutation testing, run by hand: python -m bench.mutate spool",
     'make demo DEMO_ARGS="--nodes 2 --speed 5"': "options",
     "depotwatch demo": "tests/test_demo.py",
     "depotwatch layout check FILE": "run",

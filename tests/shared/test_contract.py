@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
+from pydantic import ValidationError
 
 from shared.codec import THUMBNAIL_MAGIC, decode, decode_message, encode
 from shared.errors import MalformedPayload, UnknownTopic
@@ -19,6 +20,7 @@ from shared.messages import (
     Detection,
     Message,
     NodeState,
+    Thumbnail,
     death_applies,
 )
 from shared.topics import TOPIC_SPECS, Topic, TopicKind, parse_topic, shared_subscription, subscription
@@ -327,3 +329,93 @@ def test_messages_cross_a_real_broker_intact(mqtt_client: MqttFactory) -> None:
         name, payload = received.get(timeout=5)
         _, decoded = decode_message(name, payload)
         assert decoded == sent[name]
+
+
+# What follows pins the exact behaviour at each bound and the exact reasons, so that `make mutate
+# MODULE=codec` (docs/testing.md) finds no small change to shared/codec.py that the tests let through.
+
+
+def _reason(model: type[Message], payload: bytes) -> tuple[str, list[dict[str, object]]]:
+    """The MalformedPayload's text and the pydantic errors it summarises."""
+    with pytest.raises(MalformedPayload) as caught:
+        decode(model, payload)
+    cause = caught.value.__cause__
+    errors = cause.errors() if isinstance(cause, ValidationError) else []
+    return str(caught.value), [dict(error) for error in errors]
+
+
+def test_a_payload_of_exactly_the_size_limit_is_taken() -> None:
+    limit = TOPIC_SPECS[TopicKind.DETECTION].max_bytes
+    message = factories.detection()
+    payload = encode(message)
+    assert decode_message(DET_TOPIC, payload + b" " * (limit - len(payload)))[1] == message
+
+
+def test_a_reason_names_each_field_with_its_path_and_pydantics_words() -> None:
+    reason, [error] = _reason(Detection, _detection_json(seq="1234"))
+    assert reason == f"invalid Detection: seq: {error['msg']}"
+    reason, [error] = _reason(Detection, _detection_json(extents=[_extent_json(14, "far")]))
+    assert reason == f"invalid Detection: extents.0.end_m: {error['msg']}"
+    reason, [error] = _reason(Detection, b"not json at all")
+    assert reason == f"invalid Detection: <root>: {error['msg']}"
+
+
+@pytest.mark.parametrize("missing", [5, 6, 8])
+def test_a_reason_lists_five_errors_and_counts_the_rest(missing: int) -> None:
+    data = json.loads(encode(factories.detection()))
+    dropped = ["observation_id", "node_id", "camera_id", "track_id", "model", "captured_at", "seq", "view"]
+    for key in dropped[:missing]:
+        del data[key]
+    reason, errors = _reason(Detection, json.dumps(data).encode())
+    assert [e["loc"] for e in errors] == [(key,) for key in dropped[:missing]]
+    listed = "; ".join(f"{key}: {errors[0]['msg']}" for key in dropped[:5])
+    more = f" (+{missing - 5} more)" if missing > 5 else ""
+    assert reason == f"invalid Detection: {listed}{more}"
+
+
+def _frame(meta: bytes, jpeg: bytes) -> bytes:
+    return THUMBNAIL_MAGIC + len(meta).to_bytes(4, "big") + meta + jpeg
+
+
+def test_thumbnail_frames_cut_short_are_rejected_with_the_exact_reason() -> None:
+    for short in (b"", THUMBNAIL_MAGIC, THUMBNAIL_MAGIC + b"\x00\x00\x00"):
+        with pytest.raises(MalformedPayload) as caught:
+            decode_message(THUMB_TOPIC, short)
+        assert str(caught.value) == "not a thumbnail frame: missing the DWT1 header"
+    # Exactly the magic and the length: a frame, whose (empty) header is then not a ThumbnailMeta.
+    reason, _ = _reason(Thumbnail, THUMBNAIL_MAGIC + b"\x00\x00\x00\x00")
+    assert reason.startswith("invalid ThumbnailMeta: <root>: ")
+    # A header that ends exactly where the frame does leaves an empty JPEG, which Thumbnail refuses.
+    meta = factories.thumbnail().meta.model_dump_json().encode()
+    reason, _ = _reason(Thumbnail, _frame(meta, b""))
+    assert reason.startswith("invalid Thumbnail: jpeg: ")
+    reason, _ = _reason(Thumbnail, _frame(meta, b"")[:-1])
+    assert reason == f"thumbnail header claims {len(meta)} bytes but the frame is shorter"
+
+
+def test_a_thumbnails_header_is_parsed_strictly_too() -> None:
+    meta = json.loads(factories.thumbnail().meta.model_dump_json())
+    meta["extent_index"] = "0"
+    reason, _ = _reason(Thumbnail, _frame(json.dumps(meta).encode(), factories.jpeg_bytes()))
+    assert reason.startswith("invalid ThumbnailMeta: extent_index: ")
+
+
+@pytest.mark.parametrize(
+    ("topic", "message", "field"),
+    [
+        (THUMB_TOPIC, factories.thumbnail(node_id="edge-bay2"), "node_id 'edge-bay2'"),
+        (THUMB_TOPIC, factories.thumbnail(camera_id="T1-C3"), "camera_id 'T1-C3'"),
+        (
+            str(Topic(TopicKind.CAMERA_STATUS, SITE, "edge-bay1", camera="T1-C2")),
+            factories.camera_status(camera_id="T1-C3"),
+            "camera_id 'T1-C3'",
+        ),
+    ],
+)
+def test_ids_in_thumbnail_headers_and_camera_statuses_must_match_the_topic(
+    topic: str, message: Message, field: str
+) -> None:
+    with pytest.raises(MalformedPayload) as caught:
+        decode_message(topic, encode(message))
+    expected = "'edge-bay1'" if field.startswith("node_id") else "'T1-C2'"
+    assert str(caught.value) == f"{field} in the payload does not match {expected} in the topic"
