@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from cloud.identities import Identities
-from cloud.recognition.plate_rules import PlateRules, edit_distance
+from cloud.recognition.plate_rules import FLEET_MATCH_PENALTY, PlateReading, PlateRules, edit_distance
 from cloud.recognition.voting import SETTLE_WEIGHT, IdentityVotes, Verdict
 from shared.messages import TrackSpan
 from tests import factories
@@ -161,3 +163,163 @@ def test_a_settled_value_is_overturned_at_three_times_its_weight(last: float, ov
         assert votes.settled("plate")[0] == "TE33A-2261"
     else:
         assert verdict is None and votes.settled("plate")[0] == "TE33A-2251"
+
+
+def test_a_read_is_reported_with_its_series_confidence_and_raw_text() -> None:
+    reading = PlateRules(FORMATS).interpret([(" te33a-22S1", 0.9)])
+    assert reading == PlateReading("TE33A-2251", "TE33A", 0.9, " te33a-22S1")
+
+
+def test_of_equally_confident_reads_the_first_wins() -> None:
+    reading = PlateRules(FORMATS).interpret([("TE33A-2251", 0.8), ("2TE116-0347", 0.8)])
+    assert reading is not None and reading.plate == "TE33A-2251"
+
+
+def test_look_alikes_are_fixed_only_after_the_last_dash() -> None:
+    """A series whose name has a dash and a look-alike letter in it (the D of DM): only the number, after
+    the last dash, is read as digits."""
+    rules = PlateRules({"TEM18-DM": r"TEM18-DM-\d{3}"})
+    assert rules.interpret([("TEM18-DM-O47", 0.9)]) == PlateReading(
+        "TEM18-DM-047", "TEM18-DM", 0.9, "TEM18-DM-O47"
+    )
+
+
+@pytest.mark.parametrize(
+    ("read", "plate"),
+    [("TE33A-2252", "TE33A-2251"), ("TE33A-225", "TE33A-2251"), ("TE33A-22511", "TE33A-2251")],
+    ids=["one character wrong", "one character missing", "one character extra"],
+)
+def test_a_read_one_edit_from_one_fleet_number_is_taken_as_it_at_a_lower_confidence(
+    read: str, plate: str
+) -> None:
+    rules = PlateRules(FORMATS, fleet=["TE33A-2251", "TE33A-2368", "2TE116-0347"])
+    assert rules.interpret([(read, 0.9)]) == PlateReading(plate, "TE33A", 0.9 * FLEET_MATCH_PENALTY, read)
+
+
+@pytest.mark.parametrize(
+    "read", ["TE33A-22", "TE33A-225111", "TE33A-2222"], ids=["two short", "two extra", "two wrong"]
+)
+def test_a_read_two_edits_from_every_fleet_number_is_no_plate(read: str) -> None:
+    assert PlateRules(FORMATS, fleet=["TE33A-2251"]).interpret([(read, 0.9)]) is None
+
+
+def test_a_read_without_a_dash_is_not_corrected_to_a_fleet_number() -> None:
+    """The dash is what tells a plate from the other text a camera sees (a clock, a sign)."""
+    rules = PlateRules(FORMATS, fleet=["TE33A-2251"])
+    assert rules.interpret([("TE33A2251", 0.9)]) is None
+    assert rules.interpret([("TE33A-2251", 0.9)]) == PlateReading("TE33A-2251", "TE33A", 0.9, "TE33A-2251")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "distance"),
+    [
+        ("", "", 0),
+        ("", "ABC", 3),
+        ("ABC", "", 3),
+        ("A", "B", 1),
+        ("AB", "BA", 2),
+        ("AB", "A", 1),
+        ("A", "AB", 1),
+        ("KITTEN", "SITTING", 3),
+        ("FLAW", "LAWN", 2),
+        ("TE33A-2251", "TE33A-251", 1),
+        ("TE33A-2251", "2TE116-0347", 8),
+    ],
+)
+def test_edit_distance_counts_insertions_deletions_and_substitutions(a: str, b: str, distance: int) -> None:
+    assert edit_distance(a, b) == distance
+    assert edit_distance(b, a) == distance
+
+
+def test_a_disagreeing_read_is_a_conflict_with_its_own_confidence() -> None:
+    votes = IdentityVotes()
+    votes.vote("plate", "TE33A-2251", 0.75)
+    votes.vote("plate", "TE33A-2251", 0.75)
+    assert votes.vote("plate", "TE33A-2261", 0.5) == Verdict(
+        "conflict", "plate", "TE33A-2261", "TE33A-2251", 0.5
+    )
+
+
+def test_a_reidentification_reports_the_new_value_its_share_and_the_old_one() -> None:
+    """Settled on 1.5; six reads of 0.75 for another (4.5, three times 1.5) overturn it with 4.5 / 6."""
+    votes = IdentityVotes()
+    votes.restore("series", "TE33A", SETTLE_WEIGHT)
+    verdicts = [votes.vote("series", "2TE116", 0.75) for _ in range(6)]
+    assert verdicts[-1] == Verdict("reidentified", "series", "2TE116", "TE33A", 0.75)
+    assert votes.settled("series") == ("2TE116", 0.75)
+
+
+def test_reads_without_a_value_or_with_no_confidence_count_for_nothing() -> None:
+    votes = IdentityVotes()
+    assert [votes.vote("series", None, 0.9) for _ in range(3)] == [None] * 3  # 2.7 for "no value"
+    assert votes.vote("series", "TEM2", 0.0) is None
+    assert votes.to_json()["series"]["weights"] == {}
+    votes.restore("series", "TE33A", SETTLE_WEIGHT)
+    assert votes.vote("series", "TEM2", 0.0) is None  # no conflict either
+    assert votes.vote("series", "TEM2", -0.5) is None
+    assert votes.to_json()["series"] == {
+        "weights": {"TE33A": SETTLE_WEIGHT},
+        "settled": "TE33A",
+        "conflicts_told": [],
+    }
+
+
+def test_the_weight_is_that_of_the_settled_value() -> None:
+    votes = IdentityVotes()
+    votes.vote("plate", "TE33A-2251", 0.875)
+    assert votes.weight("plate") == 0.0 and votes.settled("plate") == (None, 0.0)
+    votes.vote("plate", "TE33A-2251", 0.875)
+    votes.vote("plate", "TE33A-2261", 0.25)
+    assert votes.weight("plate") == 1.75 and votes.weight("series") == 0.0
+
+
+def test_asking_before_anything_settled_leaves_the_tally_as_it_was() -> None:
+    votes = IdentityVotes()
+    votes.vote("plate", "TE33A-2251", 0.5)
+    saved = votes.to_json()
+    assert votes.settled("plate") == (None, 0.0) and votes.weight("plate") == 0.0
+    assert votes.settled("series") == (None, 0.0) and votes.weight("series") == 0.0
+    assert (
+        votes.to_json()
+        == saved
+        == {
+            "series": {"weights": {}, "settled": None, "conflicts_told": []},
+            "plate": {"weights": {"TE33A-2251": 0.5}, "settled": None, "conflicts_told": []},
+        }
+    )
+
+
+def test_a_copy_votes_apart_from_the_original() -> None:
+    votes = IdentityVotes()
+    votes.vote("plate", "TE33A-2251", 0.75)
+    copied = votes.copy()
+    assert copied.vote("plate", "TE33A-2251", 0.75) is not None
+    assert copied.settled("plate") == ("TE33A-2251", 1.0)
+    assert votes.settled("plate") == (None, 0.0) and votes.to_json()["plate"]["weights"] == {
+        "TE33A-2251": 0.75
+    }
+
+
+def test_the_saved_tally_round_trips_through_json_and_voting_goes_on_from_it() -> None:
+    """Weights, settled values and the conflicts already told all survive a restart."""
+    votes = IdentityVotes()
+    for value, confidence in [("TE33A-2251", 0.75), ("TE33A-2251", 0.75), ("TE33A-2261", 0.5)]:
+        votes.vote("plate", value, confidence)
+    votes.vote("series", "TE33A", 0.5)
+    saved = votes.to_json()
+    assert saved == {
+        "series": {"weights": {"TE33A": 0.5}, "settled": None, "conflicts_told": []},
+        "plate": {
+            "weights": {"TE33A-2251": 1.5, "TE33A-2261": 0.5},
+            "settled": "TE33A-2251",
+            "conflicts_told": ["TE33A-2261"],
+        },
+    }
+    restored = IdentityVotes.from_json(json.loads(json.dumps(saved)))
+    assert restored.to_json() == saved
+    assert restored.settled("plate") == ("TE33A-2251", 0.75) and restored.weight("plate") == 1.5
+    assert restored.vote("plate", "TE33A-2261", 0.5) is None  # its conflict was told before the restart
+    assert restored.vote("plate", "TE33A-2262", 0.5) == Verdict(
+        "conflict", "plate", "TE33A-2262", "TE33A-2251", 0.5
+    )
+    assert restored.vote("series", "TE33A", 1.0) == Verdict("identified", "series", "TE33A", None, 1.0)
