@@ -7,7 +7,7 @@
 mutmut (pinned in the dev extra) changes one operator, constant or call at a time in a module's files
 and runs the tests that reach the changed function: a mutant that no test fails "survived", and is
 either a missing test or an equivalent change (docs/testing.md lists those with why). Each module has
-its own fast test selection (its unit tests: no broker or database, but for auth, which has none yet)
+its own fast test selection (its unit tests: no broker or database; auth adds its HTTP tests)
 and its own work folder, mutants/<module>/, made afresh each run, so that no result is a stale one.
 Prints a table per module and every survivor as file:line with the change; writes
 bench/results/mutate.json. Not in CI: a run of all modules takes 6 to 10 minutes on 2 cores.
@@ -69,14 +69,16 @@ MODULES = {
     "decode": Module(("edge/lpe/decode.py",), ("tests/edge/test_decode.py",)),
     # The simulated days take 20 s each: the scenario tests pin the same logic in well under a second.
     "fse": Module(
-        ("cloud/fse.py", "cloud/fse_match.py"), ("tests/cloud/test_fse.py", "-k", "not simulated_day")
+        ("cloud/fse.py", "cloud/fse_match.py"),
+        ("tests/cloud/test_fse.py", "tests/cloud/test_fse_units.py", "-k", "not simulated_day"),
     ),
     "plates": Module(
         ("cloud/recognition/plate_rules.py", "cloud/recognition/voting.py"),
         ("tests/cloud/test_plate_rules_and_voting.py",),
     ),
-    # No unit tests yet: these run the app over HTTP on the embedded broker and SQLite (a minute or two).
-    "auth": Module(("cloud/auth.py",), ("tests/cloud/test_auth.py",)),
+    # KeyRoles' unit tests on SQLite, and the app over HTTP on the embedded broker and SQLite (the
+    # routes' roles, revocation): a minute or two.
+    "auth": Module(("cloud/auth.py",), ("tests/cloud/test_key_roles.py", "tests/cloud/test_auth.py")),
 }
 
 

@@ -338,17 +338,19 @@ def test_a_run_there_for_the_confirmation_time_arrives_then(facility: Facility) 
     assert not events  # seen, but not yet a locomotive
     assert [lo.loco_id for lo in fse.locos()] == [standing.loco_id]
     events = _updates(fse, 3.0, 3.0)
-    assert [(e.kind, e.station) for e in events] == [
-        (EventKind.ARRIVED, "T1-B"),
-        (EventKind.STATION_OCCUPIED, "T1-B"),
-    ]
     [newcomer] = [lo for lo in fse.locos() if lo.loco_id != standing.loco_id]
+    arrived_at = START + timedelta(seconds=3)
+    assert events == [
+        Event(arrived_at, EventKind.ARRIVED, "T1", newcomer.loco_id, "T1-B"),
+        Event(arrived_at, EventKind.STATION_OCCUPIED, "T1", newcomer.loco_id, "T1-B"),
+    ]
     assert newcomer.first_seen == START + timedelta(seconds=1) and newcomer.last_seen == events[0].at
     _report(fse, 4.0, {"T1-C3": []})
     events = _updates(fse, 3.1, 4.0)
-    assert [(e.kind, e.loco_id) for e in events] == [
-        (EventKind.DEPARTED, newcomer.loco_id),
-        (EventKind.STATION_FREED, newcomer.loco_id),
+    departed_at = START + timedelta(seconds=4)
+    assert events == [
+        Event(departed_at, EventKind.DEPARTED, "T1", newcomer.loco_id, "T1-B"),
+        Event(departed_at, EventKind.STATION_FREED, "T1", newcomer.loco_id, "T1-B"),
     ]
 
 
