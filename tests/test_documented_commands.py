@@ -24,6 +24,7 @@ import pytest
 import typer.main
 
 from shared.cli import app
+from shared.embedded_broker import EmbeddedBroker
 from tests.conftest import REPO
 from tests.waiting import wait_until
 
@@ -168,9 +169,12 @@ def test_a_documented_command_runs_in_a_fresh_clone(clone: Path, command: str) -
 
 
 @pytest.fixture
-def serving(clone: Path, mqtt_url: str) -> Iterator[dict[str, str]]:
-    """Ports and broker for a service started from the clone; their environment overrides."""
-    yield {"broker": mqtt_url, "port": str(_free_port())}
+def serving(clone: Path) -> Iterator[dict[str, str]]:
+    """Ports and a broker for a service started from the clone. A broker of its own: the example
+    configs speak for site depot-north, whose retained births and statuses would otherwise stay on the
+    suite's shared broker and reach every later test that subscribes to that site."""
+    with EmbeddedBroker() as broker:
+        yield {"broker": broker.url, "port": str(_free_port())}
 
 
 def _serve(clone: Path, command: str, health_url: str, env: dict[str, str]) -> None:
