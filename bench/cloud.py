@@ -32,7 +32,7 @@ from bench import prerequisites
 from bench.cloud_latency import latency
 from bench.prerequisites import APT, Requirement
 from bench.report import NotMeasured, Row, rate, report
-from cloud.db.engine import make_engine, upgrade
+from cloud.db.engine import open_database
 from cloud.flows import one_estimator
 from cloud.fse import FacilityStateEstimator
 from cloud.ingest import Ingest
@@ -143,8 +143,7 @@ def bare_rate(count: int) -> dict[str, float]:
 
 def ingest_rate(count: int, database_url: str) -> dict[str, float]:
     facility = load_facility(LAYOUT)
-    upgrade(database_url)
-    engine = make_engine(database_url)
+    engine = open_database(database_url, setting="--database-url")
     fse = FacilityStateEstimator(facility)
     ingest = Ingest(engine, facility, one_estimator(fse))
     link = MqttConnection(BrokerConfig(url=BROKER), f"bench-ingest-{uuid.uuid4().hex[:6]}")
