@@ -40,9 +40,9 @@ from shared.codec import encode
 from shared.layout import load_facility
 from shared.messages import CameraHealth, CameraState, Detection, LocoExtent, ModelRef, TrackSpan
 from shared.mqtt import BrokerConfig, MqttConnection
-from shared.sim.scenario import Scenario
-from shared.sim.world import World
 from shared.topics import Topic, TopicKind, subscription
+from sim.scenario import Scenario
+from sim.world import World
 
 REPO = Path(__file__).resolve().parents[1]
 LAYOUT = REPO / "examples" / "facility.yaml"

@@ -29,9 +29,9 @@ from cloud.api.server import make_server
 from cloud.auth import Role, create_key
 from cloud.config import ApiConfig, CloudConfig, IngestConfig
 from cloud.service import CloudService
+from depotwatch.embedded_broker import free_port
 from examples.make_facility import build
 from shared.codec import encode
-from shared.embedded_broker import free_port
 from shared.layout import Facility, parse_facility
 from shared.messages import CameraHealth, CameraState, Detection, LocoExtent, ModelRef, TrackSpan
 from shared.mqtt import BrokerConfig, MqttConnection

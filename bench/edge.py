@@ -37,9 +37,9 @@ from edge.node import EdgeNode
 from shared.layout import Facility, load_facility, parse_facility
 from shared.messages import Detection
 from shared.mqtt import BrokerConfig
-from shared.sim.scenario import Scenario
-from shared.sim.video import write_h264
-from shared.sim.world import World
+from sim.scenario import Scenario
+from sim.video import write_h264
+from sim.world import World
 from tests.brokers import RestartableBroker
 from tests.collector import Collector
 from tests.conftest import MQTT_ENV
@@ -209,7 +209,7 @@ class Rtsp:
 
 
 def real_time(files: dict[str, Path], workdir: Path, seconds: float, outage_s: float) -> dict[str, Any]:
-    from shared.embedded_broker import free_port
+    from depotwatch.embedded_broker import free_port
 
     servers = [Rtsp(files[cid], free_port()) for cid in CAMERAS[4:]]
     sources = {cid: str(files[cid]) for cid in CAMERAS[:4]} | {

@@ -22,15 +22,15 @@ from bench import prerequisites
 from bench.report import NotMeasured, Row, report
 from cloud.compare import Comparison, Seen, TrackView, View, view_of
 from cloud.fse import FacilityStateEstimator, Observation, SeenExtent
+from depotwatch.demo import first_move_s
 from edge.aggregate import Sampled
 from edge.lpe.openvino_lpe import OpenVinoLpe, model_path
 from edge.observability import EdgeMetrics
 from edge.shadow import ShadowRunner
-from shared.demo import first_move_s
 from shared.layout import Facility, load_facility
-from shared.sim.scenario import Scenario
-from shared.sim.source import SimCamera, SimUrl
-from shared.sim.world import World
+from sim.scenario import Scenario
+from sim.source import SimCamera, SimUrl
+from sim.world import World
 
 LAYOUT = Path("examples/facility.yaml")
 MODEL = Path("ir_models/lpe/1.0.0")

@@ -22,13 +22,13 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import prerequisites
+from bench.lpe_scoring import Tally
 from edge.lpe.decode import decode
-from edge.lpe.metrics import Tally
 from edge.lpe.openvino_lpe import INPUT_SHAPE, OpenVinoLpe, Precision, model_path
 from shared.layout import load_facility
-from shared.sim.scenario import Scenario
-from shared.sim.source import SimCamera, SimUrl
-from shared.sim.world import World
+from sim.scenario import Scenario
+from sim.source import SimCamera, SimUrl
+from sim.world import World
 from training.lpe.data import DATA_DIR, HELD_OUT_CONDITIONS, LAYOUT, Samples, held_out_sets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,7 +245,9 @@ def main() -> None:
     RESULTS.write_text(json.dumps({"accuracy": accuracy, "speed": speed}, indent=2))
     console.print(f"results: {RESULTS}")
     if args.update_card:
-        write_model_card(args.model_dir, accuracy, None, speed)
+        record = args.model_dir / "training.json"  # written by training.lpe.train
+        training = json.loads(record.read_text()) if record.exists() else None
+        write_model_card(args.model_dir, accuracy, training, speed)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,8 @@ EQUIVALENT_ENTRY = re.compile(r"^- `(?P<file>[\w/]+\.py)` `(?P<mutated>[^`]+)`: 
 SQL = re.compile(r"[\"'](SELECT|INSERT|DELETE|UPDATE|PRAGMA|WHERE|ON CONFLICT)\b", re.I)
 # Below this share of killed mutants a module fails the run (the issue's target).
 TARGET = 0.90
+# The packages mutmut may see (the tests import all of them; it mutates only a module's files).
+PACKAGES = ("shared", "edge", "cloud", "sim", "depotwatch", "bench", "training")
 # What the tests of every module read besides the packages and tests/ (the example layout, the docs).
 ALSO_COPY = ("examples", "docs")
 # Exit codes mutmut records per mutant, grouped as the table shows them (any other: not caught).
@@ -99,11 +101,11 @@ def prepare(name: str, module: Module) -> Path:
     work = WORK / name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    for folder in ("shared", "edge", "cloud", "tests", *ALSO_COPY):
+    for folder in (*PACKAGES, "tests", *ALSO_COPY):
         (work / folder).symlink_to(REPO / folder, target_is_directory=True)
     pytest_ini = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     mutmut = {
-        "source_paths": ["shared", "edge", "cloud"],
+        "source_paths": list(PACKAGES),
         "only_mutate": list(module.files),
         "also_copy": list(ALSO_COPY),
         "pytest_add_cli_args_test_selection": list(module.tests),

@@ -29,8 +29,8 @@ from cloud.recognition.voting import IdentityVotes
 from cloud.recognition.worker import build_recogniser
 from shared.layout import load_facility
 from shared.messages import Thumbnail, ThumbnailMeta, TrackSpan
-from shared.sim.scenario import Conditions, Lighting, Scenario
-from shared.sim.world import World
+from sim.scenario import Conditions, Lighting, Scenario
+from sim.world import World
 from training.recognition.thumbs import LAYOUT, Thumb, generate
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,6 +27,7 @@ from cloud.fse import Event, FacilityStateEstimator, Observation
 from cloud.identities import REMEMBERED_THUMBNAILS, Identities
 from cloud.ingest import Ingest, subscriptions
 from cloud.live import LiveFeed
+from cloud.readiness import notify_ready
 from cloud.state_store import StateStore, Update
 from cloud.state_writer import StateWriter
 from cloud.thumbnail_asks import ThumbnailAsks
@@ -34,7 +35,6 @@ from shared.codec import encode
 from shared.layout import Facility
 from shared.messages import PROD_FLOW, CommandRequest, Recognition
 from shared.mqtt import MqttConnection
-from shared.readiness import notify_ready
 from shared.topics import Topic, TopicKind, shared_subscription
 from shared.yaml_config import write_yaml_atomically
 
@@ -223,7 +223,7 @@ class CloudService:
         log.info("cloud service stopped")
 
     def _announce_ready(self) -> None:
-        """Tell a supervisor (shared.readiness) once the ingest is subscribed: producers started
+        """Tell a supervisor (cloud.readiness) once the ingest is subscribed: producers started
         after that lose nothing."""
         while not self._stop.is_set():
             if self.link.wait_subscribed(0.5):

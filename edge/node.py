@@ -44,10 +44,10 @@ from shared.messages import (
     TrackSpan,
 )
 from shared.mqtt import MqttConnection, Will
-from shared.sim.scenario import Scenario, load_scenario
-from shared.sim.source import SimCamera, parse_sim_url
-from shared.sim.world import World
 from shared.topics import Topic, TopicKind
+from sim.scenario import Scenario, load_scenario
+from sim.source import SimCamera, parse_sim_url
+from sim.world import World
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from shared.embedded_broker import EmbeddedBroker, free_port
+from depotwatch.embedded_broker import EmbeddedBroker, free_port
 from tests.conftest import MQTT_ENV
 from tests.waiting import wait_until
 

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from shared.embedded_broker import EmbeddedBroker
+from depotwatch.embedded_broker import EmbeddedBroker
 from shared.layout import Facility, load_facility
 
 pytest_plugins = ["tests.expected_skips"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from shared.embedded_broker import free_port
+from depotwatch.embedded_broker import free_port
 from tests.conftest import EXAMPLE_LAYOUT, REPO
 
 ANSIBLE = REPO / "ansible"

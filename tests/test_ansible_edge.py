@@ -26,9 +26,9 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
-from shared.embedded_broker import free_port
+from depotwatch.embedded_broker import free_port
+from depotwatch.promotion.edge_flows import ShadowModel, load_flows, promote, rollback
 from shared.messages import Detection
-from shared.promotion import ShadowModel, load_flows, promote, rollback
 from shared.topics import TopicKind, subscription
 from tests.conftest import EXAMPLE_LAYOUT, REPO
 from tests.deployment import (

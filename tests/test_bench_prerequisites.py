@@ -17,7 +17,7 @@ import pytest
 from bench.edge import rows
 from bench.prerequisites import GST_PYTHON_ENV, MISSING
 from bench.report import FAILED, NotMeasured, report
-from shared.embedded_broker import free_port
+from depotwatch.embedded_broker import free_port
 from tests.conftest import MQTT_ENV, REPO
 
 # Far less than any benchmark takes: what it may cost to find out that one cannot run.

@@ -10,7 +10,7 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
-from shared.cli import app
+from depotwatch.cli import app
 from tests.conftest import REPO
 
 ROOT = typer.main.get_command(app)

@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.embedded_broker import free_port
+from depotwatch.embedded_broker import free_port
 from shared.layout import Facility
-from shared.sim.scenario import Scenario
-from shared.sim.world import World
+from sim.scenario import Scenario
+from sim.world import World
 from tests.browser import browser_page, needs_chromium
 from tests.conftest import EXAMPLE_LAYOUT, REPO
 from tests.waiting import wait_until
@@ -80,7 +80,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory, facility: Facility) -> Iterat
     first_move, _ = _next_move(facility, 0.0, TRACKS)
     sim_start = max(first_move - FIRST_MOVE_AFTER_S * SPEED, 0.0)
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "demo", "--port", str(port), "--workdir", str(workdir)]
+        [sys.executable, "-m", "depotwatch.cli", "demo", "--port", str(port), "--workdir", str(workdir)]
         + ["--nodes", str(NODES), "--speed", str(SPEED), "--layout", str(EXAMPLE_LAYOUT)]
         + ["--sim-start", str(sim_start)],
         cwd=REPO,
@@ -178,7 +178,7 @@ def test_the_demo_state_holds_the_simulators_locomotives(demo: RunningDemo, faci
 
 def test_the_consumers_are_subscribed_before_any_edge_node_starts(demo: RunningDemo) -> None:
     """Nothing an edge node sends finds no subscriber (a consumer says it is ready once its broker
-    acknowledged its subscriptions: shared.readiness)."""
+    acknowledged its subscriptions: cloud.readiness)."""
     log = "".join(demo.lines)
     ready = [log.index(f"demo: {name} is subscribed") for name in ("cloud", "recognition")]
     first_node = log.index("demo: started edge-")

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import typer.main
 
-from shared.cli import app
-from shared.embedded_broker import EmbeddedBroker
+from depotwatch.cli import app
+from depotwatch.embedded_broker import EmbeddedBroker
 from tests.conftest import REPO
 from tests.waiting import wait_until
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloud.config import CloudConfig
+from cloud.readiness import notify_ready
 from cloud.recognition.plate_ocr import PlateReader
 from cloud.recognition.plate_rules import PlateRules
 from cloud.recognition.recogniser import Recogniser
@@ -25,7 +26,6 @@ from shared.codec import decode_message, encode
 from shared.errors import ContractError
 from shared.messages import PROD_FLOW, Thumbnail
 from shared.mqtt import Ack, MqttConnection
-from shared.readiness import notify_ready
 from shared.topics import Topic, TopicKind, shared_subscription, subscription
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class RecognitionWorker:
         self.link.stop(drain=lambda: self._pool.shutdown(wait=True))
 
     def run(self, stop: threading.Event) -> None:
-        """Until `stop` is set; tells a supervisor it is ready once subscribed (shared.readiness)."""
+        """Until `stop` is set; tells a supervisor it is ready once subscribed (cloud.readiness)."""
         self.start()
         try:
             while not stop.is_set():

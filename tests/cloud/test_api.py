@@ -24,8 +24,8 @@ from cloud.api.server import make_server
 from cloud.auth import Role, create_key
 from cloud.config import ApiConfig, CloudConfig, FlowConfig, IngestConfig
 from cloud.service import CloudService
+from depotwatch.embedded_broker import free_port
 from shared.codec import encode
-from shared.embedded_broker import free_port
 from shared.layout import Facility, load_facility
 from shared.messages import CommandRequest, Detection, LocoExtent, TrackSpan
 from shared.mqtt import BrokerConfig, MqttConnection

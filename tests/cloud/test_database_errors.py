@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from shared.cli import app
-from shared.embedded_broker import free_port
+from depotwatch.cli import app
+from depotwatch.embedded_broker import free_port
 from tests.conftest import DATABASE_ENV, EXAMPLE_LAYOUT
 
 VARIABLE = "DEPOTWATCH_CLOUD_DATABASE_URL"

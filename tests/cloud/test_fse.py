@@ -10,9 +10,9 @@ import pytest
 
 from cloud.fse import Event, EventKind, FacilityStateEstimator, Loco, Observation, SeenExtent
 from shared.layout import Facility
-from shared.sim.scenario import Scenario
-from shared.sim.truth import visible_extents
-from shared.sim.world import LocoState, World
+from sim.scenario import Scenario
+from sim.truth import visible_extents
+from sim.world import LocoState, World
 
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 STEP_S = 5.0

@@ -17,9 +17,9 @@ import pytest
 
 from cloud.fse import Event, EventKind, FacilityStateEstimator, FseSettings, Observation, SeenExtent
 from shared.layout import Facility
-from shared.sim.scenario import Scenario
-from shared.sim.truth import visible_extents
-from shared.sim.world import LocoState, Visit, World
+from sim.scenario import Scenario
+from sim.truth import visible_extents
+from sim.world import LocoState, Visit, World
 
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 SPEED = 10.0  # simulated seconds per data second, as in the demo

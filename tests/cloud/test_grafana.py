@@ -29,14 +29,14 @@ from cloud.grafana.push import GrafanaError, export, push
 from cloud.identities import Identities
 from cloud.ingest import Ingest
 from cloud.state_store import StateStore
+from depotwatch.embedded_broker import free_port
 from shared.codec import encode
-from shared.embedded_broker import free_port
 from shared.layout import Facility
 from shared.messages import CameraState, TrackSpan
-from shared.sim.scenario import Scenario
-from shared.sim.truth import visible_extents
-from shared.sim.world import World
 from shared.topics import Topic, TopicKind
+from sim.scenario import Scenario
+from sim.truth import visible_extents
+from sim.world import World
 from tests import factories
 from tests.conftest import DATABASE_ENV, DatabaseFactory
 

@@ -11,7 +11,7 @@ from cloud.api.app import create_app
 from cloud.api.server import make_server
 from cloud.config import ApiConfig, CloudConfig
 from cloud.service import CloudService
-from shared.embedded_broker import free_port
+from depotwatch.embedded_broker import free_port
 from shared.layout import Facility
 from shared.mqtt import BrokerConfig
 from tests.conftest import EXAMPLE_LAYOUT

@@ -30,8 +30,8 @@ from shared.errors import MalformedPayload
 from shared.layout import Facility
 from shared.messages import LocoExtent, Recognition, Thumbnail, ThumbnailMeta, TrackSpan
 from shared.mqtt import BrokerConfig, MqttConnection
-from shared.sim.scenario import Scenario
 from shared.topics import Topic, TopicKind
+from sim.scenario import Scenario
 from tests import factories
 from tests.cloud.test_api import Server
 from tests.collector import Collector

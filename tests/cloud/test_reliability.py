@@ -33,8 +33,8 @@ from cloud.db.models import IdentityRow, ObservationRow, VoteRow
 from cloud.fse import EventKind
 from cloud.live import LiveFeed
 from cloud.service import CloudService
+from depotwatch.embedded_broker import free_port
 from shared.codec import encode
-from shared.embedded_broker import free_port
 from shared.layout import Facility
 from shared.messages import Detection
 from shared.mqtt import BrokerConfig, MqttConnection

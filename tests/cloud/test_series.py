@@ -12,8 +12,8 @@ import pytest
 from cloud.recognition.errors import BadThumbnail, RecognitionModelError
 from cloud.recognition.series import SeriesClassifier
 from shared.layout import Facility
-from shared.sim.fleet import SERIES
-from shared.sim.scenario import Conditions, Scenario
+from sim.fleet import SERIES
+from sim.scenario import Conditions, Scenario
 from tests.conftest import REPO
 from training.recognition.thumbs import Thumb, generate
 

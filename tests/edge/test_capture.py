@@ -17,9 +17,9 @@ from edge.capture import CameraWorker, open_video
 from edge.config import CameraSettings, CaptureConfig
 from shared.layout import Facility
 from shared.messages import CameraState
-from shared.sim.scenario import FaultKind, FaultSpec, Scenario
-from shared.sim.source import SimCamera, SimUrl
-from shared.sim.world import World
+from sim.scenario import FaultKind, FaultSpec, Scenario
+from sim.source import SimCamera, SimUrl
+from sim.world import World
 from tests.waiting import wait_until
 
 FAST = CaptureConfig(

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from depotwatch.cli import app
 from edge.config import load_edge_config
-from shared.cli import app
 from shared.errors import ConfigError
 from tests.conftest import REPO
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.lpe_scoring import Tally
 from edge.lpe.decode import decode
-from edge.lpe.metrics import Tally
 from edge.lpe.openvino_lpe import LpeModelError, OpenVinoLpe
 from edge.lpe.strip import FrameError
 from shared.layout import Facility
-from shared.sim.scenario import FaultKind, FaultSpec, Scenario
-from shared.sim.source import SimCamera, SimUrl
-from shared.sim.world import World
+from sim.scenario import FaultKind, FaultSpec, Scenario
+from sim.source import SimCamera, SimUrl
+from sim.world import World
 from tests.conftest import REPO
 
 MODEL_DIR = REPO / "ir_models" / "lpe" / "1.0.0"

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 import yaml
 
+from depotwatch.embedded_broker import free_port
 from edge.config import CameraSettings, CaptureConfig, EdgeConfig, MetricsConfig, SpoolConfig
 from edge.node import EdgeNode
 from shared.codec import encode
-from shared.embedded_broker import free_port
 from shared.layout import Facility, parse_facility
 from shared.messages import (
     CameraState,
@@ -324,7 +324,7 @@ def test_sigkill_fires_the_last_will_with_the_birth_sequence(
     config_path.write_text(yaml.safe_dump(config))
     started = datetime.now(UTC)
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "edge", "run", "--config", str(config_path)],
+        [sys.executable, "-m", "depotwatch.cli", "edge", "run", "--config", str(config_path)],
         cwd=Path(__file__).resolve().parents[2],
         env=os.environ | {"PYTHONUNBUFFERED": "1"},
     )

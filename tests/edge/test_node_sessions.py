@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from depotwatch.embedded_broker import free_port
 from edge.node import EdgeNode
 from edge.spool import Kind, Spool
 from shared.codec import decode, encode
-from shared.embedded_broker import free_port
 from shared.layout import parse_facility
 from shared.messages import Detection, NodeLifecycle, NodeState
 from shared.mqtt import BrokerConfig, MqttConnection, Will
@@ -81,7 +81,7 @@ class NodeProcess:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "edge", "run", "--config", str(self.config)],
+            [sys.executable, "-m", "depotwatch.cli", "edge", "run", "--config", str(self.config)],
             cwd=REPO,
             env=os.environ | {"PYTHONUNBUFFERED": "1"},
         )

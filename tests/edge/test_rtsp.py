@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from depotwatch.embedded_broker import free_port
 from edge.capture import CameraWorker, open_video
 from edge.config import CameraSettings, CaptureConfig
-from shared.embedded_broker import free_port
 from shared.layout import Facility
 from shared.messages import CameraState
-from shared.sim.scenario import Scenario
-from shared.sim.source import SimCamera, SimUrl
-from shared.sim.video import write_h264
-from shared.sim.world import World
+from sim.scenario import Scenario
+from sim.source import SimCamera, SimUrl
+from sim.video import write_h264
+from sim.world import World
 from tests.edge.test_capture import Sink
 from tests.waiting import wait_until
 

@@ -12,7 +12,7 @@ import yaml
 
 from shared.errors import LayoutError
 from shared.layout import Facility, load_facility, parse_facility
-from shared.sim.fleet import SERIES
+from sim.fleet import SERIES
 from tests.conftest import EXAMPLE_LAYOUT
 
 RAW: dict[str, Any] = yaml.safe_load(EXAMPLE_LAYOUT.read_text())

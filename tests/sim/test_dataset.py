@@ -8,12 +8,12 @@ import cv2
 import yaml
 from typer.testing import CliRunner
 
-from shared.cli import app
+from depotwatch.cli import app
 from shared.layout import Facility
-from shared.sim.dataset import read_labels, write_dataset
-from shared.sim.scenario import Scenario
-from shared.sim.truth import visible_extents
-from shared.sim.world import World
+from sim.dataset import read_labels, write_dataset
+from sim.scenario import Scenario
+from sim.truth import visible_extents
+from sim.world import World
 from tests.conftest import EXAMPLE_LAYOUT
 
 runner = CliRunner()

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from shared.layout import Facility
-from shared.sim.render import CameraRenderer
-from shared.sim.scenario import Conditions, Lighting, Scenario
-from shared.sim.truth import visible_extents
-from shared.sim.world import World
+from sim.render import CameraRenderer
+from sim.scenario import Conditions, Lighting, Scenario
+from sim.truth import visible_extents
+from sim.world import World
 
 QUIET = Conditions(lighting=Lighting.DAY, noise_sigma=(0, 0), workers_per_camera=0, timestamp_overlay=False)
 # The floor 1 cm inside the undercarriage's near edge (half width 1.45 m; cameras stand at negative

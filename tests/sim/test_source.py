@@ -9,9 +9,9 @@ import pytest
 
 from shared.errors import SimulatorError
 from shared.layout import Facility
-from shared.sim.scenario import FaultKind, FaultSpec, Scenario
-from shared.sim.source import SimCamera, SimUrl, parse_sim_url
-from shared.sim.world import World
+from sim.scenario import FaultKind, FaultSpec, Scenario
+from sim.source import SimCamera, SimUrl, parse_sim_url
+from sim.world import World
 
 
 def test_url_parameters_are_parsed_and_checked() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from shared.layout import Facility
-from shared.sim.scenario import Conditions, FaultKind, FaultSpec, Lighting, Scenario
-from shared.sim.world import CLEARANCE_M, Visit, World
+from sim.scenario import Conditions, FaultKind, FaultSpec, Lighting, Scenario
+from sim.world import CLEARANCE_M, Visit, World
 
 HOURS = 24
 

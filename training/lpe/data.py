@@ -14,10 +14,10 @@ from rich.progress import Progress
 
 from edge.lpe.strip import STRIP_HEIGHT, STRIP_WIDTH, StripGeometry
 from shared.layout import Facility, load_facility
-from shared.sim.scenario import Conditions, Lighting, Scenario
-from shared.sim.source import SimCamera, SimUrl
-from shared.sim.truth import TruthExtent
-from shared.sim.world import World
+from sim.scenario import Conditions, Lighting, Scenario
+from sim.source import SimCamera, SimUrl
+from sim.truth import TruthExtent
+from sim.world import World
 
 REPO = Path(__file__).resolve().parents[2]
 LAYOUT = REPO / "examples" / "facility.yaml"

@@ -29,7 +29,6 @@ from training.lpe.data import (
     VAL_SEED,
     Samples,
     cached,
-    held_out_sets,
     render_samples,
     scenario_for,
 )
@@ -168,14 +167,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA_DIR)
     parser.add_argument("--train-frames", type=int, default=8000)
     parser.add_argument("--val-frames", type=int, default=800)
-    parser.add_argument("--heldout-frames", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--reuse-weights",
         action="store_true",
-        help="Skip training: export and evaluate data/lpe/lpe_last.pt.",
+        help="Skip training: export data/lpe/lpe_last.pt.",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -183,7 +181,6 @@ def main() -> None:
 
     started = time.time()
     train_set, val = load_sets(args.data, args.train_frames, args.val_frames)
-    held_out = held_out_sets(args.data, args.heldout_frames)
     log.info(
         "data ready: %d train, %d validation strips (%.0f s)",
         len(train_set.strips),
@@ -205,9 +202,6 @@ def main() -> None:
     fp32, int8 = export(net, args.out, calibration)
     log.info("exported %s and %s; best epoch %d", fp32, int8, best["epoch"])
 
-    from bench.lpe import accuracy_table, write_model_card
-
-    results = accuracy_table(args.out, held_out)
     training = {
         "train_frames": len(train_set.strips),
         "val_frames": len(val.strips),
@@ -218,8 +212,9 @@ def main() -> None:
         "held_out_seed": HELD_OUT_SEED,
         "minutes_data_and_training": best["minutes"],
     }
+    # The model card's figures come from its benchmark (`python -m bench.lpe --update-card`, which
+    # `make train-lpe` runs next), which reads this record of the training.
     (args.out / "training.json").write_text(json.dumps(training, indent=2))
-    write_model_card(args.out, results, training, speed=None)
 
 
 if __name__ == "__main__":

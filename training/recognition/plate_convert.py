@@ -79,7 +79,7 @@ def _replace(model: ov.Model, xml: Path) -> None:
 def calibration_thumbnails() -> list[Any]:
     """Thumbnails as the edge crops them (day, night, blur), of seeds no benchmark uses."""
     from shared.layout import load_facility
-    from shared.sim.scenario import Conditions, Scenario
+    from sim.scenario import Conditions, Scenario
     from training.recognition.thumbs import LAYOUT, generate
 
     facility = load_facility(LAYOUT)

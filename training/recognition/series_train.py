@@ -31,8 +31,8 @@ from torch import nn
 
 from cloud.recognition.series import LABELS_JSON, MODEL_XML, SeriesClassifier, letterbox
 from shared.layout import load_facility
-from shared.sim.fleet import SERIES
-from shared.sim.scenario import Conditions, Lighting, Scenario
+from sim.fleet import SERIES
+from sim.scenario import Conditions, Lighting, Scenario
 from training.recognition.thumbs import DATA_DIR, LAYOUT, generate
 
 log = logging.getLogger("training.recognition.series")
@@ -443,7 +443,7 @@ average pooling, dropout, one linear layer. {training["parameters"]:,} parameter
 
 ## Training data
 
-Thumbnails rendered by the facility simulator (`shared/sim`) on the example depot
+Thumbnails rendered by the facility simulator (`sim/`) on the example depot
 (`examples/facility.yaml`, 16 cameras) and cropped by the edge's own ThumbnailMaker from ground-truth
 extents (at least {6.0:g} m of the locomotive in view), JPEG-decoded as the cloud receives them.
 Seeds 1-4: clock-driven day and night, noise σ 1-6, defocus σ ≤ 1.5 px, shake ≤ 5 px, 0.8 workers per

@@ -16,10 +16,10 @@ from edge.config import ThumbnailConfig
 from edge.thumbnails import ThumbnailMaker
 from shared.layout import Facility, load_facility
 from shared.messages import LocoExtent
-from shared.sim.scenario import Conditions, Scenario
-from shared.sim.source import SimCamera, SimUrl
-from shared.sim.truth import visible_extents
-from shared.sim.world import World
+from sim.scenario import Conditions, Scenario
+from sim.source import SimCamera, SimUrl
+from sim.truth import visible_extents
+from sim.world import World
 
 REPO = Path(__file__).resolve().parents[2]
 LAYOUT = REPO / "examples" / "facility.yaml"

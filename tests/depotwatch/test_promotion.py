@@ -13,10 +13,10 @@ import yaml
 from typer.testing import CliRunner
 
 from cloud.config import load_cloud_config
-from cloud.config_promotion import history_file
-from cloud.promotion import promote, rollback
-from shared.cli import app
-from shared.promotion import PromotionError, load_flows
+from depotwatch.cli import app
+from depotwatch.promotion.cloud_config import history_file
+from depotwatch.promotion.edge_flows import PromotionError, load_flows
+from depotwatch.promotion.promote import promote, rollback
 from tests.conftest import EXAMPLE_LAYOUT, REPO
 
 MODELS = REPO / "ir_models"

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from shared.cli import app
+from depotwatch.cli import app
+from depotwatch.recording import Recorder, RecordingError, read_header, read_recording, replay, retarget
 from shared.codec import decode_message, encode
 from shared.messages import Detection, Thumbnail
 from shared.mqtt import BrokerConfig, MqttConnection
-from shared.recording import Recorder, RecordingError, read_header, read_recording, replay, retarget
 from shared.topics import Topic, TopicKind, subscription
 from tests import factories
 from tests.waiting import wait_until

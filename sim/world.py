@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shared.layout import Facility
-from shared.sim.fleet import Locomotive, make_fleet
-from shared.sim.scenario import FaultKind, Lighting, Scenario
+from sim.fleet import Locomotive, make_fleet
+from sim.scenario import FaultKind, Lighting, Scenario
 
 # Planning granularity: decisions (arrive, shunt, leave) are taken at most this often per track.
 DECISION_STEP_S = 20.0

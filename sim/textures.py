@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from shared.sim.fleet import Box, Color, Series
+from sim.fleet import Box, Color, Series
 
 PX_PER_M = 60
 TEXTURE_CACHE_SIZE = 512

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from shared.cli import app
-from shared.promotion import PromotionError, load_flows, promote, rollback
+from depotwatch.cli import app
+from depotwatch.promotion.edge_flows import PromotionError, load_flows, promote, rollback
 from tests.conftest import REPO
 
 START = {

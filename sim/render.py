@@ -16,11 +16,11 @@ import numpy.typing as npt
 
 from shared.layout import Facility
 from shared.projection import NEAR_PLANE_M, FloatArray, PinholeCamera
-from shared.sim.fleet import Box, Color, boxes
-from shared.sim.scenario import Conditions
-from shared.sim.textures import FaceTexture, end_texture, side_texture
-from shared.sim.truth import TruthPlate
-from shared.sim.world import LocoState, Worker, World
+from sim.fleet import Box, Color, boxes
+from sim.scenario import Conditions
+from sim.textures import FaceTexture, end_texture, side_texture
+from sim.truth import TruthPlate
+from sim.world import LocoState, Worker, World
 
 Image = npt.NDArray[np.uint8]
 

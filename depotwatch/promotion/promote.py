@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cloud import config_promotion as cloud_side
-from shared import promotion as edge_side
+from depotwatch.promotion import cloud_config as cloud_side
+from depotwatch.promotion import edge_flows as edge_side
 
 
 @dataclass(frozen=True)

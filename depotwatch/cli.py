@@ -12,13 +12,13 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from shared.cli_support import console, errors, exit_on_error
-from shared.flow_cli import flow_app
+from depotwatch.cli_support import console, errors, exit_on_error
+from depotwatch.flow_cli import flow_app
 from shared.layout import Facility, load_facility
-from shared.sim.dataset import write_dataset
-from shared.sim.scenario import Lighting, Scenario, load_scenario
-from shared.sim.source import SimCamera, SimUrl
-from shared.sim.world import World
+from sim.dataset import write_dataset
+from sim.scenario import Lighting, Scenario, load_scenario
+from sim.source import SimCamera, SimUrl
+from sim.world import World
 
 app = typer.Typer(help="depotwatch: live locomotive positions in a repair depot.", no_args_is_help=True)
 layout_app = typer.Typer(help="Facility layouts.", no_args_is_help=True)
@@ -291,7 +291,7 @@ def demo(
     import signal
     import threading
 
-    from shared.demo import Demo, DemoOptions
+    from depotwatch.demo import Demo, DemoOptions
 
     options = DemoOptions(
         layout=layout,

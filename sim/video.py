@@ -8,8 +8,8 @@ from pathlib import Path
 
 from shared.errors import SimulatorError
 from shared.layout import Facility
-from shared.sim.source import SimCamera, SimUrl
-from shared.sim.world import World
+from sim.source import SimCamera, SimUrl
+from sim.world import World
 
 
 def write_h264(

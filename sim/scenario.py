@@ -10,9 +10,9 @@ from typing import Self
 from pydantic import AwareDatetime, Field, model_validator
 
 from shared.ids import Identifier
-from shared.sim.fleet import SERIES
 from shared.strict import StrictModel
 from shared.yaml_config import load_model
+from sim.fleet import SERIES
 
 
 class Lighting(StrEnum):

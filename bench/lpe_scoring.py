@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shared.messages import LocoExtent
-from shared.sim.truth import TruthExtent
+from sim.truth import TruthExtent
 
 # Ends further apart than this are different ends, not an error.
 MATCH_M = 3.0

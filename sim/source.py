@@ -14,11 +14,11 @@ from pydantic import Field, ValidationError
 
 from shared.errors import SimulatorError
 from shared.layout import Facility
-from shared.sim.render import CameraRenderer, Image
-from shared.sim.scenario import FaultKind
-from shared.sim.truth import TruthExtent, TruthPlate, visible_extents
-from shared.sim.world import World
 from shared.strict import StrictModel
+from sim.render import CameraRenderer, Image
+from sim.scenario import FaultKind
+from sim.truth import TruthExtent, TruthPlate, visible_extents
+from sim.world import World
 
 SIM_SCHEME = "sim"
 # A black frame is not all zeros: sensors still add noise, and the OSD is still burnt in.

@@ -20,9 +20,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from cloud.config import CloudConfig, load_cloud_config
+from depotwatch.promotion.edge_flows import PromotionError
 from shared.errors import ConfigError
 from shared.messages import PROD_FLOW
-from shared.promotion import PromotionError
 from shared.strict import StrictModel
 from shared.yaml_config import (
     load_model,

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import yaml
 
-from shared import readiness
-from shared.embedded_broker import EmbeddedBroker, free_port
+from cloud import readiness
+from depotwatch.embedded_broker import EmbeddedBroker, free_port
 from shared.errors import DepotwatchError
 from shared.layout import Facility, load_facility
-from shared.sim.scenario import Scenario
-from shared.sim.world import World
+from sim.scenario import Scenario
+from sim.world import World
 
 log = logging.getLogger(__name__)
 
@@ -277,14 +277,14 @@ class Demo:
         return path
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> _Child:
-        argv = [sys.executable, "-m", "shared.cli", *args]
+        argv = [sys.executable, "-m", "depotwatch.cli", *args]
         child = _Child(name, argv, self.workdir / f"{name}.log", env)
         child.start()
         self._children.append(child)
         return child
 
     def _spawn_ready(self, name: str, args: list[str]) -> None:
-        """Start a consumer and wait until it says it is subscribed (shared.readiness)."""
+        """Start a consumer and wait until it says it is subscribed (cloud.readiness)."""
         if self._ready_dir is None:
             # Short: a Unix socket's path is limited to about 100 bytes.
             self._ready_dir = Path(tempfile.mkdtemp(prefix="depotwatch-demo-"))

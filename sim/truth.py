@@ -4,8 +4,8 @@ locomotive (in track metres, ends beyond the view flagged) and the state of the 
 from __future__ import annotations
 
 from shared.layout import Facility
-from shared.sim.world import LocoState
 from shared.strict import StrictModel
+from sim.world import LocoState
 
 
 class TruthExtent(StrictModel):

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from shared.cli_support import console, exit_on_error
+from depotwatch.cli_support import console, exit_on_error
+from depotwatch.promotion.edge_flows import FLOWS_FILE, MODELS
 from shared.mqtt import BrokerConfig
-from shared.promotion import FLOWS_FILE, MODELS
 
 if TYPE_CHECKING:
-    from cloud.promotion import Outcome
+    from depotwatch.promotion.promote import Outcome
 
 flow_app = typer.Typer(help="Data flows: recording, replay, promotion and rollback.", no_args_is_help=True)
 
@@ -40,7 +40,7 @@ def record(
     minutes: Annotated[float | None, typer.Option(help="Stop after this long; else at Ctrl-C.")] = None,
 ) -> None:
     """Record a flow's detections and thumbnails as they arrive at the broker."""
-    from shared.recording import Recorder
+    from depotwatch.recording import Recorder
 
     with exit_on_error():
         broker, site = _broker_and_site(config)
@@ -65,7 +65,7 @@ def replay_recording(
 ) -> None:
     """Publish a recording into a named flow; the cloud estimates it like live data (give that flow
     `clock: data` in the cloud config for results independent of the pace)."""
-    from shared.recording import read_header, replay
+    from depotwatch.recording import read_header, replay
 
     with exit_on_error():
         if into == read_header(recording)["flow"]:
@@ -100,7 +100,7 @@ def promote_flow(
 ) -> None:
     """Make a flow's own LPE (edge), estimator settings and recognition models (cloud) prod's;
     reversible with `flow rollback`."""
-    from cloud.promotion import promote
+    from depotwatch.promotion.promote import promote
 
     with exit_on_error():
         outcome = promote(flow, flows_file, cloud_config, MODELS)
@@ -121,7 +121,7 @@ def rollback_flow(
     inventory: InventoryOpt = None,
 ) -> None:
     """Undo the last promotion, wherever it made changes."""
-    from cloud.promotion import rollback
+    from depotwatch.promotion.promote import rollback
 
     with exit_on_error():
         outcome = rollback(flows_file, cloud_config)

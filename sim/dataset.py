@@ -11,11 +11,11 @@ import numpy as np
 
 from shared.errors import SimulatorError
 from shared.layout import Facility
-from shared.sim.scenario import FaultKind, Scenario
-from shared.sim.source import SimCamera, SimUrl
-from shared.sim.truth import TruthExtent, TruthPlate
-from shared.sim.world import World
 from shared.strict import StrictModel
+from sim.scenario import FaultKind, Scenario
+from sim.source import SimCamera, SimUrl
+from sim.truth import TruthExtent, TruthPlate
+from sim.world import World
 
 LABELS_FILE = "labels.jsonl"
 JPEG_QUALITY = 92
