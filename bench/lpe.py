@@ -24,7 +24,8 @@ from rich.table import Table
 from bench import prerequisites
 from bench.lpe_scoring import Tally
 from edge.lpe.decode import decode
-from edge.lpe.openvino_lpe import INPUT_SHAPE, OpenVinoLpe, Precision, model_path
+from edge.lpe.model_files import Precision, model_path
+from edge.lpe.openvino_lpe import INPUT_SHAPE, OpenVinoLpe
 from shared.layout import load_facility
 from sim.scenario import Scenario
 from sim.source import SimCamera, SimUrl

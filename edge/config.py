@@ -10,7 +10,7 @@ from typing import Self
 from pydantic import AwareDatetime, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from edge.lpe.openvino_lpe import PerformanceHint, Precision, model_path
+from edge.lpe.model_files import PerformanceHint, Precision, model_path
 from shared.errors import ConfigError, ConfigIssue
 from shared.ids import Identifier
 from shared.layout import Facility, load_facility

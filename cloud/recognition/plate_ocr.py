@@ -12,7 +12,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -21,6 +20,7 @@ import openvino as ov
 from openvino.preprocess import PrePostProcessor
 
 from cloud.recognition.errors import BadThumbnail, RecognitionModelError
+from shared.openvino_model import compile_ir
 
 Image = npt.NDArray[np.uint8]
 
@@ -57,12 +57,8 @@ class PlateReader:
     """Finds and reads text lines in thumbnails."""
 
     def __init__(self, model_dir: Path, device: str = "CPU", threads: int = 0) -> None:
-        core = ov.Core()
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": PRECISION, "PERFORMANCE_HINT": "LATENCY"}
-        if threads:  # several recognisers share the cores: each keeps to its threads, unpinned
-            config |= {"INFERENCE_NUM_THREADS": threads, "ENABLE_CPU_PINNING": False}
-        self._det = _compile(core, model_dir / "det.xml", device, config, [1, 3, *DET_CANVAS])
-        self._rec = _compile(core, model_dir / "rec.xml", device, config)
+        self._det = _compile(model_dir / "det.xml", device, threads, [1, 3, *DET_CANVAS])
+        self._rec = _compile(model_dir / "rec.xml", device, threads)
         characters_path = model_dir / "characters.json"
         if not characters_path.is_file():
             raise RecognitionModelError(f"{characters_path} does not exist")
@@ -133,18 +129,17 @@ class PlateReader:
         return "".join(text), float(np.mean(kept)) if kept else 0.0
 
 
-def _compile(
-    core: ov.Core, xml: Path, device: str, config: dict[str, Any], shape: list[int] | None = None
-) -> ov.CompiledModel:
-    if not xml.is_file() or not xml.with_suffix(".bin").is_file():
-        raise RecognitionModelError(f"OCR model {xml} (or its .bin) does not exist")
-    try:
-        model = core.read_model(xml)
-        if shape is not None:
-            model.reshape(shape)
-        return core.compile_model(_with_preprocessing(model), device, config)
-    except RuntimeError as exc:
-        raise RecognitionModelError(f"cannot compile {xml} on {device!r}: {exc}") from exc
+def _compile(xml: Path, device: str, threads: int, shape: list[int] | None = None) -> ov.CompiledModel:
+    return compile_ir(
+        xml,
+        error=RecognitionModelError,
+        what="OCR model",
+        device=device,
+        shape=shape,
+        inference_precision=PRECISION,
+        threads=threads or None,  # several recognisers share the cores: each keeps to its threads
+        preprocess=_with_preprocessing,
+    )
 
 
 def _check(image: Image) -> None:

@@ -24,6 +24,7 @@ import numpy.typing as npt
 import openvino as ov
 
 from cloud.recognition.errors import BadThumbnail, RecognitionModelError
+from shared.openvino_model import compile_ir
 
 MODEL_XML = "series.xml"
 LABELS_JSON = "labels.json"
@@ -86,33 +87,25 @@ class SeriesClassifier:
             raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
         xml = model_dir / MODEL_XML
         labels_path = model_dir / LABELS_JSON
-        for path in (xml, xml.with_suffix(".bin"), labels_path):
-            if not path.is_file():
-                raise RecognitionModelError(f"series model file {path} does not exist")
+        if not labels_path.is_file():
+            raise RecognitionModelError(f"series model file {labels_path} does not exist")
         labels = _read_labels(labels_path)
         self.classes: tuple[str, ...] = tuple(labels["classes"])
         self.height: int = labels["input"]["height"]
         self.width: int = labels["input"]["width"]
         self._model = f"{labels['name']}:{labels['version']}"
         self.threshold = threshold
-        core = ov.Core()
-        try:
-            model = core.read_model(xml)
-        except RuntimeError as exc:
-            raise RecognitionModelError(f"cannot read series model {xml}: {exc}") from exc
-        _check_signature(model, xml, self.height, self.width, len(self.classes))
-        model.reshape({model.input(0): ov.PartialShape([-1, self.height, self.width, 3])})
-        # f32 explicitly: the CPU would pick bf16 on AMX and shift the confidences against the threshold.
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-        if threads:  # several recognisers share the cores: each keeps to its threads, unpinned
-            config |= {"INFERENCE_NUM_THREADS": threads, "ENABLE_CPU_PINNING": False}
-        try:
-            self._compiled = core.compile_model(model, device, config)
-        except RuntimeError as exc:
-            available = ", ".join(core.available_devices)
-            raise RecognitionModelError(
-                f"cannot compile {xml} on {device!r} (available: {available}): {exc}"
-            ) from exc
+        self._compiled = compile_ir(
+            xml,
+            error=RecognitionModelError,
+            what="series model",
+            device=device,
+            shape=[-1, self.height, self.width, 3],
+            # f32 explicitly: the CPU would pick bf16 on AMX and shift the confidences against the threshold.
+            inference_precision="f32",
+            threads=threads or None,  # several recognisers share the cores: each keeps to its threads
+            check=lambda model: _check_signature(model, xml, self.height, self.width, len(self.classes)),
+        )
         self.device = device
         # One request reused under a lock: creating one per call costs more than the inference itself.
         self._request = self._compiled.create_infer_request()

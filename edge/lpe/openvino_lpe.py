@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,17 +21,22 @@ import openvino as ov
 
 from edge.lpe.decode import ColumnScores, decode
 from edge.lpe.estimator import Frame
+from edge.lpe.model_files import PerformanceHint as PerformanceHint
+from edge.lpe.model_files import Precision as Precision
+from edge.lpe.model_files import model_path as model_path
 from edge.lpe.strip import STRIP_HEIGHT, STRIP_WIDTH, StripGeometry
 from shared.errors import DepotwatchError
 from shared.layout import Camera
 from shared.messages import LocoExtent, ModelRef
+from shared.openvino_model import compile_ir
+
+# PerformanceHint, Precision and model_path are re-exported (`as`) for callers that load the LPE; the
+# config imports them from model_files, without OpenVINO.
 
 log = logging.getLogger(__name__)
 
 INPUT_SHAPE = (STRIP_HEIGHT, STRIP_WIDTH, 3)
 OUTPUT_CHANNELS = 3
-Precision = Literal["fp32", "int8"]
-PerformanceHint = Literal["LATENCY", "THROUGHPUT"]
 
 
 class LpeModelError(DepotwatchError):
@@ -49,13 +54,9 @@ class StageTimes:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_decode(self, seconds: float) -> None:
+        """Count decoding time (called from OpenVINO's completion callbacks, hence the lock)."""
         with self._lock:
             self.decode += seconds
-
-
-def model_path(model_dir: Path, precision: Precision) -> Path:
-    """Where the IR of a precision lies in a model version folder."""
-    return model_dir / f"lpe_{precision}.xml"
 
 
 class OpenVinoLpe:
@@ -75,33 +76,22 @@ class OpenVinoLpe:
         threads: int | None = None,
     ) -> None:
         xml = model_path(model_dir, precision)
-        for path in (xml, xml.with_suffix(".bin")):
-            if not path.is_file():
-                raise LpeModelError(f"LPE model file {path} does not exist")
         if batch < 1 or requests < 1:
             raise LpeModelError(f"batch ({batch}) and requests ({requests}) must be at least 1")
         self._model = ModelRef(name="lpe", version=f"{model_dir.name}-{precision}")
         self.batch = batch
         self.geometries = {cid: StripGeometry.for_camera(cid, cam) for cid, cam in cameras.items()}
-        core = ov.Core()
-        try:
-            model = core.read_model(xml)
-        except RuntimeError as exc:
-            raise LpeModelError(f"cannot read LPE model {xml}: {exc}") from exc
-        _check_signature(model, xml)
-        model.reshape({model.input(0): ov.PartialShape([batch, *INPUT_SHAPE])})
-        config: dict[str, Any] = {"PERFORMANCE_HINT": hint}
-        if inference_precision:
-            config["INFERENCE_PRECISION_HINT"] = inference_precision
-        if threads is not None and device == "CPU":
-            config["INFERENCE_NUM_THREADS"] = threads
-        try:
-            self.compiled = core.compile_model(model, device, config)
-        except RuntimeError as exc:
-            available = ", ".join(core.available_devices)
-            raise LpeModelError(
-                f"cannot compile {xml} on {device!r} (available: {available}): {exc}"
-            ) from exc
+        self.compiled = compile_ir(
+            xml,
+            error=LpeModelError,
+            what="LPE model",
+            device=device,
+            shape=[batch, *INPUT_SHAPE],
+            hint=hint,
+            inference_precision=inference_precision,
+            threads=threads,
+            check=lambda model: _check_signature(model, xml),
+        )
         self.device = device
         self.inference_precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         self._queue = ov.AsyncInferQueue(self.compiled, requests)
