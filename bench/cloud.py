@@ -116,6 +116,7 @@ def _connected(link: MqttConnection, what: str) -> None:
 
 
 def bare_rate(count: int) -> dict[str, float]:
+    """Messages per second the bare broker carries to a plain subscriber, of `count` QoS 1 detections."""
     received = 0
     first = last = 0.0
     done = threading.Event()
@@ -142,6 +143,8 @@ def bare_rate(count: int) -> dict[str, float]:
 
 
 def ingest_rate(count: int, database_url: str) -> dict[str, float]:
+    """Detections per second the ingest stores in `database_url`, with its stored, duplicate and dead-letter
+    counts."""
     facility = load_facility(LAYOUT)
     engine = open_database(database_url, setting="--database-url")
     fse = FacilityStateEstimator(facility)
@@ -170,6 +173,7 @@ def ingest_rate(count: int, database_url: str) -> dict[str, float]:
 
 
 def fse_accuracy() -> dict[str, float]:
+    """FSE accuracy on a simulated day of the example depot, with noise and camera dropouts."""
     from tests.cloud.test_fse import run
 
     facility = load_facility(LAYOUT)
@@ -177,6 +181,7 @@ def fse_accuracy() -> dict[str, float]:
 
 
 def fresh_postgres(url: str) -> tuple[str, str]:
+    """Create an empty database on the server of `url`; returns its URL and its name."""
     name = f"depotwatch_bench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(make_url(url), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -270,6 +275,7 @@ def rows(count: int, bare: dict[str, float], ingest: dict[str, float], delay: di
 
 
 def main() -> None:
+    """Run the three measurements against a Mosquitto of its own, print the table and write the results."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -294,7 +300,8 @@ def main() -> None:
         broker.terminate()
         broker.wait(10)
     accuracy = fse_accuracy()
-    table = rows(args.messages, bare, ingest, delay) + [
+    table = [
+        *rows(args.messages, bare, ingest, delay),
         ("FSE: locomotive count exact, share of time", f"{accuracy['count_exact']:.4f}", "≥ 0.99"),
         ("FSE: identity switches per 100 moves", f"{accuracy['switches_per_100_moves']:.2f}", "≤ 1"),
         ("FSE: moves in the simulated day", f"{accuracy['moves']:.0f}", ""),

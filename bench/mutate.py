@@ -241,7 +241,7 @@ def _line_of(path: Path, key: str, text: str) -> int:
 
 
 def requirements(names: list[str]) -> list[prerequisites.Requirement]:
-    """mutmut at the pinned version, and every file the chosen modules mutate or test."""
+    """Mutmut at the pinned version, and every file the chosen modules mutate or test."""
 
     def pinned() -> str | None:
         try:
@@ -261,6 +261,7 @@ def requirements(names: list[str]) -> list[prerequisites.Requirement]:
 
 
 def main() -> None:
+    """Mutate the chosen modules in turn and print the tables; exits 1 if one falls below the target."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -302,7 +303,7 @@ def report(outcomes: dict[str, Outcome], listed: dict[tuple[str, str], str]) -> 
     modules run)."""
     table = Table(title=f"mutmut {pin()}: kill rate = (killed + timeouts) / (mutants - equivalent)")
     for column in [
-        *"module mutants killed survived equivalent timeouts".split(),
+        *["module", "mutants", "killed", "survived", "equivalent", "timeouts"],
         "no tests",
         "kill rate",
         "time",

@@ -57,6 +57,7 @@ def fleet_plates() -> list[str]:
 
 
 def held_out(times: int) -> dict[str, list[Thumb]]:
+    """Thumbnails of every held-out condition, at `times` simulation moments 15 minutes apart."""
     facility = load_facility(LAYOUT)
     return {
         name: generate(
@@ -87,7 +88,7 @@ def _thumbnail(thumb: Thumb) -> Thumbnail:
 
 
 def _share(part: int, whole: int) -> float | None:
-    """part / whole, or None when there was nothing to count (not a share of 0)."""
+    """Part / whole, or None when there was nothing to count (not a share of 0)."""
     return part / whole if whole else None
 
 
@@ -147,6 +148,7 @@ def _cell(fmt: str, value: float | None) -> str:
 
 
 def plate_card(results: dict[str, dict[str, float | None]]) -> str:
+    """The model card's table of number accuracy per condition, per thumbnail and per locomotive."""
     rows = [
         "| condition | thumbnails | number exact per thumbnail (whole number in view)"
         " | per locomotive after voting |",
@@ -163,6 +165,8 @@ def plate_card(results: dict[str, dict[str, float | None]]) -> str:
 
 
 def main() -> None:
+    """Measure recognition under every held-out condition, print the table and write the results
+    (and the plate model card's table with `--update-card`)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

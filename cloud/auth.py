@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
@@ -16,6 +17,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from cloud.db.models import ApiKeyRow
+
+log = logging.getLogger(__name__)
 
 PREFIX_LEN = 12
 # While the database is away, a key verified this recently keeps its role.
@@ -39,6 +42,7 @@ class Role(StrEnum):
     ADMIN = "admin"
 
     def allows(self, needed: Role) -> bool:
+        """Whether this role may do what `needed` requires."""
         order = [Role.VIEWER, Role.OPERATOR, Role.ADMIN]
         return order.index(self) >= order.index(needed)
 
@@ -98,15 +102,18 @@ class KeyRoles:
         self._lookups = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="key-lookup")
 
     def close(self) -> None:
+        """Release the lookup threads, cancelling the lookups still queued."""
         self._lookups.shutdown(wait=False, cancel_futures=True)
 
     def role(self, key: str, database_available: bool = True) -> Role | None:
+        """The role of `key` (None if invalid or revoked), from the database; while it is away or the lookup
+        fails, from the keys verified within OFFLINE_GRACE_S, raising DatabaseUnavailable for any other."""
         digest = _hash(key)
         if database_available:
             try:
                 role = self._lookups.submit(role_of, self.engine, key).result(LOOKUP_TIMEOUT_S)
-            except Exception:  # the database went away (or hangs) before the watch noticed
-                pass
+            except Exception as exc:  # the database went away (or hangs) before the watch noticed
+                log.debug("key lookup failed (%s): answering from the keys verified lately", exc)
             else:
                 with self._lock:
                     if role is None:

@@ -153,7 +153,7 @@ def match(a: Sequence[Seen], b: Sequence[Seen]) -> tuple[list[tuple[Seen, Seen]]
 
 
 def _within(loco: Seen, known: npt.NDArray[np.bool_]) -> bool:
-    start, end = max(int(round(loco.start_m / GRID_M)), 0), max(int(round(loco.end_m / GRID_M)), 0)
+    start, end = max(round(loco.start_m / GRID_M), 0), max(round(loco.end_m / GRID_M), 0)
     return float(known[start:end].sum()) * GRID_M >= MIN_OVERLAP_M
 
 
@@ -164,7 +164,7 @@ def _cells(length_m: float) -> int:
 def _mask(spans: Iterable[tuple[float, float]], length_m: float) -> npt.NDArray[np.bool_]:
     mask = np.zeros(_cells(length_m), bool)
     for start, end in spans:
-        mask[max(int(round(start / GRID_M)), 0) : max(int(round(end / GRID_M)), 0)] = True
+        mask[max(round(start / GRID_M), 0) : max(round(end / GRID_M), 0)] = True
     return mask
 
 

@@ -44,6 +44,7 @@ class FlowRuntime:
 
     @property
     def data_clock(self) -> bool:
+        """Whether this flow runs on the data clock (detections' capture times) rather than the wall clock."""
         return self.config.clock == "data"
 
     def advance(self, at: datetime, update: Callable[[FlowRuntime, datetime], object]) -> None:

@@ -134,6 +134,7 @@ class Identities:
         return loco.loco_id
 
     def get(self, loco_id: str) -> Identity | None:
+        """The identity of locomotive `loco_id`, or None while no recognition of it has counted."""
         with self._lock:
             return self._identities.get(loco_id)
 

@@ -91,9 +91,12 @@ class IngestWriter:
         self._thread = threading.Thread(target=self._loop, name="ingest-writer", daemon=True)
 
     def start(self) -> None:
+        """Start the writer's thread."""
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop the writer's thread and join it (up to `timeout`); entries not yet written are not
+        acknowledged (the broker hands them over again)."""
         self._stop.set()
         with self._changed:
             self._changed.notify_all()
@@ -101,6 +104,7 @@ class IngestWriter:
 
     @property
     def alive(self) -> bool:
+        """Whether the writer's thread is running."""
         return self._thread.is_alive()
 
     @property
@@ -240,7 +244,8 @@ class IngestWriter:
         with self._changed:
             for entry in entries:
                 oldest = self._unfinished.popleft()
-                assert oldest is entry, "entries are finished in the order they were put"
+                if oldest is not entry:
+                    raise RuntimeError("ingest entries must be finished in the order they were put")
                 self._unfinished_bytes -= len(entry.payload)
             self._finished_total += len(entries)
             self._changed.notify_all()

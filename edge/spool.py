@@ -85,7 +85,7 @@ class Spool:
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot open spool {path}: {exc}") from exc
-        self.dropped = {kind: 0 for kind in Kind}
+        self.dropped = dict.fromkeys(Kind, 0)
         self._bytes: int = self._db.execute(
             "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox"
         ).fetchone()[0]

@@ -33,6 +33,8 @@ STATIONS = [("A", 2.5, 26.0, "TR-{n} pit A"), ("B", 27.0, 50.5, "TR-{n} pit B")]
 
 
 def camera_entry(track: str, node: str, index: int, height: float, offset: float, hfov: float) -> dict:
+    """The layout entry of camera `index` beside `track`: its view of the track and three pairs of
+    surveyed rail-head marks, projected from its placement."""
     s_cam = FIRST_CAMERA_M + index * CAMERA_SPACING_M
     cam = PinholeCamera.look_at((s_cam, offset, height), (s_cam + 3.0, 0.0, 1.0), *RESOLUTION, hfov)
     s = np.arange(-10, TRACK_LENGTH_M + 10, 0.01)
@@ -117,6 +119,8 @@ _Dumper.add_representer(list, _list)
 
 
 def main() -> None:
+    """Build the layout, validate it and write examples/facility.yaml, headed by this docstring's first
+    line."""
     data = build()
     parse_facility(data, "generated facility")
     header = Path(__file__).read_text().split('"""')[1].strip().splitlines()[0]

@@ -7,6 +7,7 @@ failure names the key at fault, e.g. ``cameras.T2-C3.track: unknown track 'T9'``
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any, Self
 
@@ -137,7 +138,8 @@ class Calibration(StrictModel):
     @property
     def model(self) -> TrackCalibration:
         """The fitted homography."""
-        assert self._fitted is not None, "validated calibrations are always fitted"
+        if self._fitted is None:
+            raise RuntimeError("a calibration is fitted when validated; this one was built unvalidated")
         return self._fitted
 
 
@@ -223,12 +225,12 @@ _Loc = tuple[str | int, ...]
 
 
 def _id_issues(f: Facility) -> list[tuple[_Loc, str]]:
-    issues: list[tuple[_Loc, str]] = []
-    for section in ("tracks", "stations", "nodes", "cameras"):
-        for key in getattr(f, section):
-            if not is_identifier(key):
-                issues.append(((section, key), "ids may hold letters, digits, '_', '.', '-' (max 64)"))
-    return issues
+    return [
+        ((section, key), "ids may hold letters, digits, '_', '.', '-' (max 64)")
+        for section in ("tracks", "stations", "nodes", "cameras")
+        for key in getattr(f, section)
+        if not is_identifier(key)
+    ]
 
 
 def _station_issues(f: Facility) -> list[tuple[_Loc, str]]:
@@ -247,7 +249,7 @@ def _station_issues(f: Facility) -> list[tuple[_Loc, str]]:
                 )
             )
     ordered = sorted(f.stations.items(), key=lambda item: (item[1].track, item[1].start_m))
-    for (prev_id, prev), (sid, st) in zip(ordered, ordered[1:], strict=False):
+    for (prev_id, prev), (sid, st) in itertools.pairwise(ordered):
         if prev.track == st.track and st.overlap(prev) > 0:
             issues.append(
                 (

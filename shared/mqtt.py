@@ -102,15 +102,18 @@ class BrokerConfig(StrictModel):
 
     @property
     def host(self) -> str:
+        """The broker's host name (127.0.0.1 if the URL has none)."""
         return urlsplit(self.url).hostname or "127.0.0.1"
 
     @property
     def port(self) -> int:
+        """The broker's port: the URL's, else 8883 for mqtts:// and 1883 for mqtt://."""
         parts = urlsplit(self.url)
         return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
 
     @property
     def tls(self) -> bool:
+        """Whether the broker is reached over TLS (an mqtts:// URL)."""
         return urlsplit(self.url).scheme == "mqtts"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,7 +55,7 @@ def write_text_atomically(path: str | Path, text: str) -> None:
     if path.exists():
         shutil.copymode(path, tmp)
         shutil.copy2(path, path.with_name(f"{path.name}.previous"))
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def load_model(model: type[M], path: str | Path, error: type[ConfigError] = ConfigError) -> M:
@@ -76,6 +75,7 @@ class FileSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The sources in order of precedence: the environment, then the file's values."""
         # The file's values arrive as init values; the environment takes precedence over them.
         return env_settings, init_settings
 

@@ -134,7 +134,7 @@ class Box:
 
 def make_fleet(rng: np.random.Generator, size: int, mix: dict[str, float] | None = None) -> list[Locomotive]:
     """`size` locomotives with unique plates, series drawn by the weights in `mix`."""
-    names = list(mix or {name: 1.0 for name in SERIES})
+    names = list(mix or dict.fromkeys(SERIES, 1.0))
     weights = np.array([(mix or {}).get(n, 1.0) for n in names], dtype=np.float64)
     fleet: dict[str, Locomotive] = {}
     while len(fleet) < size:

@@ -280,7 +280,7 @@ class CameraRenderer:
             frame = np.asarray(cv2.GaussianBlur(frame, (0, 0), blur), dtype=np.float32)
         shake = rng.uniform(*conditions.motion_blur_px)
         if shake >= 1.5:
-            kernel = _motion_kernel(int(round(shake)), float(rng.uniform(0, 180)))
+            kernel = _motion_kernel(round(shake), float(rng.uniform(0, 180)))
             frame = np.asarray(cv2.filter2D(frame, -1, kernel), dtype=np.float32)
         sigma = rng.uniform(*conditions.noise_sigma) * (2.0 - daylight)
         if sigma > 0:

@@ -72,7 +72,7 @@ class Scenario(StrictModel):
     horizon_h: float = Field(72.0, gt=0, le=24 * 60, description="Hours of traffic planned ahead.")
     fleet_size: int = Field(40, ge=1, le=2000, description="Locomotives that may visit the depot.")
     series_mix: dict[str, float] = Field(
-        default_factory=lambda: {name: 1.0 for name in SERIES}, description="Relative weight of each series."
+        default_factory=lambda: dict.fromkeys(SERIES, 1.0), description="Relative weight of each series."
     )
     initial_occupancy: float = Field(
         0.6, ge=0, le=1, description="Chance a station holds a loco at second 0."

@@ -34,7 +34,7 @@ class FaceTexture:
 
 
 def _px(metres: float) -> int:
-    return int(round(metres * PX_PER_M))
+    return round(metres * PX_PER_M)
 
 
 def _shade(color: Color, factor: float) -> Color:
@@ -63,9 +63,9 @@ class _Canvas:
     def text(
         self, text: str, x: float, z_base: float, cap_m: float, color: Color, align_right: bool = False
     ) -> None:
-        (w1, h1), _ = cv2.getTextSize(text, _FONT, 1.0, 2)
+        (_w1, h1), _ = cv2.getTextSize(text, _FONT, 1.0, 2)
         scale = _px(cap_m) / h1
-        thickness = max(2, int(round(scale * 2)))
+        thickness = max(2, round(scale * 2))
         (w, h), _ = cv2.getTextSize(text, _FONT, scale, thickness)
         left = _px(x) - w if align_right else _px(x)
         base = self.row(z_base)

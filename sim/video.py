@@ -54,7 +54,8 @@ def write_h264(
         str(path),
     ]
     with subprocess.Popen(command, stdin=subprocess.PIPE) as encoder:
-        assert encoder.stdin is not None
+        if encoder.stdin is None:
+            raise RuntimeError("ffmpeg was started without a pipe to its stdin")
         for i in range(int(seconds * fps)):
             frame = source.frame_at(start_s + i / fps)
             if frame.image is not None:

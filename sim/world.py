@@ -5,6 +5,7 @@ lookup and separate processes (one per edge node) agree on the same world.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -54,10 +55,12 @@ class Visit:
 
     @property
     def t_in(self) -> float:
+        """When the locomotive arrives on the track (its first keyframe)."""
         return self.times[0]
 
     @property
     def t_out(self) -> float:
+        """When the locomotive leaves the track (its last keyframe)."""
         return self.times[-1]
 
 
@@ -196,9 +199,7 @@ class _TrackPlanner:
         self.length = facility.tracks[track_id].length_m
         stations = list(facility.stations_on_track(track_id).values())
         self.singles = [(a.start_m, a.end_m) for a in stations]
-        self.spans = self.singles + [
-            (a.start_m, b.end_m) for a, b in zip(stations, stations[1:], strict=False)
-        ]
+        self.spans = self.singles + [(a.start_m, b.end_m) for a, b in itertools.pairwise(stations)]
         self.parked: list[_Parked] = []
         self.busy_until = 0.0
 

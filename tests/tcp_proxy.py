@@ -9,6 +9,7 @@ Switching back to `forward` lets held connections flow again.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import struct
@@ -102,8 +103,6 @@ class TcpProxy:
 
 def _reset(sock: socket.socket) -> None:
     """Close with an RST (linger 0), as a dropped connection looks to the other side."""
-    try:
+    with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
     sock.close()

@@ -80,9 +80,24 @@ def demo(tmp_path_factory: pytest.TempPathFactory, facility: Facility) -> Iterat
     first_move, _ = _next_move(facility, 0.0, TRACKS)
     sim_start = max(first_move - FIRST_MOVE_AFTER_S * SPEED, 0.0)
     process = subprocess.Popen(
-        [sys.executable, "-m", "depotwatch.cli", "demo", "--port", str(port), "--workdir", str(workdir)]
-        + ["--nodes", str(NODES), "--speed", str(SPEED), "--layout", str(EXAMPLE_LAYOUT)]
-        + ["--sim-start", str(sim_start)],
+        [
+            sys.executable,
+            "-m",
+            "depotwatch.cli",
+            "demo",
+            "--port",
+            str(port),
+            "--workdir",
+            str(workdir),
+            "--nodes",
+            str(NODES),
+            "--speed",
+            str(SPEED),
+            "--layout",
+            str(EXAMPLE_LAYOUT),
+            "--sim-start",
+            str(sim_start),
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

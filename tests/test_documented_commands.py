@@ -233,7 +233,7 @@ def test_the_recognition_worker_runs_from_a_fresh_clone_and_says_when_it_is_subs
         sock.settimeout(120)
         env = _env(DEPOTWATCH_CLOUD_BROKER__URL=serving["broker"], NOTIFY_SOCKET=str(ready))
         process = subprocess.Popen(
-            "depotwatch cloud recognise --config examples/cloud.yaml".split(),
+            ["depotwatch", "cloud", "recognise", "--config", "examples/cloud.yaml"],
             cwd=clone,
             env=env,
             stdout=subprocess.PIPE,

@@ -23,8 +23,7 @@ def _skip_reasons() -> list[tuple[str, int, str]]:
             if name.endswith("skip") and node.args:
                 texts.append(node.args[0])
             if name.endswith(("skip", "skipif")):
-                for text in texts:
-                    found.append((str(path.relative_to(REPO)), node.lineno, ast.unparse(text)))
+                found.extend((str(path.relative_to(REPO)), node.lineno, ast.unparse(text)) for text in texts)
     return found
 
 

@@ -26,8 +26,9 @@ _CONFLICT = "ON CONFLICT (flow, node_id, seq) DO NOTHING"
 
 
 def _executemany_statement() -> TextClause:
+    # The table and column names are the model's; the values are bound.
     return text(
-        f"INSERT INTO {_TABLE.name} ({', '.join(_NAMES)}) VALUES ({', '.join(':' + n for n in _NAMES)}) "
+        f"INSERT INTO {_TABLE.name} ({', '.join(_NAMES)}) VALUES ({', '.join(':' + n for n in _NAMES)}) "  # noqa: S608
         + _CONFLICT
     ).bindparams(
         *(bindparam(c.name, type_=String() if c.name in _JSON_COLUMNS else c.type) for c in _COLUMNS)
@@ -54,5 +55,6 @@ def _copy_insert(connection: Connection, rows: list[dict[str, Any]]) -> int:
     with cursor.copy(f"COPY {_STAGING} ({columns}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row([row[n] for n in _NAMES])
-    cursor.execute(f"INSERT INTO {_TABLE.name} ({columns}) SELECT {columns} FROM {_STAGING} " + _CONFLICT)
+    # The table and column names are the model's; the rows arrive by COPY, never in the statement.
+    cursor.execute(f"INSERT INTO {_TABLE.name} ({columns}) SELECT {columns} FROM {_STAGING} " + _CONFLICT)  # noqa: S608
     return int(cursor.rowcount)

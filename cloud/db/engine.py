@@ -105,7 +105,7 @@ def make_engine(url: str, *, probe: bool = False) -> Engine:
 
 
 def _postgres_args(url: str, timeout_s: int | None = None) -> dict[str, Any]:
-    """libpq timeouts, except those the URL sets itself."""
+    """Libpq timeouts, except those the URL sets itself."""
     given = make_url(url).query
     statement_ms = STATEMENT_TIMEOUT_MS if timeout_s is None else timeout_s * 1000
     ours: dict[str, Any] = {

@@ -33,15 +33,19 @@ class DatabaseWatch:
         self._away_since: float | None = None
         self._failures = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="database-watch", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._engine = make_engine(self._url, probe=True)
+        """Start the probing thread, on an engine of its own."""
+        engine = self._engine = make_engine(self._url, probe=True)
+        self._thread = threading.Thread(target=self._loop, args=(engine,), name="database-watch", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop and join the probing thread (up to 5 s), and dispose of its engine."""
         self._stop.set()
-        self._thread.join(5)
+        if self._thread is not None:
+            self._thread.join(5)
         if self._engine is not None:
             self._engine.dispose()
 
@@ -50,10 +54,9 @@ class DatabaseWatch:
         since = self._away_since
         return 0.0 if since is None else time.monotonic() - since
 
-    def _loop(self) -> None:
+    def _loop(self, engine: Engine) -> None:
         while not self._stop.wait(PROBE_INTERVAL_S):
-            assert self._engine is not None
-            problem = why_not_answering(self._engine)
+            problem = why_not_answering(engine)
             if problem is None:
                 if not self.available:
                     log.info("database: answering again after %.0f s", self.away_s())

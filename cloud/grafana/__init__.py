@@ -1,0 +1,1 @@
+"""Grafana dashboards as code, and their upload to a Grafana or export for provisioning."""

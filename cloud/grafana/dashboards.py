@@ -207,4 +207,5 @@ def dashboard(uid: str) -> dict[str, Any]:
 
 
 def all_dashboards() -> list[dict[str, Any]]:
+    """Grafana's JSON model of every dashboard."""
     return [dashboard(uid) for uid in DASHBOARDS]

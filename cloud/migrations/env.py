@@ -13,7 +13,8 @@ target_metadata = SQLModel.metadata
 
 def run_migrations_online() -> None:
     url = context.config.get_main_option("sqlalchemy.url")
-    assert url, "the cloud service passes the database URL"
+    if not url:
+        raise RuntimeError("sqlalchemy.url is unset: the cloud service passes the database URL")
     engine = create_engine(url)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)

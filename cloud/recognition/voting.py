@@ -104,6 +104,7 @@ class IdentityVotes:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> IdentityVotes:
+        """Votes resumed from what `to_json` returned."""
         votes = cls()
         for name, saved in data.items():
             tally = votes._tallies[name]

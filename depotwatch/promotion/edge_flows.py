@@ -55,6 +55,7 @@ class FlowsFile(FlowsState):
     edge_node_flow_history: list[EarlierState] = Field(default_factory=list)
 
     def state(self) -> FlowsState:
+        """The state now, without the history."""
         return FlowsState.model_validate(self.model_dump(exclude={"edge_node_flow_history"}))
 
 

@@ -1,0 +1,1 @@
+"""The LPE (Locomotive Position Estimator) at the edge: strip rectification, OpenVINO inference, decoding."""

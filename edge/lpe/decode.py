@@ -64,7 +64,7 @@ def decode(scores: ColumnScores, view_start_m: float, metres_per_column: float) 
     width = len(scores.occupancy)
     mask = scores.occupancy > OCCUPIED
     runs = _runs(mask)
-    max_gap = int(round(MAX_GAP_M / metres_per_column))
+    max_gap = round(MAX_GAP_M / metres_per_column)
     merged: list[tuple[int, int]] = []
     for a, b in runs:
         if merged and a - merged[-1][1] <= max_gap:
@@ -72,7 +72,7 @@ def decode(scores: ColumnScores, view_start_m: float, metres_per_column: float) 
         else:
             merged.append((a, b))
     min_run = MIN_RUN_M / metres_per_column
-    window = int(round(EDGE_WINDOW_M / metres_per_column))
+    window = round(EDGE_WINDOW_M / metres_per_column)
     extents = []
     for a, b in merged:
         if b - a < min_run:

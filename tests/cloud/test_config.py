@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,9 @@ def test_a_flow_takes_prods_recognition_under_its_own_keys(tmp_path: Path) -> No
     assert [issue.key for issue in info.value.issues] == ["flows.dev.recognition.series_threshold"]
     del data["flows"]["dev"]["recognition"]["series_threshold"]
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match="flows.prod.recognition: prod's models are the `recognition`"):
+    with pytest.raises(
+        ConfigError, match=re.escape("flows.prod.recognition: prod's models are the `recognition`")
+    ):
         load_cloud_config(path)
 
 

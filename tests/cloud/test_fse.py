@@ -212,8 +212,8 @@ def test_a_shunt_keeps_the_identity_and_reports_the_move(facility: Facility) -> 
         )
         if a != b
         and t0 > 120
-        and 2 < a
-        and 2 < b
+        and a > 2
+        and b > 2
         and max(a, b) + v.loco.length_m < min(51, track_len[v.track_id])
     )
     visit, t0, t1 = shunt

@@ -99,7 +99,7 @@ def _feed(facility: Facility, world: World, seed: int) -> Run:
         d = k * UPDATE_S
         for cid in cameras:
             captured = float(np.floor((d - phase[cid]) / SAMPLE_S) * SAMPLE_S + phase[cid])
-            if 0 <= captured and d - UPDATE_S < captured <= d + 1e-9:
+            if captured >= 0 and d - UPDATE_S < captured <= d + 1e-9:
                 extents = tuple(
                     SeenExtent(e.start_m, e.end_m, e.start_beyond_view, e.end_beyond_view, 0.95)
                     for e in visible_extents(facility, cid, world.locos_at(_sim_t(captured)))
@@ -134,7 +134,7 @@ def _shunts(facility: Facility, world: World) -> int:
             zip(v.times, v.tails, strict=True), zip(v.times[1:], v.tails[1:], strict=True), strict=False
         )
         if a != b
-        and T0 <= ta
+        and ta >= T0
         and tb <= _sim_t(DATA_S)
         and min(a, b) > -v.loco.length_m
         and max(a, b) < facility.tracks[v.track_id].length_m

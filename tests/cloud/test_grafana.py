@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import Engine, text
@@ -146,10 +146,10 @@ def test_dashboards_are_valid_grafana_models(tmp_path: Path) -> None:
 class _StandInGrafana(BaseHTTPRequestHandler):
     """Answers POST /api/dashboards/db as Grafana's HTTP API documents it."""
 
-    received: list[tuple[str, dict[str, Any]]] = []
+    received: ClassVar[list[tuple[str, dict[str, Any]]]] = []
     token = ""
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.headers.get("Authorization") != f"Bearer {self.token}":
             self._reply(401, {"message": "invalid API key"})

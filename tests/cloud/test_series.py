@@ -113,5 +113,5 @@ def test_broken_model_folder_fails_with_a_clear_error(tmp_path: Path, damage: st
         labels.write_text(json.dumps(data))
     else:
         (model_dir / "series.xml").write_text("<net>")
-    with pytest.raises(RecognitionModelError, match="1.0.0"):
+    with pytest.raises(RecognitionModelError, match=r"1\.0\.0"):
         SeriesClassifier(model_dir)

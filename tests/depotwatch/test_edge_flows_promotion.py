@@ -42,7 +42,7 @@ def test_promotion_makes_the_shadow_model_prod_and_rollback_restores_the_state(f
 def test_promotion_refuses_what_it_cannot_roll_out(flows_file: Path, tmp_path: Path) -> None:
     with pytest.raises(PromotionError, match=r"'qa' is not a shadow flow .* \(shadow flows: dev\)"):
         promote("qa", flows_file, MODELS)
-    with pytest.raises(PromotionError, match="lpe_fp32.xml does not exist"):
+    with pytest.raises(PromotionError, match=r"lpe_fp32\.xml does not exist"):
         promote("dev", flows_file, tmp_path / "no-models")
     assert yaml.safe_load(flows_file.read_text()) == START  # nothing written
 

@@ -129,12 +129,12 @@ def test_bad_frames_fail_with_a_clear_error(lpe: OpenVinoLpe) -> None:
 
 
 def test_missing_or_broken_ir_fails_with_a_clear_error(facility: Facility, tmp_path: Path) -> None:
-    with pytest.raises(LpeModelError, match="lpe_int8.bin does not exist"):
+    with pytest.raises(LpeModelError, match=r"lpe_int8\.bin does not exist"):
         shutil.copy(MODEL_DIR / "lpe_int8.xml", tmp_path / "lpe_int8.xml")
         OpenVinoLpe(tmp_path, facility.cameras)
     (tmp_path / "lpe_int8.bin").write_bytes(b"")
     (tmp_path / "lpe_int8.xml").write_text("<net>not a model")
     with pytest.raises(LpeModelError, match="cannot read LPE model"):
         OpenVinoLpe(tmp_path, facility.cameras)
-    with pytest.raises(LpeModelError, match="cannot compile .* on 'NPU9'"):
+    with pytest.raises(LpeModelError, match=r"cannot compile .* on 'NPU9'"):
         OpenVinoLpe(MODEL_DIR, facility.cameras, device="NPU9")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ def test_example_views_overlap_along_each_track(facility: Facility) -> None:
     for tid in facility.tracks:
         views = sorted((c.view.start_m, c.view.end_m) for c in facility.cameras_on_track(tid).values())
         assert len(views) >= 2
-        for (_, end), (start, _) in zip(views, views[1:], strict=False):
+        for (_, end), (start, _) in itertools.pairwise(views):
             assert start < end - 0.5, f"cameras on {tid} leave a gap between {end} and {start} m"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from shared.layout import Facility
@@ -36,7 +38,7 @@ def test_locomotives_never_overlap_on_a_track(facility: Facility) -> None:
     for t in np.arange(0, HOURS * 3600, 30.0):
         for tid in facility.tracks:
             locos = world.locos_at(t, tid)
-            for a, b in zip(locos, locos[1:], strict=False):
+            for a, b in itertools.pairwise(locos):
                 # Movements keep clearance from parked locomotives; allow rounding of interpolation.
                 assert b.start_m - a.end_m >= CLEARANCE_M - 1e-6, (t, tid, a.loco.plate, b.loco.plate)
 
@@ -56,7 +58,7 @@ def test_traffic_arrives_parks_shunts_and_leaves(facility: Facility) -> None:
     assert moving_seen > 0 and parked_at_station > moving_seen
 
     def inside(visit: Visit, x: float) -> bool:
-        return 0 <= x and x + visit.loco.length_m <= facility.tracks[visit.track_id].length_m
+        return x >= 0 and x + visit.loco.length_m <= facility.tracks[visit.track_id].length_m
 
     shunts = [
         (v.loco.plate, a, b)
@@ -73,7 +75,7 @@ def test_moves_happen_at_shunting_speed(facility: Facility) -> None:
     moves = 0
     for visit in world.visits:
         keys = list(zip(visit.times, visit.tails, strict=True))
-        for (t0, x0), (t1, x1) in zip(keys, keys[1:], strict=False):
+        for (t0, x0), (t1, x1) in itertools.pairwise(keys):
             if x0 != x1:
                 moves += 1
                 assert np.isclose(abs(x1 - x0) / (t1 - t0), 1.5)

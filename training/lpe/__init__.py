@@ -1,0 +1,1 @@
+"""Training of the LPE: strip data from the simulator, the network, and training with IR export."""

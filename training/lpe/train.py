@@ -2,9 +2,10 @@
 
     python -m training.lpe.train --out ir_models/lpe/1.0.0
 
-Renders training, validation and held-out sets (cached under data/lpe/), trains the network on the
-CPU, exports `lpe_fp32.xml` and an NNCF post-training-quantised `lpe_int8.xml`, then runs the accuracy
-benchmark on the held-out sets and writes MODEL_CARD.md and metrics.json beside the IR.
+Renders training and validation sets (cached under data/lpe/), trains the network on the CPU, exports
+`lpe_fp32.xml` and an NNCF post-training-quantised `lpe_int8.xml` and records the training in
+training.json beside them. The model card's figures come from the benchmark on held-out sets
+(`python -m bench.lpe --model-dir DIR --update-card`, which `make train-lpe` runs next).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ EDGE_POS_WEIGHT = 8.0
 
 
 def load_sets(data_dir: Path, train_frames: int, val_frames: int) -> tuple[Samples, Samples]:
+    """The training set (every training seed's frames) and the validation set, rendered or read from the cache
+    under `data_dir`."""
     per_seed = train_frames // len(TRAIN_SEEDS)
     parts = [
         cached(
@@ -80,6 +83,8 @@ def augment(
 
 
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the occupancy scores plus twice that of the end scores, whose positive columns weigh
+    1 + EDGE_POS_WEIGHT."""
     occ = nn.functional.binary_cross_entropy_with_logits(logits[:, 0], targets[:, 0])
     weight = 1.0 + EDGE_POS_WEIGHT * targets[:, 1:]
     edges = nn.functional.binary_cross_entropy_with_logits(logits[:, 1:], targets[:, 1:], weight=weight)
@@ -87,12 +92,15 @@ def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def to_input(strips: np.ndarray) -> torch.Tensor:
+    """NHWC uint8 strips as the network's NCHW float input in [0, 1]."""
     return torch.from_numpy(strips).permute(0, 3, 1, 2).float() / 255.0
 
 
 def train(
     net: LocoStripNet, train_set: Samples, val: Samples, epochs: int, batch: int, seed: int
 ) -> dict[str, float]:
+    """Train `net` with AdamW and a one-cycle schedule on augmented batches, keeping the weights of the epoch
+    with the lowest validation loss; returns that loss and epoch."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     steps = epochs * (len(train_set.strips) // batch)
@@ -129,6 +137,7 @@ def train(
 
 @torch.no_grad()
 def evaluate_loss(net: LocoStripNet, samples: Samples, batch: int = 128) -> float:
+    """Mean loss of `net` over `samples`, without gradients."""
     net.eval()
     total = 0.0
     for i in range(0, len(samples.strips), batch):
@@ -160,6 +169,8 @@ def export(net: LocoStripNet, out: Path, calibration: np.ndarray) -> tuple[Path,
 
 
 def main() -> None:
+    """Render or load the data, train (or reuse the last weights), export both IRs and write training.json
+    beside them."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

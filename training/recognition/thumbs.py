@@ -76,7 +76,7 @@ def generate(
                     end_beyond_view=e.end_beyond_view,
                     confidence=1.0,
                 )
-                bbox = maker._bbox(cid, extent, frame.shape[1], frame.shape[0])  # noqa: SLF001
+                bbox = maker._bbox(cid, extent, frame.shape[1], frame.shape[0])
                 if bbox is None:
                     continue
                 x, y, w, h = bbox
