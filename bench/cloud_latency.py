@@ -172,7 +172,7 @@ def latency(
         ingest=IngestConfig(client_id=f"bench-cloud-{uuid.uuid4().hex[:6]}"),
         api=ApiConfig(port=port),
     )
-    service = CloudService(config, facility)
+    service = CloudService.open(config, facility)
     server = make_server(create_app(service), "127.0.0.1", port, log_level="warning")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

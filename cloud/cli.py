@@ -16,7 +16,7 @@ from shared.layout import load_facility
 def run_cloud(config_path: Path) -> None:
     """Ingest, estimate and serve until SIGTERM (uvicorn handles the signal, the lifespan stops all)."""
     config = load_cloud_config(config_path)
-    service = CloudService(config, load_facility(config.layout))
+    service = CloudService.open(config, load_facility(config.layout))
     make_server(create_app(service), config.api.host, config.api.port).run()
 
 
@@ -28,7 +28,7 @@ def run_recognition(config_path: Path) -> None:
     from cloud.recognition.worker import RecognitionWorker
 
     config = load_cloud_config(config_path)
-    worker = RecognitionWorker(config, load_facility(config.layout).site)
+    worker = RecognitionWorker.open(config, load_facility(config.layout).site)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
 
 from pydantic import TypeAdapter
 from sqlalchemy import Engine
@@ -45,6 +45,7 @@ from shared.messages import (
     CameraState,
     CameraStatus,
     CommandAck,
+    CommandRequest,
     Detection,
     LocoExtent,
     NodeLifecycle,
@@ -72,6 +73,8 @@ CONSUMED = (
     TopicKind.CAMERA_STATUS,
     TopicKind.COMMAND_ACK,
 )
+# The messages only written as they arrive (nothing fused), each once the layout admits it.
+Written = Thumbnail | Recognition | NodeLifecycle | NodeStatus | CameraStatus
 
 
 def subscriptions(site: str) -> list[str]:
@@ -117,6 +120,7 @@ class Ingest:
         self.writer = IngestWriter(engine, self._write_dead_letter, self.counts)
 
     def start(self) -> None:
+        """Start the writer's thread."""
         self.writer.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -162,51 +166,61 @@ class Ingest:
         if parsed.site != facility.site:
             raise ContractError(f"site {parsed.site!r} is not this facility ({facility.site!r})")
         now = datetime.now(UTC)
-        if isinstance(message, Detection):
-            self._detection(topic, payload, admit_detection(facility, message, now, self.skew), now, ack)
-            return
-        if isinstance(message, CommandAck):
-            known_node(facility, message.node_id)
-            self._command_ack(message)
-            ack()
-            return
-        write = self._admitted_write(facility, message, now)
-        if write is None:
-            ack()
-            return
-        self.writer.put(Entry(topic, payload, ack, write=write))
+        # Over every message of the contract: one added to it and not handled here fails mypy (at
+        # assert_never) rather than reaching the cloud as a dead letter.
+        match message:
+            case Detection():
+                self._detection(topic, payload, admit_detection(facility, message, now, self.skew), now, ack)
+            case CommandAck():
+                known_node(facility, message.node_id)
+                self._command_ack(message)
+                ack()
+            case Thumbnail() | Recognition() | NodeLifecycle() | NodeStatus() | CameraStatus():
+                write = self._admitted_write(facility, message, now)
+                if write is None:
+                    ack()
+                else:
+                    self.writer.put(Entry(topic, payload, ack, write=write))
+            case CommandRequest():
+                # It is for edge nodes, and the cloud does not subscribe to them.
+                raise ContractError(f"a {type(message).__name__} is not for the cloud")
+            case _:
+                assert_never(message)
 
     def _admitted_write(
-        self, facility: Facility, message: object, now: datetime
+        self, facility: Facility, message: Written, now: datetime
     ) -> Callable[[], object] | None:
-        """What to write for a message that is not a detection, once the layout admits it."""
+        """What to write for a message that is only written (not fused), once the layout admits it."""
         engine, skew = self.engine, self.skew
-        if isinstance(message, Thumbnail):
-            meta = message.meta
-            camera_of(facility, meta.node_id, meta.camera_id, meta.track_id)
-            not_ahead(meta.captured_at, now, skew, "captured_at")
-            return functools.partial(store_thumbnail, engine, thumbnail=message)
-        if isinstance(message, Recognition):
-            camera_of(facility, message.node_id, message.camera_id, message.track_id)
-            not_ahead(message.captured_at, now, skew, "captured_at")
-            # Counted and persisted before the acknowledgement.
-            return None if self.on_recognition is None else functools.partial(self.on_recognition, message)
-        if isinstance(message, NodeLifecycle):
-            known_node(facility, message.node_id)
-            not_ahead(message.at, now, skew, "at")
-            return functools.partial(self._lifecycle, message, now)
-        if isinstance(message, NodeStatus):
-            known_node(facility, message.node_id)
-            not_ahead(message.at, now, skew, "at")
-            return functools.partial(apply_node_status, engine, message=message, now=now, skew=skew)
-        if isinstance(message, CameraStatus):
-            camera_of(facility, message.node_id, message.camera_id)
-            not_ahead(message.at, now, skew, "at")
-            if message.last_frame_at is not None:
-                not_ahead(message.last_frame_at, now, skew, "last_frame_at")
-            return functools.partial(apply_camera_status, engine, message=message, now=now, skew=skew)
-        # E.g. a CommandRequest: it is for edge nodes, and the cloud does not subscribe to them.
-        raise ContractError(f"a {type(message).__name__} is not for the cloud")
+        match message:
+            case Thumbnail():
+                meta = message.meta
+                camera_of(facility, meta.node_id, meta.camera_id, meta.track_id)
+                not_ahead(meta.captured_at, now, skew, "captured_at")
+                return functools.partial(store_thumbnail, engine, thumbnail=message)
+            case Recognition():
+                camera_of(facility, message.node_id, message.camera_id, message.track_id)
+                not_ahead(message.captured_at, now, skew, "captured_at")
+                # Counted and persisted before the acknowledgement.
+                return (
+                    None if self.on_recognition is None else functools.partial(self.on_recognition, message)
+                )
+            case NodeLifecycle():
+                known_node(facility, message.node_id)
+                not_ahead(message.at, now, skew, "at")
+                return functools.partial(self._lifecycle, message, now)
+            case NodeStatus():
+                known_node(facility, message.node_id)
+                not_ahead(message.at, now, skew, "at")
+                return functools.partial(apply_node_status, engine, message=message, now=now, skew=skew)
+            case CameraStatus():
+                camera_of(facility, message.node_id, message.camera_id)
+                not_ahead(message.at, now, skew, "at")
+                if message.last_frame_at is not None:
+                    not_ahead(message.last_frame_at, now, skew, "last_frame_at")
+                return functools.partial(apply_camera_status, engine, message=message, now=now, skew=skew)
+            case _:
+                assert_never(message)
 
     def _detection(self, topic: str, payload: bytes, d: Detection, now: datetime, ack: Ack) -> None:
         seen = self.seen.check(d.flow, d.node_id, d.seq, d.observation_id)

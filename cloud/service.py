@@ -11,10 +11,11 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy import Engine
 
 from cloud.auth import KeyRoles
 from cloud.config import CloudConfig
@@ -51,6 +52,9 @@ WAKE_SLACK_S = 0.002
 # Observations read back at start: each camera's latest resumes its view, and the numbers they were
 # sent under are not fused again when the broker delivers them once more.
 RESUMED_OBSERVATIONS = 50_000
+
+# One observation read back at start: its flow, node, seq and id, and the observation itself.
+RecentObservation = tuple[str, str, int, uuid.UUID, Observation]
 
 
 class CloudMetrics:
@@ -93,27 +97,59 @@ def _reader(counts: object, field: str) -> Callable[[], float]:
     return lambda: float(getattr(counts, field))
 
 
+def _restore_flow(
+    config: CloudConfig,
+    name: str,
+    engine: Engine,
+    facility: Facility,
+    new_id: Callable[[], str],
+    identity_rows: list[IdentityRow],
+) -> FlowRuntime:
+    """A flow's runtime with its present locomotives and its identities read back from the database."""
+    flow_config = config.flows[name]
+    store = StateStore(engine, name)
+    fse = FacilityStateEstimator(facility, new_id, flow_config.fse)
+    fse.restore(store.present())
+    identities = Identities()
+    # Ids are unique across flows: every row fits one flow only.
+    identities.restore(identity_rows, store.counted_thumbnails(REMEMBERED_THUMBNAILS))
+    interval = timedelta(seconds=flow_config.update_interval_s or config.update_interval_s)
+    watermark = timedelta(seconds=config.watermark_s)
+    return FlowRuntime(name, flow_config, fse, store, identities, interval, watermark)
+
+
 class CloudService:
     """Owns the ingest, the update loop, the state writer and their threads."""
 
-    def __init__(self, config: CloudConfig, facility: Facility) -> None:
+    def __init__(
+        self,
+        config: CloudConfig,
+        facility: Facility,
+        engine: Engine,
+        *,
+        new_id: Callable[[], str],
+        flows: dict[str, FlowRuntime],
+        recent: Sequence[RecentObservation] = (),
+    ) -> None:
+        """Wire built parts together; touches neither the database nor the broker (`open` reads what
+        the database holds, `start` connects). `recent` are the latest observations stored, oldest
+        first (see `_resume_views`)."""
         self.config = config
         self.facility = facility
-        self.engine = open_database(config.database_url)
-        self._new_id = StateStore(self.engine).id_factory()
-        identities = StateStore(self.engine).identities()
-        self.flows = {name: self._flow(name, facility, identities) for name in config.flows}
+        self.engine = engine
+        self._new_id = new_id
+        self.flows = flows
         self.ingest = Ingest(
-            self.engine,
+            engine,
             facility,
             observe=self.observe,
             on_recognition=self.recognised,
             max_clock_skew_s=config.ingest.max_clock_skew_s,
         )
-        self._resume_views()
-        self.state_writer = StateWriter(self.engine)
+        self._resume_views(recent)
+        self.state_writer = StateWriter(engine)
         self.database = DatabaseWatch(config.database_url)
-        self.keys = KeyRoles(self.engine)
+        self.keys = KeyRoles(engine)
         self.metrics = CloudMetrics(self.ingest)
         self._connected_at: float | None = None
         self.link = MqttConnection(
@@ -127,7 +163,7 @@ class CloudService:
             if config.ingest.shared_group and config.broker.protocol == "5":
                 topic_filter = shared_subscription(config.ingest.shared_group, topic_filter)
             self.link.subscribe_acking(topic_filter, self.ingest.handle)
-        for runtime in self.flows.values():
+        for runtime in flows.values():
             runtime.live.publish_state(runtime.fse.state())
         rec = config.recognition
         self.thumbnail_asks = ThumbnailAsks(facility, rec.ask_unsettled_after_s, rec.ask_unsettled_max_s)
@@ -136,6 +172,25 @@ class CloudService:
         self._updated_mono = time.monotonic()  # when the update loop last completed a pass
         self._updater = threading.Thread(target=self._update_loop, name="cloud-fse", daemon=True)
         self._announcer = threading.Thread(target=self._announce_ready, name="cloud-ready", daemon=True)
+
+    @classmethod
+    def open(cls, config: CloudConfig, facility: Facility) -> CloudService:
+        """The service as the database left it: its schema brought up to date, each flow's
+        locomotives and identities restored, the latest observations read back. Not started."""
+        engine = open_database(config.database_url)
+        try:
+            store = StateStore(engine)
+            new_id = store.id_factory()
+            identities = store.identities()
+            flows = {
+                name: _restore_flow(config, name, engine, facility, new_id, identities)
+                for name in config.flows
+            }
+            recent = store.recent_observations(RESUMED_OBSERVATIONS)
+            return cls(config, facility, engine, new_id=new_id, flows=flows, recent=recent)
+        except BaseException:
+            engine.dispose()  # the service never got it, so nothing else will
+            raise
 
     @property
     def fse(self) -> FacilityStateEstimator:
@@ -166,28 +221,15 @@ class CloudService:
             runtime = self.flows[name]
             runtime.identities.observe(recognition, runtime.fse.locos(), save=runtime.store.save_vote)
 
-    def _flow(self, name: str, facility: Facility, identity_rows: list[IdentityRow]) -> FlowRuntime:
-        flow_config = self.config.flows[name]
-        store = StateStore(self.engine, name)
-        fse = FacilityStateEstimator(facility, self._new_id, flow_config.fse)
-        fse.restore(store.present())
-        identities = Identities()
-        # Ids are unique across flows: every row fits one flow only.
-        identities.restore(identity_rows, store.counted_thumbnails(REMEMBERED_THUMBNAILS))
-        interval = timedelta(seconds=flow_config.update_interval_s or self.config.update_interval_s)
-        watermark = timedelta(seconds=self.config.watermark_s)
-        return FlowRuntime(name, flow_config, fse, store, identities, interval, watermark)
-
     def observe(self, flow: str, observation: Observation) -> bool | None:
         """Fuse a detection's observation into its flow's estimator; None when no estimator runs that
         flow or the camera is not in the layout, False when it is older than the camera's latest."""
         runtime = self.flows.get(flow)
         return None if runtime is None else runtime.observe(observation, self._update_flow)
 
-    def _resume_views(self) -> None:
-        """Read back the latest observations: their numbers are not fused again when redelivered, and
-        each camera's latest resumes its view in the live flows."""
-        recent = StateStore(self.engine).recent_observations(RESUMED_OBSERVATIONS)
+    def _resume_views(self, recent: Sequence[RecentObservation]) -> None:
+        """Take the latest observations stored: their numbers are not fused again when redelivered,
+        and each camera's latest resumes its view in the live flows."""
         for flow, node, seq, observation_id, _ in recent:
             self.ingest.seen.check(flow, node, seq, observation_id)
         now = datetime.now(UTC)
@@ -198,6 +240,7 @@ class CloudService:
                 runtime.fse.restore_views(mine)
 
     def start(self) -> None:
+        """Start the writers, the database watch, the MQTT link and the update loop."""
         self.ingest.start()
         self.state_writer.start()
         self.database.start()
@@ -211,6 +254,8 @@ class CloudService:
         )
 
     def stop(self) -> None:
+        """Stop and join every thread started, writing what the ingest took first; then close the
+        database."""
         self._stop.set()
         self._updater.join(10)
         self._announcer.join(5)

@@ -69,18 +69,21 @@ READY_POLL_S = 0.5
 class RecognitionWorker:
     """Thumbnails in, Recognitions out."""
 
-    def __init__(self, config: CloudConfig, site: str) -> None:
+    def __init__(self, config: CloudConfig, site: str, recognisers: list[dict[str, Recogniser]]) -> None:
+        """One thread per set of `recognisers` (each a Recogniser per flow with models of its own, and
+        prod's, which serves the rest): an OpenVINO compiled model is not shared across threads here.
+        Loads nothing and connects to nothing (`open` loads the models, `start` connects)."""
+        if not recognisers or any(PROD_FLOW not in flows for flows in recognisers):
+            raise ValueError("a recognition worker needs at least one set of recognisers, each with prod's")
         rec = config.recognition
         self.config = config
-        # A set of models per flow that has its own (prod's serve the rest), for each thread: an
-        # OpenVINO compiled model is not shared across threads here.
-        own = [PROD_FLOW] + [name for name, flow in config.flows.items() if flow.recognition is not None]
         self._recognisers: queue.Queue[dict[str, Recogniser]] = queue.Queue()
-        for _ in range(rec.workers):
-            self._recognisers.put({flow: build_recogniser(config, flow) for flow in own})
-        self._pool = ThreadPoolExecutor(rec.workers, thread_name_prefix="recognise")
+        for flows in recognisers:
+            self._recognisers.put(flows)
+        workers = len(recognisers)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="recognise")
         # At most this many thumbnails taken and not yet done; beyond, the MQTT handler waits.
-        self._slots = threading.Semaphore(2 * rec.workers)
+        self._slots = threading.Semaphore(2 * workers)
         self.counts = WorkerCounts()
         self._counts_lock = threading.Lock()
         self.link = MqttConnection(config.broker, rec.client_id, clean_session=False)
@@ -89,10 +92,22 @@ class RecognitionWorker:
             topic_filter = shared_subscription(rec.shared_group, topic_filter)
         self.link.subscribe_acking(topic_filter, self._on_thumbnail)
 
+    @classmethod
+    def open(cls, config: CloudConfig, site: str) -> RecognitionWorker:
+        """A worker with `recognition.workers` sets of models loaded (fails on a missing model). Not
+        started."""
+        own = [PROD_FLOW] + [name for name, flow in config.flows.items() if flow.recognition is not None]
+        sets = [
+            {flow: build_recogniser(config, flow) for flow in own} for _ in range(config.recognition.workers)
+        ]
+        return cls(config, site, sets)
+
     def start(self) -> None:
+        """Connect and take thumbnails."""
         self.link.start()
 
     def stop(self) -> None:
+        """Finish the thumbnails taken, then disconnect."""
         self.link.stop(drain=lambda: self._pool.shutdown(wait=True))
 
     def run(self, stop: threading.Event) -> None:
@@ -111,12 +126,13 @@ class RecognitionWorker:
     def _on_thumbnail(self, topic: str, payload: bytes, ack: Ack) -> None:
         try:
             parsed, thumbnail = decode_message(topic, payload)
+            if not isinstance(thumbnail, Thumbnail):  # the topic picks the model: only a misrouting
+                raise ContractError(f"a {type(thumbnail).__name__} on a thumbnail subscription")
         except ContractError as exc:
             self._count("malformed")
             log.warning("recognition: unusable thumbnail on %s: %s", topic, exc)
             ack()  # it will never become usable
             return
-        assert isinstance(thumbnail, Thumbnail)
         self._slots.acquire()
         self._pool.submit(self._recognise, parsed, thumbnail, ack)
 

@@ -61,7 +61,7 @@ class Server:
             **({"flows": flows} if flows else {}),
             **settings,
         )
-        self.service = CloudService(config, facility)
+        self.service = CloudService.open(config, facility)
         self.server = make_server(create_app(self.service), "127.0.0.1", self.port, log_level="warning")
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

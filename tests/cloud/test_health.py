@@ -36,7 +36,9 @@ def test_a_broker_the_cloud_cannot_reach_is_named_with_the_reason(
         broker=BrokerConfig(url=broker),
         api=ApiConfig(port=port),
     )
-    server = make_server(create_app(CloudService(config, facility)), "127.0.0.1", port, log_level="warning")
+    server = make_server(
+        create_app(CloudService.open(config, facility)), "127.0.0.1", port, log_level="warning"
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

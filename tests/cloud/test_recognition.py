@@ -156,7 +156,7 @@ def _worker(mqtt_url: str, site: str, flows: dict[str, FlowConfig] | None = None
         recognition=RecognitionConfig(client_id=f"recognition-{uuid.uuid4().hex[:6]}"),
         flows=flows or {"prod": FlowConfig()},
     )
-    worker = RecognitionWorker(config, site)
+    worker = RecognitionWorker.open(config, site)
     worker.start()
     assert worker.link.wait_connected(5) and worker.link.wait_subscribed(5)
     return worker

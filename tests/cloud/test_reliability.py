@@ -241,7 +241,7 @@ def _service(url: str, mqtt_url: str, facility: Facility) -> CloudService:
         broker=BrokerConfig(url=mqtt_url),
         ingest=IngestConfig(client_id=f"cloud-{uuid.uuid4().hex[:8]}"),
     )
-    service = CloudService(config, facility)
+    service = CloudService.open(config, facility)
     if not service.fse.locos():
         service.fse.restore([factories.loco("L00001", "T1", 14.0, 22.0)])
     service.ingest.start()
