@@ -13,12 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from cloud.config import FlowConfig
+from sqlalchemy import Engine
+
+from cloud.config import CloudConfig, FlowConfig
+from cloud.db.models import IdentityRow
 from cloud.fse import FacilityStateEstimator, Observation, TrackState
 from cloud.history import state_at
-from cloud.identities import Identities
+from cloud.identities import REMEMBERED_THUMBNAILS, Identities
 from cloud.live import LiveFeed
 from cloud.state_store import StateStore
+from shared.layout import Facility
 from shared.messages import PROD_FLOW
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -103,3 +107,24 @@ def one_estimator(fse: FacilityStateEstimator, flow: str = PROD_FLOW) -> Observe
         return fse.observe(observation)
 
     return observe
+
+
+def restore_flow(
+    config: CloudConfig,
+    name: str,
+    engine: Engine,
+    facility: Facility,
+    new_id: Callable[[], str],
+    identity_rows: list[IdentityRow],
+) -> FlowRuntime:
+    """A flow's runtime with its present locomotives and its identities read back from the database."""
+    flow_config = config.flows[name]
+    store = StateStore(engine, name)
+    fse = FacilityStateEstimator(facility, new_id, flow_config.fse)
+    fse.restore(store.present())
+    identities = Identities()
+    # Ids are unique across flows: every row fits one flow only.
+    identities.restore(identity_rows, store.counted_thumbnails(REMEMBERED_THUMBNAILS))
+    interval = timedelta(seconds=flow_config.update_interval_s or config.update_interval_s)
+    watermark = timedelta(seconds=config.watermark_s)
+    return FlowRuntime(name, flow_config, fse, store, identities, interval, watermark)

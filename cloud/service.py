@@ -14,20 +14,19 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Engine
 
 from cloud.auth import KeyRoles
 from cloud.config import CloudConfig
 from cloud.db.engine import open_database
 from cloud.db.ingest_rows import mark_silent
-from cloud.db.models import IdentityRow
 from cloud.db.watch import DatabaseWatch
-from cloud.flows import FlowRuntime, on_grid
+from cloud.flows import FlowRuntime, on_grid, restore_flow
 from cloud.fse import Event, FacilityStateEstimator, Observation
-from cloud.identities import REMEMBERED_THUMBNAILS, Identities
+from cloud.identities import Identities
 from cloud.ingest import Ingest, subscriptions
 from cloud.live import LiveFeed
+from cloud.metrics import CloudMetrics
 from cloud.readiness import notify_ready
 from cloud.state_store import StateStore, Update
 from cloud.state_writer import StateWriter
@@ -55,67 +54,6 @@ RESUMED_OBSERVATIONS = 50_000
 
 # One observation read back at start: its flow, node, seq and id, and the observation itself.
 RecentObservation = tuple[str, str, int, uuid.UUID, Observation]
-
-
-class CloudMetrics:
-    """Prometheus metrics of the service, in a registry of its own."""
-
-    def __init__(self, ingest: Ingest) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        for name, help_text, field in (
-            ("received", "MQTT messages received", "received"),
-            ("stored", "Detections stored", "stored"),
-            ("duplicates", "Detections dropped as duplicates", "duplicates"),
-            ("dead_letters", "Messages dead-lettered", "dead_letters"),
-            ("refused", "Messages the database refused (dead-lettered)", "refused"),
-            ("redelivered", "Detections delivered again, not fused again", "redelivered"),
-            ("stale", "Detections older than the camera's latest (history only)", "stale"),
-            ("unfused", "Detections of a flow no estimator runs (stored only)", "unfused"),
-            ("command_acks", "Command acknowledgements from edge nodes", "command_acks"),
-            ("handler_errors", "Messages the ingest failed on (dead-lettered)", "handler_errors"),
-            ("write_failures", "Database writes that failed, being retried", "write_failures"),
-            ("lag_seconds", "Capture to arrival of the latest live detection", "lag_s"),
-        ):
-            gauge = Gauge(f"depotwatch_cloud_ingest_{name}", help_text, registry=r)
-            gauge.set_function(_reader(ingest.counts, field))
-        queued = Gauge(
-            "depotwatch_cloud_ingest_queued_writes", "Messages waiting for the database", registry=r
-        )
-        queued.set_function(lambda: float(ingest.pending))
-        self.fse_seconds = Histogram(
-            "depotwatch_cloud_fse_update_seconds",
-            "Time to fuse and save the state",
-            ["flow"],
-            registry=r,
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
-        )
-        self.events = Counter("depotwatch_cloud_events", "Events emitted", ["flow", "kind"], registry=r)
-
-
-def _reader(counts: object, field: str) -> Callable[[], float]:
-    return lambda: float(getattr(counts, field))
-
-
-def _restore_flow(
-    config: CloudConfig,
-    name: str,
-    engine: Engine,
-    facility: Facility,
-    new_id: Callable[[], str],
-    identity_rows: list[IdentityRow],
-) -> FlowRuntime:
-    """A flow's runtime with its present locomotives and its identities read back from the database."""
-    flow_config = config.flows[name]
-    store = StateStore(engine, name)
-    fse = FacilityStateEstimator(facility, new_id, flow_config.fse)
-    fse.restore(store.present())
-    identities = Identities()
-    # Ids are unique across flows: every row fits one flow only.
-    identities.restore(identity_rows, store.counted_thumbnails(REMEMBERED_THUMBNAILS))
-    interval = timedelta(seconds=flow_config.update_interval_s or config.update_interval_s)
-    watermark = timedelta(seconds=config.watermark_s)
-    return FlowRuntime(name, flow_config, fse, store, identities, interval, watermark)
 
 
 class CloudService:
@@ -183,7 +121,7 @@ class CloudService:
             new_id = store.id_factory()
             identities = store.identities()
             flows = {
-                name: _restore_flow(config, name, engine, facility, new_id, identities)
+                name: restore_flow(config, name, engine, facility, new_id, identities)
                 for name in config.flows
             }
             recent = store.recent_observations(RESUMED_OBSERVATIONS)
