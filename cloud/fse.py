@@ -28,15 +28,16 @@ import bisect
 import itertools
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from cloud.fse_match import Pending, pair_runs
+from cloud.locomotive import LocoKept
 from shared.layout import Facility
 from shared.strict import StrictModel
 
@@ -94,14 +95,17 @@ class FseSettings(StrictModel):
 
     @property
     def max_age(self) -> timedelta:
+        """`max_age_s` as a duration."""
         return timedelta(seconds=self.max_age_s)
 
     @property
     def settle(self) -> timedelta:
+        """`settle_s` as a duration."""
         return timedelta(seconds=self.settle_s)
 
     @property
     def confirm(self) -> timedelta:
+        """`confirm_s` as a duration."""
         return timedelta(seconds=self.confirm_s)
 
 
@@ -150,24 +154,16 @@ class Observation:
     online: bool = True
 
 
-@dataclass(frozen=True)
-class Loco:
-    """A tracked locomotive."""
+class Loco(LocoKept):
+    """A tracked locomotive: the fields declared once in `cloud.locomotive.LocoBase` and `LocoKept`
+    (which the table row and the API's model derive from too), and where it last stood. Immutable: an
+    update makes a changed copy (`model_copy`)."""
 
-    loco_id: str
-    track_id: str
-    start_m: float
-    end_m: float
-    start_seen: bool
-    end_seen: bool
-    station: str | None
-    moving: bool
-    first_seen: datetime
-    last_seen: datetime
-    confidence: float
+    # SQLModel types model_config as its SQLModelConfig, which it does not export; a ConfigDict is what
+    # the pydantic mypy plugin reads to refuse an assignment to a locomotive's field.
+    model_config = ConfigDict(frozen=True)  # type: ignore[assignment]
+
     settled: tuple[float, float]  # where it last stood
-    still_since: datetime
-    length_m: float | None  # once both ends were seen at once
 
 
 @dataclass(frozen=True)
@@ -240,7 +236,7 @@ class FacilityStateEstimator:
 
     @staticmethod
     def _cell(metres: float) -> int:
-        return max(int(round(metres / GRID_M)), 0)
+        return max(round(metres / GRID_M), 0)
 
     def observe(self, observation: Observation) -> bool:
         """Take a camera's observation; it counts from the first update at or after its capture time.
@@ -349,7 +345,7 @@ class FacilityStateEstimator:
         occupied = np.concatenate([[False], cells == Cell.OCCUPIED, [False]])
         edges = np.flatnonzero(occupied[1:] != occupied[:-1])
         runs: list[tuple[int, int]] = []
-        bridge = int(round(self.settings.bridge_m / GRID_M))
+        bridge = round(self.settings.bridge_m / GRID_M)
         for a, b in zip(edges[::2], edges[1::2], strict=True):
             if runs and a - runs[-1][1] <= bridge:
                 runs[-1] = (runs[-1][0], int(b))
@@ -405,9 +401,9 @@ class FacilityStateEstimator:
         start, end = float(a * GRID_M), float(min(b * GRID_M, track.length_m))
         if previous is not None:
             length = previous.end_m - previous.start_m
-            known_length = (
-                previous.start_seen and previous.end_seen or previous.settled[1] - previous.settled[0] > 0
-            )
+            known_length = (previous.start_seen and previous.end_seen) or previous.settled[
+                1
+            ] - previous.settled[0] > 0
             if not start_seen:
                 start = (
                     min(start, end - length) if (end_seen and known_length) else min(start, previous.start_m)
@@ -446,19 +442,20 @@ class FacilityStateEstimator:
                     detail=f"from {settled[0]:.1f}–{settled[1]:.1f} m to {start:.1f}–{end:.1f} m",
                 )
             settled = (start, end)
-        updated = replace(
-            loco,
-            start_m=round(start, 2),
-            end_m=round(end, 2),
-            start_seen=start_seen,
-            end_seen=end_seen,
-            station=self.facility.station_at(track.track_id, start, end),
-            moving=moving,
-            last_seen=now,
-            confidence=float(confidence[run[0] : run[1]].mean()),
-            settled=settled,
-            still_since=still_since,
-            length_m=round(end - start, 2) if start_seen and end_seen else loco.length_m,
+        updated = loco.model_copy(
+            update={
+                "start_m": round(start, 2),
+                "end_m": round(end, 2),
+                "start_seen": start_seen,
+                "end_seen": end_seen,
+                "station": self.facility.station_at(track.track_id, start, end),
+                "moving": moving,
+                "last_seen": now,
+                "confidence": float(confidence[run[0] : run[1]].mean()),
+                "settled": settled,
+                "still_since": still_since,
+                "length_m": round(end - start, 2) if start_seen and end_seen else loco.length_m,
+            }
         )
         return updated, event
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from cloud.fse import FacilityStateEstimator, FseSettings, Loco, Observation, TrackState
 from shared.layout import Facility
@@ -28,36 +27,12 @@ class PastInputs:
     observations: list[Observation]  # captured by `at`, within the estimator's max_age of it
 
 
-def loco_from_snapshot(data: dict[str, Any]) -> Loco:
-    """A locomotive as a snapshot stored it (JSON: times as ISO text, pairs as lists)."""
-
-    def time(key: str) -> datetime:
-        return datetime.fromisoformat(data[key])
-
-    return Loco(
-        loco_id=data["loco_id"],
-        track_id=data["track_id"],
-        start_m=data["start_m"],
-        end_m=data["end_m"],
-        start_seen=data["start_seen"],
-        end_seen=data["end_seen"],
-        station=data["station"],
-        moving=data["moving"],
-        first_seen=time("first_seen"),
-        last_seen=time("last_seen"),
-        confidence=data["confidence"],
-        settled=(data["settled"][0], data["settled"][1]),
-        still_since=time("still_since"),
-        length_m=data["length_m"],
-    )
-
-
 def moved_to(loco: Loco, positions: Sequence[tuple[float, float, str | None]]) -> Loco:
     """The locomotive at the last of its recorded positions (start, end, station), if any."""
     if not positions:
         return loco
     start_m, end_m, station = positions[-1]
-    return replace(loco, start_m=start_m, end_m=end_m, station=station)
+    return loco.model_copy(update={"start_m": start_m, "end_m": end_m, "station": station})
 
 
 def state_at(facility: Facility, past: PastInputs, settings: FseSettings | None = None) -> list[TrackState]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -25,7 +25,7 @@ from cloud.db.models import (
     VoteRow,
 )
 from cloud.fse import Event, EventKind, Loco, Observation, SeenExtent, TrackState
-from cloud.history import PastInputs, loco_from_snapshot, moved_to
+from cloud.history import PastInputs, moved_to
 from cloud.identities import Vote
 from shared.messages import PROD_FLOW
 
@@ -47,44 +47,16 @@ class Update:
 
 
 def to_row(loco: Loco, flow: str = PROD_FLOW) -> LocomotiveRow:
-    return LocomotiveRow(
-        loco_id=loco.loco_id,
-        flow=flow,
-        track_id=loco.track_id,
-        start_m=loco.start_m,
-        end_m=loco.end_m,
-        start_seen=loco.start_seen,
-        end_seen=loco.end_seen,
-        station=loco.station,
-        moving=loco.moving,
-        present=True,
-        first_seen=loco.first_seen,
-        last_seen=loco.last_seen,
-        confidence=loco.confidence,
-        length_m=loco.length_m,
-        settled_start_m=loco.settled[0],
-        settled_end_m=loco.settled[1],
-        still_since=loco.still_since,
+    """The row of a flow's locomotive: its fields by name, where it last stood in two columns."""
+    start, end = loco.settled
+    return LocomotiveRow.model_validate(
+        loco, update={"flow": flow, "present": True, "settled_start_m": start, "settled_end_m": end}
     )
 
 
 def from_row(row: LocomotiveRow) -> Loco:
-    return Loco(
-        loco_id=row.loco_id,
-        track_id=row.track_id,
-        start_m=row.start_m,
-        end_m=row.end_m,
-        start_seen=row.start_seen,
-        end_seen=row.end_seen,
-        station=row.station,
-        moving=row.moving,
-        first_seen=row.first_seen,
-        last_seen=row.last_seen,
-        confidence=row.confidence,
-        settled=(row.settled_start_m, row.settled_end_m),
-        still_since=row.still_since,
-        length_m=row.length_m,
-    )
+    """The locomotive a row keeps."""
+    return Loco.model_validate(row, update={"settled": (row.settled_start_m, row.settled_end_m)})
 
 
 class StateStore:
@@ -292,7 +264,7 @@ class StateStore:
             locos = {
                 loco.loco_id: loco
                 for loco in (
-                    loco_from_snapshot(d) for t in (snapshot.state if snapshot else []) for d in t["locos"]
+                    Loco.model_validate(d) for t in (snapshot.state if snapshot else []) for d in t["locos"]
                 )
             }
             arrived = select(LocomotiveRow).where(LocomotiveRow.flow == flow, LocomotiveRow.first_seen <= at)
@@ -347,19 +319,16 @@ def _observation(row: ObservationRow) -> Observation:
 
 def _changed(before: Loco, after: Loco) -> bool:
     """Whether anything but the time last seen and the confidence changed."""
-    return replace(before, last_seen=after.last_seen, confidence=after.confidence) != after
+    return before.model_copy(update={"last_seen": after.last_seen, "confidence": after.confidence}) != after
 
 
 def _snapshot_json(state: list[TrackState]) -> list[dict[str, object]]:
+    """The whole state as a snapshot keeps it (JSON: times as ISO text, pairs as lists)."""
     return [
         {
             "track_id": t.track_id,
             "unknown": [list(u) for u in t.unknown],
-            "locos": [_jsonable(asdict(loco)) for loco in t.locos],
+            "locos": [loco.model_dump(mode="json") for loco in t.locos],
         }
         for t in state
     ]
-
-
-def _jsonable(data: dict[str, object]) -> dict[str, object]:
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in data.items()}

@@ -85,6 +85,7 @@ class StateWriter:
         self._thread = threading.Thread(target=self._loop, name="state-writer", daemon=True)
 
     def start(self) -> None:
+        """Start the owned thread."""
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -98,10 +99,12 @@ class StateWriter:
 
     @property
     def alive(self) -> bool:
+        """Whether the owned thread runs."""
         return self._thread.is_alive()
 
     @property
     def waiting(self) -> int:
+        """Updates and jobs waiting to be written, every flow's together."""
         with self._changed:
             return sum(len(f.waiting) for f in self._flows.values()) + len(self._jobs)
 
@@ -223,7 +226,8 @@ class StateWriter:
         with self._changed:
             for update in batch:
                 oldest = flow.waiting.popleft()
-                assert oldest is update, "updates being saved are never merged"
+                if oldest is not update:
+                    raise RuntimeError("an update being saved was merged meanwhile")
                 flow.saving -= 1
             self.counts.saved += len(batch) if published else 0
             self._changed.notify_all()

@@ -23,6 +23,7 @@ class Deadline:
         self.seconds = seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on; answer 503 if its answer has not begun by the deadline."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -14,6 +14,7 @@ from cloud.service import CloudService
 
 
 def get_service(request: Request) -> CloudService:
+    """The service the app runs over."""
     service: CloudService = request.app.state.service
     return service
 
@@ -24,6 +25,7 @@ ServiceDep = Annotated[CloudService, Depends(get_service)]
 def get_flow(
     service: ServiceDep, flow: Annotated[str, Query(description="Data flow (prod, dev, …).")] = "prod"
 ) -> FlowRuntime:
+    """The flow a request asks for (`?flow=`, prod by default); 404 if none runs it."""
     return flow_named(service, flow)
 
 
@@ -53,6 +55,7 @@ DatabaseDep = Annotated[None, Depends(database_available)]
 
 
 def get_session(service: ServiceDep, _: DatabaseDep) -> Iterator[Session]:
+    """A database session for one request, once the database is known to answer."""
     with Session(service.engine) as session:
         yield session
 

@@ -1,4 +1,4 @@
-"""What the API returns: public models, never the table rows themselves."""
+"""What the API returns: every response model, never the table rows themselves."""
 
 from __future__ import annotations
 
@@ -6,21 +6,14 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from cloud.fse import FseSettings
 from cloud.identities import Identity
+from cloud.locomotive import LocoBase
 
 
-class LocoPublic(BaseModel):
-    loco_id: str
-    track_id: str
-    start_m: float
-    end_m: float
-    start_seen: bool
-    end_seen: bool
-    station: str | None
-    moving: bool
-    first_seen: datetime
-    last_seen: datetime
-    confidence: float
+class LocoPublic(LocoBase):
+    """A locomotive where the estimator has it, with its series and number once recognised."""
+
     model: str | None = Field(None, description="Series, once the votes over its thumbnails settled it.")
     model_confidence: float = Field(0.0, description="Share of the votes behind `model`.")
     number: str | None = Field(None, description="Painted number, once settled.")
@@ -45,6 +38,8 @@ class LocoPublic(BaseModel):
 
 
 class StationPublic(BaseModel):
+    """A repair station and the locomotives standing at it."""
+
     station_id: str
     name: str
     start_m: float
@@ -53,6 +48,8 @@ class StationPublic(BaseModel):
 
 
 class TrackPublic(BaseModel):
+    """A track: its locomotives, the stretches no camera can see now, its stations."""
+
     track_id: str
     name: str
     length_m: float
@@ -62,11 +59,15 @@ class TrackPublic(BaseModel):
 
 
 class StatePublic(BaseModel):
+    """The facility at one moment, track by track."""
+
     at: datetime
     tracks: list[TrackPublic]
 
 
 class PositionPublic(BaseModel):
+    """Where a locomotive was at one moment."""
+
     at: datetime
     track_id: str
     start_m: float
@@ -75,6 +76,8 @@ class PositionPublic(BaseModel):
 
 
 class EventPublic(BaseModel):
+    """A change the estimator reported (`id` once stored)."""
+
     id: int | None = None
     at: datetime
     kind: str
@@ -86,11 +89,15 @@ class EventPublic(BaseModel):
 
 
 class EventPage(BaseModel):
+    """One page of events, and how many match in all."""
+
     total: int
     items: list[EventPublic]
 
 
 class NodePublic(BaseModel):
+    """An edge node's latest lifecycle and status."""
+
     node_id: str
     state: str = Field(description="online, offline (its death received) or silent (nothing heard lately).")
     bd_seq: int
@@ -104,6 +111,8 @@ class NodePublic(BaseModel):
 
 
 class CameraPublic(BaseModel):
+    """A camera's latest status."""
+
     camera_id: str
     node_id: str
     state: str
@@ -115,6 +124,8 @@ class CameraPublic(BaseModel):
 
 
 class DeadLetterPublic(BaseModel):
+    """A message that could not be used, with the reason (its payload is not shown)."""
+
     id: int
     received_at: datetime
     topic: str
@@ -123,5 +134,40 @@ class DeadLetterPublic(BaseModel):
 
 
 class CommandAccepted(BaseModel):
+    """A command published to a node; the node answers on its ack topic."""
+
     command_id: str
     topic: str
+
+
+class FlowPublic(BaseModel):
+    """A data flow the cloud estimates, with its estimator's settings."""
+
+    flow: str
+    clock: str
+    update_interval_s: float
+    locomotives: int
+    fse: FseSettings
+
+
+class ComparisonPublic(BaseModel):
+    """How two flows' states compare over a time range (see `GET /api/flows/compare`)."""
+
+    a: str
+    b: str
+    since: datetime
+    until: datetime
+    step_s: float
+    instants: int
+    occupancy_agreement: float | None
+    compared_track_m: float
+    end_error_median_m: float | None
+    end_error_p95_m: float | None
+    matched: int
+    only_a: int
+    only_b: int
+    id_switches: int
+    numbers_compared: int
+    number_differences: int
+    series_compared: int
+    series_differences: int

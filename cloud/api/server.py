@@ -39,14 +39,18 @@ class BoundedH11Protocol(H11Protocol):
         self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start timing the first request's head."""
         super().connection_made(transport)
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Stop timing the head."""
         self._disarm_head_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        """Count the bytes of a request head, refusing one too large; time the next head once a
+        request is complete."""
         if self._refused:
             return  # reading what is left, so the answer is not lost to a reset
         waiting_for_head = self.conn.their_state is h11.IDLE
@@ -64,6 +68,7 @@ class BoundedH11Protocol(H11Protocol):
             self._disarm_head_timer()
 
     def on_response_complete(self) -> None:
+        """Ready for the next request's head."""
         super().on_response_complete()
         self._head_bytes = 0  # uvicorn's keep-alive timer covers the idle time until the next head
 

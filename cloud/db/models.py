@@ -3,33 +3,14 @@ The schema is created and upgraded only by the Alembic migrations in cloud/migra
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Dialect, Index, LargeBinary, UniqueConstraint
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """Timestamps in UTC, always read back time-zone aware (SQLite alone would hand back naive ones);
-    a naive one is refused rather than guessed."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive timestamp {value.isoformat()}: give a time zone")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+from cloud.db.types import UtcDateTime
+from cloud.locomotive import LocoKept
 
 
 def _utc(**kwargs: Any) -> Any:
@@ -111,8 +92,9 @@ class CameraRow(SQLModel, table=True):
     reason: str = Field(default="", max_length=200)
 
 
-class LocomotiveRow(SQLModel, table=True):
-    """The estimator's locomotives, kept so that the state survives a restart."""
+class LocomotiveRow(LocoKept, table=True):
+    """The estimator's locomotives, kept so that the state survives a restart: a `cloud.fse.Loco` with
+    its flow, whether it is still there, and where it last stood in two columns."""
 
     __tablename__ = "locomotives"
     __table_args__ = (
@@ -120,23 +102,10 @@ class LocomotiveRow(SQLModel, table=True):
         Index("ix_locomotives_flow_present", "flow", "present", "track_id"),
     )
 
-    loco_id: str = Field(primary_key=True, max_length=32)
     flow: str = Field(default="prod", max_length=64, sa_column_kwargs={"server_default": "prod"})
-    track_id: str = Field(max_length=64)
-    start_m: float
-    end_m: float
-    start_seen: bool
-    end_seen: bool
-    station: str | None = Field(default=None, max_length=64)
-    moving: bool = False
     present: bool = True
-    first_seen: datetime = _utc(nullable=False)
-    last_seen: datetime = _utc(nullable=False)
-    confidence: float = 0.0
-    length_m: float | None = None
     settled_start_m: float
     settled_end_m: float
-    still_since: datetime = _utc(nullable=False)
 
 
 class PositionRow(SQLModel, table=True):

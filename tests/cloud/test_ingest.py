@@ -51,7 +51,15 @@ def test_migrations_bring_an_empty_database_to_the_newest_schema(engine: Engine,
 
 def test_the_migrated_schema_is_the_one_the_models_describe(engine: Engine) -> None:
     # Only the service's tables: other tests may add their own to SQLModel's shared metadata.
-    ours = {m.__tablename__ for m in SQLModel.__subclasses__() if m.__module__ == "cloud.db.models"}
+    # Table models may derive from shared bases (cloud.locomotive.LocoBase), so walk the whole tree.
+    ours: set[str] = set()
+    todo = list(SQLModel.__subclasses__())
+    while todo:
+        model = todo.pop()
+        todo.extend(model.__subclasses__())
+        if model.__module__ == "cloud.db.models" and hasattr(model, "__table__"):
+            ours.add(str(model.__tablename__))
+    assert {"locomotives", "observations", "events"} <= ours
 
     def include(_object: object, name: str | None, kind: str, _reflected: bool, _other: object) -> bool:
         return kind != "table" or name in ours

@@ -17,6 +17,7 @@ from shared.layout import Facility
 from shared.messages import CommandRequest, RequestThumbnail
 from shared.mqtt import BrokerConfig, MqttConnection
 from shared.topics import Topic, TopicKind
+from tests import factories
 from tests.cloud.test_api import Server, _publish_locomotive
 from tests.conftest import DatabaseFactory
 from tests.waiting import wait_until
@@ -25,8 +26,8 @@ T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def _loco(loco_id: str, start_m: float, end_m: float, track: str = "T1") -> Loco:
-    return Loco(
-        loco_id, track, start_m, end_m, True, True, None, False, T0, T0, 1.0, (start_m, end_m), T0, None
+    return factories.loco(loco_id, track, start_m, end_m).model_copy(
+        update={"first_seen": T0, "last_seen": T0, "still_since": T0, "confidence": 1.0, "length_m": None}
     )
 
 

@@ -12,25 +12,13 @@ from sqlmodel import col, func, select
 
 from cloud.api.deps import FlowDep, SessionDep, ViewerKey
 from cloud.api.params import ApiTime, Offset
+from cloud.api.public import event_public
 from cloud.api.schemas import EventPage, EventPublic
+from cloud.api.streams import STREAM_POLL_S, sse
 from cloud.db.models import EventRow
-from cloud.fse import Event, EventKind
+from cloud.fse import EventKind
 
 router = APIRouter(prefix="/api/events", tags=["events"])
-# How often a stream looks for news; the estimator updates every 0.1 s by default.
-STREAM_POLL_S = 0.1
-
-
-def event_public(event: Event) -> EventPublic:
-    return EventPublic(
-        at=event.at,
-        kind=event.kind.value,
-        track_id=event.track_id,
-        loco_id=event.loco_id,
-        station=event.station,
-        camera_id=event.camera_id,
-        detail=event.detail,
-    )
 
 
 @router.get("", response_model=EventPage)
@@ -74,6 +62,6 @@ async def stream_events(_: ViewerKey, flow: FlowDep) -> StreamingResponse:
             await asyncio.sleep(STREAM_POLL_S)
             seen, new = feed.events_after(seen)
             for event in new:
-                yield f"data: {event_public(event).model_dump_json()}\n\n"
+                yield sse(event_public(event))
 
     return StreamingResponse(events(), media_type="text/event-stream")

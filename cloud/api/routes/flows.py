@@ -2,49 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel
 
 from cloud.api.deps import DatabaseDep, ServiceDep, ViewerKey, flow_named
 from cloud.api.params import ApiTime
+from cloud.api.schemas import ComparisonPublic, FlowPublic
 from cloud.compare import Comparison, view_of
-from cloud.fse import FseSettings
 
 router = APIRouter(prefix="/api/flows", tags=["flows"])
 # One comparison recomputes both flows' states at each instant: this many at most per request.
 MAX_INSTANTS = 2000
-
-
-class FlowPublic(BaseModel):
-    flow: str
-    clock: str
-    update_interval_s: float
-    locomotives: int
-    fse: FseSettings
-
-
-class ComparisonPublic(BaseModel):
-    a: str
-    b: str
-    since: datetime
-    until: datetime
-    step_s: float
-    instants: int
-    occupancy_agreement: float | None
-    compared_track_m: float
-    end_error_median_m: float | None
-    end_error_p95_m: float | None
-    matched: int
-    only_a: int
-    only_b: int
-    id_switches: int
-    numbers_compared: int
-    number_differences: int
-    series_compared: int
-    series_differences: int
 
 
 @router.get("", response_model=list[FlowPublic])

@@ -18,12 +18,14 @@ router = APIRouter(tags=["health"])
 
 @router.get("/api/nodes", response_model=list[NodePublic])
 def list_nodes(_: ViewerKey, session: SessionDep) -> list[NodePublic]:
+    """Each edge node's latest lifecycle and status."""
     rows = session.exec(select(NodeRow).order_by(NodeRow.node_id))
     return [NodePublic.model_validate(r, from_attributes=True) for r in rows]
 
 
 @router.get("/api/cameras", response_model=list[CameraPublic])
 def list_cameras(_: ViewerKey, session: SessionDep) -> list[CameraPublic]:
+    """Each camera's latest status."""
     rows = session.exec(select(CameraRow).order_by(CameraRow.camera_id))
     return [CameraPublic.model_validate(r, from_attributes=True) for r in rows]
 
@@ -32,12 +34,14 @@ def list_cameras(_: ViewerKey, session: SessionDep) -> list[CameraPublic]:
 def list_dead_letters(
     _: OperatorKey, session: SessionDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[DeadLetterPublic]:
+    """The messages that could not be used, newest first, each with the reason."""
     rows = session.exec(select(DeadLetterRow).order_by(col(DeadLetterRow.id).desc()).limit(limit))
     return [DeadLetterPublic.model_validate(r, from_attributes=True) for r in rows]
 
 
 @router.delete("/api/dead-letters", status_code=204)
 def purge_dead_letters(_: AdminKey, session: SessionDep) -> Response:
+    """Delete every dead letter."""
     session.exec(delete(DeadLetterRow))
     session.commit()
     return Response(status_code=204)
@@ -64,4 +68,5 @@ def healthz(service: ServiceDep) -> JSONResponse:
 
 @router.get("/metrics")
 def metrics(service: ServiceDep) -> Response:
+    """The service's Prometheus metrics."""
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -11,9 +11,9 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from cloud.api.deps import FlowDep, ServiceDep, ViewerKey
-from cloud.api.routes.events import STREAM_POLL_S, event_public
-from cloud.api.routes.state import tracks_public
+from cloud.api.public import event_public, tracks_public
 from cloud.api.schemas import StatePublic
+from cloud.api.streams import STREAM_POLL_S, sse
 
 router = APIRouter(prefix="/api/live", tags=["live"])
 # A comment line this often keeps proxies from closing a quiet stream.
@@ -36,11 +36,11 @@ async def live(_: ViewerKey, service: ServiceDep, flow: FlowDep) -> StreamingRes
                     at=datetime.now(UTC),
                     tracks=tracks_public(flow.fse.facility, feed.state, flow.identities),
                 )
-                yield f"event: state\ndata: {state.model_dump_json()}\n\n"
+                yield sse(state, "state")
                 quiet = 0.0
             seen, new = feed.events_after(seen)
             for event in new:
-                yield f"event: event\ndata: {event_public(event).model_dump_json()}\n\n"
+                yield sse(event_public(event), "event")
                 quiet = 0.0
             if quiet >= KEEPALIVE_S:
                 yield ": keepalive\n\n"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -10,49 +9,10 @@ from fastapi import APIRouter, HTTPException, Query
 
 from cloud.api.deps import FlowDep, ServiceDep, ViewerKey, database_available
 from cloud.api.params import ApiTime
-from cloud.api.schemas import LocoPublic, StatePublic, StationPublic, TrackPublic
-from cloud.fse import TrackState
-from cloud.identities import Identities
-from shared.layout import Facility
+from cloud.api.public import tracks_public
+from cloud.api.schemas import StatePublic, TrackPublic
 
 router = APIRouter(prefix="/api", tags=["state"])
-
-
-def tracks_public(
-    facility: Facility, states: list[TrackState], identities: Identities | None = None
-) -> list[TrackPublic]:
-    out = []
-    for t in states:
-        locos = [
-            LocoPublic.model_validate(asdict(loco)).identified(
-                identities.get(loco.loco_id) if identities else None
-            )
-            for loco in t.locos
-        ]
-        track = facility.tracks.get(t.track_id)
-        if track is None:  # a state of another layout (swapped meanwhile): the next one matches
-            continue
-        stations = [
-            StationPublic(
-                station_id=sid,
-                name=st.name,
-                start_m=st.start_m,
-                end_m=st.end_m,
-                occupied_by=[loco.loco_id for loco in locos if loco.station == sid],
-            )
-            for sid, st in facility.stations_on_track(t.track_id).items()
-        ]
-        out.append(
-            TrackPublic(
-                track_id=t.track_id,
-                name=track.name,
-                length_m=track.length_m,
-                locos=locos,
-                unknown=list(t.unknown),
-                stations=stations,
-            )
-        )
-    return out
 
 
 @router.get("/state", response_model=StatePublic)
