@@ -32,7 +32,7 @@ from bench import prerequisites
 from bench.prerequisites import APT, Requirement
 from bench.report import NotMeasured, Row, rate, report
 from edge.config import CameraSettings, CaptureConfig, EdgeConfig, LpeConfig, MetricsConfig, SpoolConfig
-from edge.lpe.openvino_lpe import model_path
+from edge.lpe.model_files import model_path
 from edge.node import EdgeNode
 from shared.layout import Facility, load_facility, parse_facility
 from shared.messages import Detection
@@ -131,7 +131,7 @@ def _node(facility: Facility, broker_url: str, workdir: Path, pace: bool) -> Edg
         ),
         metrics=MetricsConfig(port=0),
     )
-    return EdgeNode(config, facility)
+    return EdgeNode.open(config, facility)
 
 
 class CpuByStage:
@@ -162,9 +162,11 @@ class CpuByStage:
         return out
 
     def start(self) -> None:
+        """Begin measuring."""
         self._before, self._t0 = self._snapshot(), time.perf_counter()
 
     def stop(self) -> dict[str, float]:
+        """CPU cores used by each group since `start()`."""
         after, wall = self._snapshot(), time.perf_counter() - self._t0
         return {k: (after.get(k, 0.0) - self._before.get(k, 0.0)) / wall for k in after}
 
@@ -177,6 +179,7 @@ def _native_name(tid: int) -> str:
 
 
 def pushed_to_max(files: dict[str, Path], broker_url: str, workdir: Path, seconds: float) -> dict[str, Any]:
+    """Frames per second through the whole node on unpaced files, and its CPU by stage."""
     facility = _facility({cid: str(path) for cid, path in files.items()}, "bench-max")
     node = _node(facility, broker_url, workdir, pace=False)
     cpu = CpuByStage()
@@ -192,6 +195,8 @@ def pushed_to_max(files: dict[str, Path], broker_url: str, workdir: Path, second
 
 
 class Rtsp:
+    """An RTSP server streaming one file, in a process of its own."""
+
     def __init__(self, path: Path, port: int) -> None:
         self.url = f"rtsp://127.0.0.1:{port}/cam"
         self.process = subprocess.Popen(
@@ -204,11 +209,13 @@ class Rtsp:
             raise RuntimeError(f"the RTSP server for {path} did not start (its errors are above)")
 
     def stop(self) -> None:
+        """Kill the server."""
         self.process.kill()
         self.process.wait()
 
 
 def real_time(files: dict[str, Path], workdir: Path, seconds: float, outage_s: float) -> dict[str, Any]:
+    """Four files and four RTSP streams in real time, then a broker outage under that load."""
     from depotwatch.embedded_broker import free_port
 
     servers = [Rtsp(files[cid], free_port()) for cid in CAMERAS[4:]]
@@ -363,6 +370,7 @@ def rows(floor: float, pushed: dict[str, Any], live: dict[str, Any], outage_s: f
 
 
 def main() -> None:
+    """Run the measurements, print the table, write the JSON."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -24,7 +24,8 @@ from cloud.compare import Comparison, Seen, TrackView, View, view_of
 from cloud.fse import FacilityStateEstimator, Observation, SeenExtent
 from depotwatch.demo import first_move_s
 from edge.aggregate import Sampled
-from edge.lpe.openvino_lpe import OpenVinoLpe, model_path
+from edge.lpe.model_files import model_path
+from edge.lpe.openvino_lpe import OpenVinoLpe
 from edge.observability import EdgeMetrics
 from edge.shadow import ShadowRunner
 from shared.layout import Facility, load_facility
@@ -91,6 +92,8 @@ def shadow_cost(facility: Facility, seconds: float) -> dict[str, float]:
 
 
 def side_by_side(facility: Facility, before_s: float, after_s: float, step_s: float) -> dict[str, Any]:
+    """Comparison summaries of truth, prod (INT8) and dev (FP32), pairwise, on bay 1 from `before_s` before
+    the first shunt on T1 to `after_s` after it, one frame per camera every `step_s` simulated seconds."""
     scenario = Scenario()
     world = World(facility, scenario)
     move = first_move_s(facility, scenario, {"T1"}, step_s=1.0) or 0.0
@@ -145,6 +148,7 @@ def _pair(figures: dict[str, float], key: str, fmt: str) -> str:
 
 
 def main() -> None:
+    """Run the shadow cost and side-by-side measurements, print the two tables and write the results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="Per throughput run.")
     parser.add_argument("--before", type=float, default=60.0, help="Simulated seconds before the shunt.")

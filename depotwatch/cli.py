@@ -16,6 +16,7 @@ from depotwatch.cli_support import console, errors, exit_on_error
 from depotwatch.flow_cli import flow_app
 from shared.layout import Facility, load_facility
 from sim.dataset import write_dataset
+from sim.edge_source import with_sim
 from sim.scenario import Lighting, Scenario, load_scenario
 from sim.source import SimCamera, SimUrl
 from sim.world import World
@@ -163,7 +164,7 @@ def edge_run(
     from edge.cli import run_edge  # OpenVINO loads only for the commands that need it
 
     with exit_on_error():
-        run_edge(config)
+        run_edge(config, with_sim())
 
 
 @edge_app.command("check")
@@ -174,7 +175,7 @@ def edge_check(
     from edge.cli import check_edge
 
     with exit_on_error():
-        console.print(check_edge(config), soft_wrap=True, highlight=False)
+        console.print(check_edge(config, with_sim()), soft_wrap=True, highlight=False)
 
 
 CloudConfigOpt = Annotated[

@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-Frame = npt.NDArray[np.uint8]
+from edge.frames import Frame
+
 # Size of the picture the motion gate compares.
 GATE_SIZE = (64, 36)
 # Mean absolute change (grey levels) that counts as motion; sensor noise stays well below it.
@@ -60,11 +61,15 @@ class MotionGate:
         self._last: dict[str, tuple[npt.NDArray[np.float32], float]] = {}
 
     def needs_inference(self, camera_id: str, frame: Frame, now: float, reconfirm_s: float) -> bool:
+        """Whether the frame differs from the camera's last inferred one, or that one is `reconfirm_s` old."""
         small = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), GATE_SIZE, interpolation=cv2.INTER_AREA)
         current = small.astype(np.float32)
         last = self._last.get(camera_id)
-        if last is not None and now - last[1] < reconfirm_s:
-            if float(np.abs(current - last[0]).mean()) < MOTION_LEVEL:
-                return False
+        if (
+            last is not None
+            and now - last[1] < reconfirm_s
+            and float(np.abs(current - last[0]).mean()) < MOTION_LEVEL
+        ):
+            return False
         self._last[camera_id] = (current, now)
         return True

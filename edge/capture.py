@@ -17,12 +17,12 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.config import CameraSettings, CaptureConfig
+from edge.frames import Frame
 from shared.errors import DepotwatchError
 from shared.messages import CameraHealth, CameraState, CameraStatus
 
 log = logging.getLogger(__name__)
 
-Frame = npt.NDArray[np.uint8]
 # Every n-th pixel in both directions is compared with the previous frame: a live sensor's noise
 # changes some of them in every frame, a frozen stream repeats them bit for bit.
 FROZEN_STRIDE = 16
@@ -40,9 +40,13 @@ class CaptureError(DepotwatchError):
 class FrameSource(Protocol):
     """What a worker reads from: cv2.VideoCapture, a SimCamera, or anything alike."""
 
-    def read(self) -> tuple[bool, Frame | None]: ...
+    def read(self) -> tuple[bool, Frame | None]:
+        """The next frame, like cv2.VideoCapture.read(): (False, None) when none came."""
+        ...
 
-    def release(self) -> None: ...
+    def release(self) -> None:
+        """Close the source; a blocked read should return."""
+        ...
 
 
 def open_video(url: str, open_timeout_s: float, pace_files: bool = True) -> FrameSource:
@@ -73,6 +77,7 @@ class PacedSource:
         self._next = time.monotonic()
 
     def read(self) -> tuple[bool, Frame | None]:
+        """The source's next frame, once its time has come."""
         delay = self._next - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -80,6 +85,7 @@ class PacedSource:
         return self._source.read()
 
     def release(self) -> None:
+        """Release the file."""
         self._source.release()
 
 
@@ -123,9 +129,11 @@ class CameraWorker:
     # control ---------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the capture thread."""
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """End and join the capture thread."""
         self._stop.set()
         self._thread.join(timeout)
 

@@ -9,13 +9,16 @@ from pathlib import Path
 
 from edge.config import load_edge_config
 from edge.node import EdgeNode
+from edge.sources import VIDEO_SOURCES, SourceRegistry, check_sources
 
 log = logging.getLogger(__name__)
 
 
-def check_edge(config_path: Path) -> str:
-    """Validate the config, its layout and model files without starting anything; a one-line summary."""
+def check_edge(config_path: Path, sources: SourceRegistry = VIDEO_SOURCES) -> str:
+    """Validate the config, its layout, model files and that `sources` opens every camera's source,
+    without starting anything; a one-line summary."""
     config, facility = load_edge_config(config_path)
+    check_sources(config, facility, sources)
     cameras = sorted(facility.cameras_of_node(config.node_id))
     lpe = config.lpe
     return (
@@ -24,8 +27,9 @@ def check_edge(config_path: Path) -> str:
     )
 
 
-def run_edge(config_path: Path) -> None:
-    """Load the config (failing at start on any bad key), run until SIGTERM or SIGINT."""
+def run_edge(config_path: Path, sources: SourceRegistry = VIDEO_SOURCES) -> None:
+    """Load the config (failing at start on any bad key, or on a camera source no opener in `sources`
+    knows), run until SIGTERM or SIGINT."""
     config, facility = load_edge_config(config_path)
     stop = threading.Event()
 
@@ -35,4 +39,4 @@ def run_edge(config_path: Path) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    EdgeNode(config, facility).run(stop)
+    EdgeNode.open(config, facility, sources).run(stop)

@@ -99,7 +99,7 @@ class EdgeMetrics:
 
 
 class HealthServer:
-    """Serves /metrics and /healthz on its own thread; `stop()` shuts it down."""
+    """Serves /metrics and /healthz on its own thread: `start()` binds the port, `stop()` shuts it down."""
 
     def __init__(
         self, host: str, port: int, metrics: EdgeMetrics, health: Callable[[], dict[str, Any]]
@@ -107,7 +107,7 @@ class HealthServer:
         registry = metrics.registry
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 if self.path == "/metrics":
                     body, status, ctype = generate_latest(registry), 200, CONTENT_TYPE_LATEST
                 elif self.path == "/healthz":
@@ -122,18 +122,25 @@ class HealthServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base
+            def log_message(self, format: str, *args: Any) -> None:
                 log.debug("health server: " + format, *args)
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="edge-http", daemon=True)
+        self._address = (host, port)
+        self._handler = Handler
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Bind the port and serve /metrics and /healthz on a thread of their own."""
+        self._server = ThreadingHTTPServer(self._address, self._handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="edge-http", daemon=True)
         self._thread.start()
         log.info("metrics and health on http://%s:%d/metrics and /healthz", *self._server.server_address[:2])
 
     def stop(self) -> None:
+        """Stop serving and join the thread."""
+        if self._server is None or self._thread is None:
+            return
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)

@@ -44,9 +44,11 @@ class ShadowRunner:
         self._ready.set()
 
     def start(self) -> None:
+        """Start the shadow flow's thread."""
         self._thread.start()
 
     def stop(self) -> None:
+        """End and join the thread, then close the model."""
         self._stop.set()
         self._ready.set()
         self._thread.join(10)
@@ -55,6 +57,7 @@ class ShadowRunner:
             close()
 
     def alive(self) -> bool:
+        """Whether the thread runs (for /healthz)."""
         return self._thread.is_alive()
 
     def _loop(self) -> None:

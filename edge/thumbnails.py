@@ -11,14 +11,13 @@ from datetime import datetime
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 
 from edge.config import ThumbnailConfig
+from edge.frames import Frame
 from shared.layout import Camera
 from shared.messages import LocoExtent, Thumbnail, ThumbnailMeta, TrackSpan
 from shared.projection import NEAR_PLANE_M, PinholeCamera
 
-Frame = npt.NDArray[np.uint8]
 # The side of a locomotive between the frame and the roof, where numbers and cab windows are.
 SIDE_OFFSET_M = 1.6
 SIDE_Z = (1.2, 4.6)

@@ -26,6 +26,7 @@ from edge.node import EdgeNode
 from shared.layout import parse_facility
 from shared.mqtt import BrokerConfig
 from shared.topics import TopicKind
+from sim.edge_source import with_sim
 from sim.scenario import Scenario
 from tests.cloud.test_api import Server
 from tests.conftest import EXAMPLE_LAYOUT, DatabaseFactory
@@ -80,7 +81,7 @@ def test_a_recording_replayed_at_top_speed_gives_the_live_results(
     recorder.start()
     move_s = first_move_s(facility, Scenario(), {"T1"}, step_s=1.0)
     assert move_s is not None
-    node = EdgeNode(
+    node = EdgeNode.open(
         EdgeConfig(
             node_id="edge-bay1",
             layout=EXAMPLE_LAYOUT,
@@ -91,6 +92,7 @@ def test_a_recording_replayed_at_top_speed_gives_the_live_results(
             metrics=MetricsConfig(port=0),
         ),
         facility,
+        with_sim(),
     )
     try:
         node.start()

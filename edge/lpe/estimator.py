@@ -5,12 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-import numpy as np
-import numpy.typing as npt
-
+# Frame is re-exported (`as`): the OpenVINO LPE imports it from here.
+from edge.frames import Frame as Frame
 from shared.messages import LocoExtent, ModelRef
-
-Frame = npt.NDArray[np.uint8]
 
 
 class PositionEstimator(Protocol):

@@ -42,6 +42,7 @@ from shared.messages import (
 )
 from shared.mqtt import BrokerConfig, MqttConnection
 from shared.topics import Topic, TopicKind
+from sim.edge_source import with_sim
 from tests.brokers import RestartableBroker
 from tests.collector import Collector
 from tests.conftest import EXAMPLE_LAYOUT
@@ -94,7 +95,9 @@ def test_detections_thumbnails_and_birth_arrive_and_decode(
     tmp_path: Path, mqtt_url: str, facility: Facility, collector: Collector
 ) -> None:
     port = free_port()
-    node = EdgeNode(node_config(tmp_path, mqtt_url, metrics=MetricsConfig(port=port)), facility)
+    node = EdgeNode.open(
+        node_config(tmp_path, mqtt_url, metrics=MetricsConfig(port=port)), facility, with_sim()
+    )
     node.start()
     try:
         wait_until(lambda: len(collector.of(Detection)) >= 24, 20, "24 detections")
@@ -135,7 +138,7 @@ def test_a_broker_restart_loses_no_detection_and_marks_the_backlog(tmp_path: Pat
     proxy = TcpProxy(("127.0.0.1", broker.port)).start()
     facility = parse_facility(facility_data(site))
     first = Collector(broker.url, site)
-    node = EdgeNode(node_config(tmp_path, f"mqtt://127.0.0.1:{proxy.port}"), facility)
+    node = EdgeNode.open(node_config(tmp_path, f"mqtt://127.0.0.1:{proxy.port}"), facility, with_sim())
     node.start()
     second = None
 
@@ -193,9 +196,10 @@ def test_a_node_that_cannot_reach_its_broker_logs_it_fails_healthz_and_counts_un
     caplog.set_level(logging.INFO, logger="shared.mqtt")
     broker = RestartableBroker(tmp_path)  # its port is chosen, nothing listens there yet
     port = free_port()
-    node = EdgeNode(
+    node = EdgeNode.open(
         node_config(tmp_path, broker.url, metrics=MetricsConfig(port=port)),
         parse_facility(facility_data(site)),
+        with_sim(),
     )
     http = f"http://127.0.0.1:{port}"
 
@@ -269,7 +273,7 @@ def _command(site: str, payload: bytes, url: str) -> None:
 def test_commands_are_validated_acknowledged_and_applied(
     tmp_path: Path, mqtt_url: str, site: str, facility: Facility, collector: Collector
 ) -> None:
-    node = EdgeNode(node_config(tmp_path, mqtt_url), facility)
+    node = EdgeNode.open(node_config(tmp_path, mqtt_url), facility, with_sim())
     node.start()
     try:
         wait_until(lambda: node.link.connected.is_set(), 5, "the node to connect")
@@ -356,7 +360,7 @@ def test_a_detection_the_contract_refuses_costs_that_frame_only(
 ) -> None:
     """A model gone wrong (here an extent far outside its camera's view, which no Detection may
     carry) loses that frame's detection, logged; the node goes on, and leaves no gap in the numbers."""
-    node = EdgeNode(node_config(tmp_path, mqtt_url), facility)
+    node = EdgeNode.open(node_config(tmp_path, mqtt_url), facility, with_sim())
     estimate = node.estimator.estimate
     broken = {"calls": 0, "left": 3}
 

@@ -28,6 +28,7 @@ from shared.layout import parse_facility
 from shared.messages import Detection, NodeLifecycle, NodeState
 from shared.mqtt import BrokerConfig, MqttConnection, Will
 from shared.topics import Topic, TopicKind
+from sim.edge_source import with_sim
 from tests.collector import Collector
 from tests.edge.test_node import NODE, facility_data, node_config
 from tests.factories import node_birth
@@ -176,7 +177,7 @@ def test_a_late_will_of_an_older_session_is_answered_with_the_birth(
     spool = Spool(tmp_path / "spool.sqlite", max_bytes=10_000)
     older = spool.next_counter("bd_seq")  # the session before this one
     spool.close()
-    node = EdgeNode(node_config(tmp_path, mqtt_url), parse_facility(facility_data(site)))
+    node = EdgeNode.open(node_config(tmp_path, mqtt_url), parse_facility(facility_data(site)), with_sim())
     state_topic = str(Topic(TopicKind.NODE_STATE, site, NODE))
 
     def lifecycle(c: Collector) -> list[tuple[NodeState, int]]:

@@ -20,6 +20,7 @@ from edge.observability import EdgeMetrics
 from edge.shadow import ShadowRunner
 from shared.layout import Facility, parse_facility
 from shared.messages import Detection, LocoExtent, Thumbnail
+from sim.edge_source import with_sim
 from tests.collector import Collector
 from tests.edge.test_lpe import MODEL_DIR
 from tests.edge.test_node import facility_data, node_config
@@ -52,7 +53,7 @@ def test_a_shadow_flow_publishes_its_own_model_on_the_same_frames(
     depot: Facility,
     collector: Collector,
 ) -> None:
-    node = EdgeNode(_shadow_config(tmp_path, mqtt_url), depot)
+    node = EdgeNode.open(_shadow_config(tmp_path, mqtt_url), depot, with_sim())
     node.start()
     try:
         wait_until(lambda: len(_dev(collector)) >= 24, 30, "24 dev detections")
@@ -95,7 +96,7 @@ def test_a_broken_shadow_model_leaves_the_main_flow_running(
     (broken / "lpe_int8.xml").write_text("<net>not a model</net>")
     (broken / "lpe_int8.bin").write_bytes(b"\0" * 16)
     config = _shadow_config(tmp_path, mqtt_url, ShadowFlowConfig(lpe=LpeConfig(model_dir=broken)))
-    node = EdgeNode(config, depot)
+    node = EdgeNode.open(config, depot, with_sim())
     node.start()
     try:
         wait_until(lambda: len(collector.of(Detection)) >= 8, 20, "main-flow detections")
