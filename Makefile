@@ -43,6 +43,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	cd ansible && PATH="$(abspath $(BIN)):$$PATH" ansible-lint -q
 
 # Benchmarks print their tables and write bench/results/*.json; speed targets live here, not in tests.

@@ -218,6 +218,7 @@ def _print(title: str, markdown: str) -> None:
 
 
 def main() -> None:
+    """Measure the LPE on the held-out sets and on this machine; print the tables, write the results."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

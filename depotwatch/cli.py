@@ -118,7 +118,8 @@ def sim_frames(
                 )
                 raise typer.Exit(2)
             frame = SimCamera(facility, world, SimUrl(camera_id=cid, realtime=False)).frame_at(at)
-            assert frame.image is not None
+            if frame.image is None:  # sim frames renders without the scenario's camera faults
+                raise RuntimeError(f"camera {cid} rendered no picture at {at} s")
             path = out / f"{cid}_{lighting.value}.jpg"
             cv2.imwrite(str(path), frame.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
             tiles.append(cv2.resize(frame.image, (640, 360), interpolation=cv2.INTER_AREA))

@@ -146,17 +146,19 @@ def load_edge_config(path: Path) -> tuple[EdgeConfig, Facility]:
     if config.node_id not in facility.nodes:
         issues.append(ConfigIssue("node_id", f"{config.node_id!r} is not a node of {config.layout}"))
     mine = facility.cameras_of_node(config.node_id)
-    for camera_id in config.capture.cameras:
-        if camera_id not in mine:
-            issues.append(
-                ConfigIssue(f"capture.cameras.{camera_id}", f"not a camera of node {config.node_id}")
-            )
+    issues.extend(
+        ConfigIssue(f"capture.cameras.{camera_id}", f"not a camera of node {config.node_id}")
+        for camera_id in config.capture.cameras
+        if camera_id not in mine
+    )
     models = {"lpe": config.lpe} | {f"shadow.{name}.lpe": flow.lpe for name, flow in config.shadow.items()}
     for key, lpe in models.items():
         xml = model_path(lpe.model_dir, lpe.precision)
-        for model_file in (xml, xml.with_suffix(".bin")):
-            if not model_file.is_file():
-                issues.append(ConfigIssue(f"{key}.model_dir", f"{model_file} does not exist"))
+        issues.extend(
+            ConfigIssue(f"{key}.model_dir", f"{model_file} does not exist")
+            for model_file in (xml, xml.with_suffix(".bin"))
+            if not model_file.is_file()
+        )
     if issues:
         raise ConfigError(str(path), issues)
     return config, facility
