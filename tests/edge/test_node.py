@@ -14,7 +14,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,11 +61,6 @@ def facility_data(site: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def site() -> str:
-    return f"test-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
 def facility(site: str) -> Facility:
     return parse_facility(facility_data(site))
 
@@ -82,13 +76,6 @@ def node_config(tmp_path: Path, url: str, **changes: Any) -> EdgeConfig:
         "status_interval_s": 1.0,
     }
     return EdgeConfig(**(fields | changes))
-
-
-@pytest.fixture
-def collector(mqtt_url: str, site: str) -> Iterator[Collector]:
-    c = Collector(mqtt_url, site)
-    yield c
-    c.stop()
 
 
 def test_detections_thumbnails_and_birth_arrive_and_decode(

@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,18 +35,6 @@ from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def site() -> str:
-    return f"test-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def collector(mqtt_url: str, site: str) -> Iterator[Collector]:
-    c = Collector(mqtt_url, site)
-    yield c
-    c.stop()
 
 
 @pytest.fixture

@@ -26,18 +26,6 @@ NODE = "edge-bay1"
 
 
 @pytest.fixture
-def site() -> str:
-    return f"test-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def collector(mqtt_url: str, site: str) -> Iterator[Collector]:
-    c = Collector(mqtt_url, site)
-    yield c
-    c.stop()
-
-
-@pytest.fixture
 def spool(tmp_path: Path) -> Iterator[Spool]:
     s = Spool(tmp_path / "spool.sqlite", 10_000_000)
     yield s

@@ -4,11 +4,8 @@ sequence drawn at start, a clean death with the same one, and a rebirth on reque
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-
-import pytest
 
 from edge.capture import CameraWorker, FrameSource
 from edge.config import CaptureConfig, ThumbnailConfig
@@ -24,18 +21,6 @@ from shared.topics import Topic, TopicKind
 from tests.collector import Collector
 from tests.edge.test_node import NODE
 from tests.waiting import wait_until
-
-
-@pytest.fixture
-def site() -> str:
-    return f"test-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def collector(mqtt_url: str, site: str) -> Iterator[Collector]:
-    c = Collector(mqtt_url, site)
-    yield c
-    c.stop()
 
 
 def _never_opened() -> FrameSource:
