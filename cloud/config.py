@@ -11,6 +11,7 @@ from pydantic_settings import SettingsConfigDict
 
 from cloud.db.urls import check_database_url
 from cloud.fse import FseSettings
+from shared.errors import ConfigError
 from shared.ids import Identifier
 from shared.messages import PROD_FLOW
 from shared.mqtt import BrokerConfig
@@ -234,5 +235,10 @@ class CloudConfig(FileSettings):
 
 
 def load_cloud_config(path: Path) -> CloudConfig:
-    """Read and validate the service's YAML; raises ConfigError naming each bad key."""
-    return load_settings(CloudConfig, path)
+    """Read and validate the service's YAML; raises ConfigError naming each bad key (a TLS file that
+    does not exist among them)."""
+    config = load_settings(CloudConfig, path)
+    missing = config.broker.missing_files()
+    if missing:
+        raise ConfigError(str(path), missing)
+    return config

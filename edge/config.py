@@ -159,6 +159,7 @@ def load_edge_config(path: Path) -> tuple[EdgeConfig, Facility]:
             for model_file in (xml, xml.with_suffix(".bin"))
             if not model_file.is_file()
         )
+    issues.extend(config.broker.missing_files())
     if issues:
         raise ConfigError(str(path), issues)
     return config, facility

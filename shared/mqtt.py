@@ -43,7 +43,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from shared.errors import DepotwatchError
+from shared.errors import ConfigIssue, DepotwatchError
 from shared.mqtt_acks import AckOrder, Ticket
 from shared.strict import StrictModel
 
@@ -99,6 +99,16 @@ class BrokerConfig(StrictModel):
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together")
         return self
+
+    def missing_files(self, key: str = "broker") -> list[ConfigIssue]:
+        """The TLS files this config names that do not exist, each as an issue of its key under `key`;
+        a service checks them when it loads its config, so a missing one fails at start."""
+        files = {"ca_file": self.ca_file, "cert_file": self.cert_file, "key_file": self.key_file}
+        return [
+            ConfigIssue(f"{key}.{name}", f"{path} does not exist")
+            for name, path in files.items()
+            if path is not None and not path.is_file()
+        ]
 
     @property
     def host(self) -> str:
@@ -201,8 +211,6 @@ class MqttConnection:
         self._client.max_inflight_messages_set(200)
         if config.username:
             self._client.username_pw_set(config.username, config.password.get_secret_value() or None)
-        if config.tls:
-            self._configure_tls()
         if will is not None:
             self.set_will(will)
         self._subscriptions: dict[str, _Subscription] = {}
@@ -277,7 +285,10 @@ class MqttConnection:
             self._send_subscribe(topic_filter, subscription.qos)
 
     def start(self) -> None:
-        """Connect in the background; paho keeps reconnecting until `stop()`."""
+        """Connect in the background; paho keeps reconnecting until `stop()`. Raises MqttError when a
+        TLS file of the config is missing (read here, not when built: constructors do no I/O)."""
+        if self.config.tls:
+            self._configure_tls()
         with self._state_lock:
             self._down_since = time.monotonic()
         self._worker.start()

@@ -82,3 +82,17 @@ def test_a_flows_estimator_settings_are_checked_at_start(tmp_path: Path) -> None
         "flows.dev.fse.bridge",
         "flows.dev.fse.max_age_s",
     ]
+
+
+def test_a_missing_tls_file_fails_at_start_naming_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = tmp_path / "cloud.key"
+    monkeypatch.setenv("DEPOTWATCH_CLOUD_BROKER__CERT_FILE", str(tmp_path / "cloud.crt"))
+    monkeypatch.setenv("DEPOTWATCH_CLOUD_BROKER__KEY_FILE", str(key))
+    (tmp_path / "cloud.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    with pytest.raises(ConfigError) as info:
+        load_cloud_config(REPO / "examples" / "cloud.yaml")
+    assert [(issue.key, issue.message) for issue in info.value.issues] == [
+        ("broker.key_file", f"{key} does not exist")
+    ]

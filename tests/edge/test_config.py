@@ -105,3 +105,13 @@ def test_the_check_command_validates_without_starting_anything(tmp_path: Path) -
     assert good.exit_code == 0 and "edge-bay1: 4 cameras (T1-C1, T1-C2, T1-C3, T1-C4)" in good.output
     bad = CliRunner().invoke(app, ["edge", "check", str(_write(tmp_path, node_id="edge-bay9"))])
     assert bad.exit_code == 2 and "node_id" in bad.output and "edge-bay9" in bad.output
+
+
+def test_a_missing_tls_file_fails_at_start_naming_its_key(tmp_path: Path) -> None:
+    missing = tmp_path / "ca.crt"
+    path = _write(tmp_path, broker__url="mqtts://broker.depot:8883", broker__ca_file=str(missing))
+    with pytest.raises(ConfigError) as failure:
+        load_edge_config(path)
+    assert f"broker.ca_file: {missing} does not exist" in str(failure.value)
+    missing.write_text("-----BEGIN CERTIFICATE-----\n")  # present: loading no longer refuses it
+    load_edge_config(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.mqtt import Ack, BrokerConfig, MqttConnection
+from shared.mqtt import Ack, BrokerConfig, MqttConnection, MqttError
 from shared.mqtt_acks import AckOrder
 from shared.topics import shared_subscription
 from tests.brokers import PrivateMosquitto, RestartableBroker
@@ -296,3 +296,11 @@ def test_each_kind_of_failed_connect_is_reported_with_its_reason(
     assert not state.connected and state.failures_total == state.failed_attempts
     assert f"cannot connect to broker {config.url}: {reason}" in lines[0].getMessage()
     assert "(attempt 1, " in lines[0].getMessage()
+
+
+def test_tls_files_are_read_when_the_connection_starts_not_when_it_is_built(tmp_path: Path) -> None:
+    missing = tmp_path / "ca.crt"
+    config = BrokerConfig(url="mqtts://127.0.0.1:8883", ca_file=missing)
+    link = MqttConnection(config, "tls-files")  # building one reads nothing
+    with pytest.raises(MqttError, match=f"TLS file {re.escape(str(missing))} does not exist"):
+        link.start()
