@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.frames import Frame
+from shared.frames import Frame
 
 # Size of the picture the motion gate compares.
 GATE_SIZE = (64, 36)

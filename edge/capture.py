@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.config import CameraSettings, CaptureConfig
-from edge.frames import Frame
 from shared.errors import DepotwatchError
+from shared.frames import Frame
 from shared.messages import CameraHealth, CameraState, CameraStatus
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from edge.config import ThumbnailConfig
-from edge.frames import Frame
+from shared.frames import Frame
 from shared.layout import Camera
 from shared.messages import LocoExtent, Thumbnail, ThumbnailMeta, TrackSpan
 from shared.projection import NEAR_PLANE_M, PinholeCamera

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from shared.frames import Frame
 from shared.layout import Facility
 from shared.projection import NEAR_PLANE_M, FloatArray, PinholeCamera
 from sim.fleet import Box, Color, boxes
@@ -21,8 +22,6 @@ from sim.scenario import Conditions
 from sim.textures import FaceTexture, end_texture, side_texture
 from sim.truth import TruthPlate
 from sim.world import LocoState, Worker, World
-
-Image = npt.NDArray[np.uint8]
 
 # Drawing reaches this far beyond the view so bodies that lean into the image are not cut off.
 SCENE_MARGIN_M = 40.0
@@ -45,7 +44,7 @@ _SUBPIXEL_SHIFT = 4
 class Rendered:
     """A rendered frame and the painted numbers fully inside it."""
 
-    image: Image
+    image: Frame
     plates: list[TruthPlate]
 
 
@@ -154,7 +153,7 @@ class CameraRenderer:
             faces.append(_Face(face[1], face[2], tex, series.roof, plate))
         return _visible(faces, cam_pos, np.array([(s0 + s1) / 2, 0.0, (box.z0 + box.z1) / 2]))
 
-    def _draw_background(self) -> Image:
+    def _draw_background(self) -> Frame:
         img = np.empty((self.camera.height, self.camera.width, 3), np.uint8)
         img[:] = CEILING
         lo, hi = self.view.start_m - SCENE_MARGIN_M, self.view.end_m + SCENE_MARGIN_M
@@ -202,7 +201,7 @@ class CameraRenderer:
 
     def _fill(
         self,
-        img: Image,
+        img: Frame,
         corners: FloatArray,
         color: Color,
         owner: npt.NDArray[np.int32] | None = None,
@@ -219,7 +218,7 @@ class CameraRenderer:
             cv2.fillPoly(owner, [pts.astype(np.int32)], index, cv2.LINE_8, _SUBPIXEL_SHIFT)
 
     def _draw_face(
-        self, img: Image, face: _Face, owner: npt.NDArray[np.int32], index: int
+        self, img: Frame, face: _Face, owner: npt.NDArray[np.int32], index: int
     ) -> list[TruthPlate]:
         if face.texture is None:
             self._fill(img, face.corners, face.color, owner, index)
@@ -266,7 +265,7 @@ class CameraRenderer:
 
     # -- exposure ------------------------------------------------------------------------------
 
-    def _expose(self, img: Image, t: float, conditions: Conditions, rng: np.random.Generator) -> Image:
+    def _expose(self, img: Frame, t: float, conditions: Conditions, rng: np.random.Generator) -> Frame:
         daylight = self.world.daylight(t)
         frame = img.astype(np.float32)
         if daylight < 1.0:
@@ -289,7 +288,7 @@ class CameraRenderer:
             frame += noise.astype(np.float32) * np.float32(sigma / NOISE_BANK_SIGMA)
         return np.clip(frame, 0, 255).astype(np.uint8)
 
-    def _overlay(self, img: Image, t: float) -> None:
+    def _overlay(self, img: Frame, t: float) -> None:
         stamp = self.world.scenario.start + timedelta(seconds=t)
         text = f"{self.camera_id}  {stamp:%Y-%m-%d %H:%M:%S}"
         (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.7, 1)

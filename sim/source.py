@@ -13,9 +13,10 @@ import numpy as np
 from pydantic import Field, ValidationError
 
 from shared.errors import SimulatorError
+from shared.frames import Frame
 from shared.layout import Facility
 from shared.strict import StrictModel
-from sim.render import CameraRenderer, Image
+from sim.render import CameraRenderer
 from sim.scenario import FaultKind
 from sim.truth import TruthExtent, TruthPlate, visible_extents
 from sim.world import World
@@ -52,7 +53,7 @@ class SimFrame:
 
     t: float
     captured_at: datetime
-    image: Image | None  # None during a dropout
+    image: Frame | None  # None during a dropout
     fault: FaultKind | None
     extents: list[TruthExtent]
     plates: list[TruthPlate] = field(default_factory=list)
@@ -78,7 +79,7 @@ class SimCamera:
         # Simulation second 0 happens at wall time `epoch`; processes sharing it show the same world.
         self.epoch = time.time() if epoch is None else epoch
         self._frames_read = 0
-        self._frozen: dict[float, Image] = {}
+        self._frozen: dict[float, Frame] = {}
         self._released = threading.Event()
 
     def frame_at(self, t: float) -> SimFrame:
@@ -115,7 +116,7 @@ class SimCamera:
         self._frames_read += 1
         return self.frame_at(t)
 
-    def read(self) -> tuple[bool, Image | None]:
+    def read(self) -> tuple[bool, Frame | None]:
         """Like cv2.VideoCapture.read()."""
         if self._released.is_set():
             return False, None

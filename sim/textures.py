@@ -11,8 +11,8 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 
+from shared.frames import Frame
 from sim.fleet import Box, Color, Series
 
 PX_PER_M = 60
@@ -22,14 +22,12 @@ UNDER: Color = (38, 38, 40)
 DARK: Color = (22, 22, 24)
 _FONT = cv2.FONT_HERSHEY_DUPLEX
 
-Image = npt.NDArray[np.uint8]
-
 
 @dataclass(frozen=True)
 class FaceTexture:
     """A texture and the rectangles (x, y, w, h) of painted numbers on it, in texture pixels."""
 
-    image: Image
+    image: Frame
     plates: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
@@ -47,7 +45,7 @@ class _Canvas:
 
     def __init__(self, width_m: float, z0: float, z1: float, fill: Color) -> None:
         self.z1 = z1
-        self.image: Image = np.empty((max(_px(z1 - z0), 2), max(_px(width_m), 2), 3), np.uint8)
+        self.image: Frame = np.empty((max(_px(z1 - z0), 2), max(_px(width_m), 2), 3), np.uint8)
         self.image[:] = fill
         self.plates: list[tuple[int, int, int, int]] = []
 

@@ -20,9 +20,8 @@ import openvino as ov
 from openvino.preprocess import PrePostProcessor
 
 from cloud.recognition.errors import BadThumbnail, RecognitionModelError
+from shared.frames import Frame
 from shared.openvino_model import compile_ir
-
-Image = npt.NDArray[np.uint8]
 
 # Characters a plate may carry (upper-case Latin look-alikes of Cyrillic series names, digits, dash).
 PLATE_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
@@ -68,7 +67,7 @@ class PlateReader:
         self._allowed = allowed
         self.model = f"plate:{model_dir.name}"
 
-    def read(self, image: Image) -> list[TextRead]:
+    def read(self, image: Frame) -> list[TextRead]:
         """Every text line in a BGR image, most confident first."""
         _check(image)
         pairs = [(box, _upright(image, box)) for box in self._detect(image)]
@@ -84,7 +83,7 @@ class PlateReader:
         ]
         return sorted(reads, key=lambda r: -r.confidence)
 
-    def _detect(self, image: Image) -> list[npt.NDArray[np.float32]]:
+    def _detect(self, image: Frame) -> list[npt.NDArray[np.float32]]:
         canvas, scale = det_canvas(image)
         probability = self._det(canvas[None])[0][0, 0]
         mask = cv2.dilate((probability > DET_THRESHOLD).astype(np.uint8), np.ones((2, 2), np.uint8))
@@ -105,7 +104,7 @@ class PlateReader:
             scored.append((score, corners / np.float32(scale)))
         return [box for _, box in sorted(scored, key=lambda s: -s[0])[:MAX_BOXES]]
 
-    def _recognise(self, crops: Sequence[Image]) -> list[tuple[str, float]]:
+    def _recognise(self, crops: Sequence[Frame]) -> list[tuple[str, float]]:
         if not crops:
             return []
         # Padded with mid-grey, which the normalisation maps to 0, as PaddleOCR pads.
@@ -142,12 +141,12 @@ def _compile(xml: Path, device: str, threads: int, shape: list[int] | None = Non
     )
 
 
-def _check(image: Image) -> None:
+def _check(image: Frame) -> None:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise BadThumbnail(f"expected an 8-bit BGR image, got shape {image.shape} dtype {image.dtype}")
 
 
-def det_canvas(image: Image) -> tuple[Image, float]:
+def det_canvas(image: Frame) -> tuple[Frame, float]:
     """The picture on the detector's fixed canvas (scaled down only to fit), and the scale used."""
     h, w = image.shape[:2]
     scale = min(1.0, DET_CANVAS[1] / w, DET_CANVAS[0] / h)
@@ -166,7 +165,7 @@ def _with_preprocessing(model: ov.Model) -> ov.Model:
     return ppp.build()
 
 
-def _upright(image: Image, corners: npt.NDArray[np.float32]) -> Image:
+def _upright(image: Frame, corners: npt.NDArray[np.float32]) -> Frame:
     """The box cut out and warped to an upright rectangle (text reading left to right)."""
     total, diff = corners.sum(axis=1), np.diff(corners, axis=1).ravel()
     tl, br = corners[np.argmin(total)], corners[np.argmax(total)]

@@ -5,22 +5,21 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 
 from cloud.recognition.errors import BadThumbnail
 from cloud.recognition.plate_ocr import PlateReader
 from cloud.recognition.plate_rules import PlateRules
 from cloud.recognition.series import SeriesClassifier
+from shared.frames import Frame
 from shared.jpeg import jpeg_size
 from shared.messages import MAX_THUMBNAIL_BYTES, MAX_THUMBNAIL_SIDE_PX, ModelRef, Recognition, Thumbnail
 
-Image = npt.NDArray[np.uint8]
 JPEG_SOI = b"\xff\xd8\xff"
 MIN_SIDE_PX = 32
 MAX_SIDE_PX = MAX_THUMBNAIL_SIDE_PX
 
 
-def decode_jpeg(data: bytes) -> Image:
+def decode_jpeg(data: bytes) -> Frame:
     """The picture in a JPEG; raises BadThumbnail saying what is wrong with it. The size the header
     declares is checked before decoding: a few hundred bytes can declare gigapixels."""
     if not data:

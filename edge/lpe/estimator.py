@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 # Frame is re-exported (`as`): the OpenVINO LPE imports it from here.
-from edge.frames import Frame as Frame
+from shared.frames import Frame
 from shared.messages import LocoExtent, ModelRef
 
 

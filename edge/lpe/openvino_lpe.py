@@ -20,12 +20,12 @@ import numpy.typing as npt
 import openvino as ov
 
 from edge.lpe.decode import ColumnScores, decode
-from edge.lpe.estimator import Frame
 from edge.lpe.model_files import PerformanceHint as PerformanceHint
 from edge.lpe.model_files import Precision as Precision
 from edge.lpe.model_files import model_path as model_path
 from edge.lpe.strip import STRIP_HEIGHT, STRIP_WIDTH, StripGeometry
 from shared.errors import DepotwatchError
+from shared.frames import Frame
 from shared.layout import Camera
 from shared.messages import LocoExtent, ModelRef
 from shared.openvino_model import compile_ir

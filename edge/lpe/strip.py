@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shared.errors import DepotwatchError
+from shared.frames import Frame
 from shared.layout import Camera
 from shared.projection import NEAR_PLANE_M, PinholeCamera
 
@@ -22,8 +23,6 @@ STRIP_WIDTH = 256
 STRIP_HEIGHT = 64
 PLANE_OFFSET_M = 1.5
 PLANE_TOP_M = 4.8
-
-Image = npt.NDArray[np.uint8]
 
 
 class FrameError(DepotwatchError):
@@ -71,7 +70,7 @@ class StripGeometry:
         """Inverse of `column_to_metres`."""
         return (metres - self.view_start_m) / self.metres_per_column
 
-    def rectify(self, frame: Image, out: Image | None = None) -> Image:
+    def rectify(self, frame: Frame, out: Frame | None = None) -> Frame:
         """Sample a BGR frame into a STRIP_HEIGHT×STRIP_WIDTH×3 strip; raises FrameError on bad frames."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise FrameError(

@@ -14,7 +14,6 @@ import pytest
 from edge.aggregate import LatestFrames
 from edge.capture import CameraWorker, FrameSource
 from edge.config import CameraSettings, CaptureConfig, ThumbnailConfig
-from edge.frames import Frame
 from edge.inference import InferenceLoop
 from edge.lpe.estimator import PositionEstimator
 from edge.lpe.strip import FrameError
@@ -22,6 +21,7 @@ from edge.observability import EdgeMetrics
 from edge.spool import Kind, Spool
 from edge.thumbnails import ThumbnailMaker
 from shared.codec import decode
+from shared.frames import Frame
 from shared.layout import Facility
 from shared.messages import Detection, LocoExtent, ModelRef
 from shared.topics import Topic, TopicKind
