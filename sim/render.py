@@ -6,6 +6,7 @@ the calibration, so a locomotive's painted ends fall where the calibration maps 
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -79,8 +80,10 @@ class CameraRenderer:
     def render(self, t: float, conditions: Conditions | None = None) -> Rendered:
         """The frame at simulation second t, before any camera fault."""
         conditions = conditions or self.world.scenario.conditions
+        # A stable hash of the camera id: hash() is salted per process, and the same seed must render
+        # the same frame in every process (training data, replays, the demo's nodes).
         rng = np.random.default_rng(
-            [self.world.scenario.seed, abs(hash(self.camera_id)) % 2**31, int(t * 1000)]
+            [self.world.scenario.seed, zlib.crc32(self.camera_id.encode()), int(t * 1000)]
         )
         img = self._background.copy()
         # Which face painted each pixel last: a number on a face that later faces cover is not visible.

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -10,6 +14,7 @@ from sim.render import CameraRenderer
 from sim.scenario import Conditions, Lighting, Scenario
 from sim.truth import visible_extents
 from sim.world import World
+from tests.conftest import REPO
 
 QUIET = Conditions(lighting=Lighting.DAY, noise_sigma=(0, 0), workers_per_camera=0, timestamp_overlay=False)
 # The floor 1 cm inside the undercarriage's near edge (half width 1.45 m; cameras stand at negative
@@ -120,3 +125,34 @@ def test_plate_labels_mark_painted_numbers_inside_the_frame(
         if found >= 5:
             break
     assert found >= 5
+
+
+_RENDER_ONE = """
+import hashlib
+from shared.layout import load_facility
+from sim.render import CameraRenderer
+from sim.scenario import Scenario
+from sim.world import World
+from tests.conftest import EXAMPLE_LAYOUT
+
+facility = load_facility(EXAMPLE_LAYOUT)
+frame = CameraRenderer(facility, "T2-C3", World(facility, Scenario(seed=5))).render(3600.5).image
+print(hashlib.sha256(frame.tobytes()).hexdigest())
+"""
+
+
+def test_a_seed_renders_the_same_frame_in_every_process() -> None:
+    # Python salts hash() per process (PYTHONHASHSEED): two processes salted differently must agree.
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", _RENDER_ONE],
+            cwd=REPO,
+            env={**os.environ, "PYTHONHASHSEED": salt},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout.strip()
+        for salt in ("1", "2")
+    }
+    assert len(digests) == 1, digests
