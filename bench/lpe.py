@@ -24,6 +24,7 @@ from rich.table import Table
 from bench import prerequisites
 from bench.lpe_scoring import Tally
 from edge.lpe.decode import decode
+from edge.lpe.envelope import ENVELOPE_FILE, load_envelope
 from edge.lpe.model_files import Precision, model_path
 from edge.lpe.openvino_lpe import INPUT_SHAPE, OpenVinoLpe
 from shared.layout import load_facility
@@ -182,6 +183,35 @@ def speed_markdown(speed: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def envelope_markdown(model_dir: Path) -> str:
+    """The model's mounting envelope (its envelope.yaml) as the card shows it."""
+    envelope = load_envelope(model_dir)
+    if envelope is None:
+        return f"(none declared: {ENVELOPE_FILE} is missing, so no camera's mounting is checked)"
+    sides = " or ".join(envelope.sides)
+    rows = [
+        ("height above the rail head", f"{envelope.height_m.low:g}–{envelope.height_m.high:g} m"),
+        (
+            "distance from the track's centreline",
+            f"{envelope.lateral_m.low:g}–{envelope.lateral_m.high:g} m, {sides} of the track",
+        ),
+        ("horizontal field of view", f"{envelope.hfov_deg.low:g}–{envelope.hfov_deg.high:g}°"),
+        ("track in view (the aim sets it)", f"at least {envelope.min_view_m:g} m"),
+        ("roll", f"within ±{envelope.max_roll_deg:g}°"),
+    ]
+    lines = [
+        f"Measured on {envelope.measured_on} (`{ENVELOPE_FILE}`). `depotwatch layout check` and "
+        "`depotwatch edge check` name each camera mounted outside it.",
+        "",
+        "| quantity | envelope |",
+        "|---|---|",
+        *(f"| {name} | {value} |" for name, value in rows),
+    ]
+    if envelope.notes:
+        lines += ["", " ".join(envelope.notes.split())]
+    return "\n".join(lines)
+
+
 def write_model_card(
     model_dir: Path,
     accuracy: dict[str, dict[str, dict[str, float]]] | None,
@@ -203,6 +233,7 @@ def write_model_card(
         if "speed" in metrics
         else "(run `python -m bench.lpe --update-card`)",
         training=json.dumps(metrics.get("training", {}), indent=2),
+        envelope=envelope_markdown(model_dir),
     )
     (model_dir / "MODEL_CARD.md").write_text(card)
 

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from depotwatch.cli_support import console, errors, exit_on_error
 from depotwatch.flow_cli import flow_app
+from edge.config import LpeConfig
 from shared.layout import Facility, load_facility
 from sim.dataset import write_dataset
 from sim.edge_source import with_sim
@@ -35,6 +36,8 @@ app.add_typer(cloud_app, name="cloud")
 app.add_typer(flow_app, name="flow")
 
 DEFAULT_LAYOUT = Path("examples/facility.yaml")
+# The LPE an edge node runs unless its config names another.
+DEFAULT_LPE = LpeConfig().model_dir
 
 LayoutOpt = Annotated[Path, typer.Option("--layout", "-l", help="Facility layout YAML.")]
 ScenarioOpt = Annotated[Path | None, typer.Option("--scenario", help="Simulator scenario YAML.")]
@@ -64,8 +67,12 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
 @layout_app.command("check")
 def layout_check(
     path: Annotated[Path, typer.Argument(help="Facility layout YAML.")] = DEFAULT_LAYOUT,
+    lpe: Annotated[
+        Path, typer.Option(help="LPE model folder whose mounting envelope the cameras are checked against.")
+    ] = DEFAULT_LPE,
 ) -> None:
-    """Validate a facility layout and summarise its tracks, stations and camera coverage."""
+    """Validate a facility layout, summarise its tracks, stations and camera coverage, and warn of
+    cameras mounted outside the LPE's envelope."""
     facility, _ = _load(path, None, None)
     table = Table(title=f"{facility.name} ({facility.site})")
     for column in ("track", "length m", "stations", "cameras", "covered m"):
@@ -83,6 +90,22 @@ def layout_check(
         )
     console.print(table)
     console.print(f"{len(facility.nodes)} edge nodes, {len(facility.cameras)} cameras: layout is valid.")
+    _warn_mountings(facility, lpe)
+
+
+def _warn_mountings(facility: Facility, model_dir: Path) -> None:
+    """Name each camera mounted outside the LPE's envelope, on stderr; the layout stays valid."""
+    from edge.lpe.envelope import load_envelope, mounting_warnings
+
+    with exit_on_error():
+        envelope = load_envelope(model_dir)
+    if envelope is None:
+        errors.print(
+            f"warning: LPE {model_dir} declares no mounting envelope; mountings not checked", markup=False
+        )
+        return
+    for warning in mounting_warnings(facility, envelope):
+        errors.print(f"warning: {warning}", soft_wrap=True, highlight=False, markup=False)
 
 
 def _union_length(spans: list[tuple[float, float]]) -> float:
@@ -176,7 +199,10 @@ def edge_check(
     from edge.cli import check_edge
 
     with exit_on_error():
-        console.print(check_edge(config, with_sim()), soft_wrap=True, highlight=False)
+        summary, warnings = check_edge(config, with_sim())
+    console.print(summary, soft_wrap=True, highlight=False)
+    for warning in warnings:
+        errors.print(f"warning: {warning}", soft_wrap=True, highlight=False, markup=False)
 
 
 CloudConfigOpt = Annotated[

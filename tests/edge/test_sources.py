@@ -74,7 +74,9 @@ def test_edge_check_names_a_source_no_opener_knows(tmp_path: Path) -> None:
         check_edge(config, with_sim())
     data["cameras"]["T1-C3"]["source"] = "sim://T1-C3"
     layout.write_text(yaml.safe_dump(data))
-    assert check_edge(config, with_sim()).startswith(f"{NODE}: 4 cameras")
+    summary, warnings = check_edge(config, with_sim())
+    assert summary.startswith(f"{NODE}: 4 cameras")
+    assert warnings == []
 
 
 def test_a_node_s_simulated_cameras_share_one_world_at_the_configured_speed(tmp_path: Path) -> None:
