@@ -2,6 +2,7 @@
 
     python -m bench.lpe                       # prints the table, writes bench/results/lpe.json
     python -m bench.lpe --update-card         # also rewrites the model card's figures
+    python -m bench.lpe --only placements     # just the placements section (--placements N)
 
 Accuracy uses held-out seeds and harder conditions than training (night, heavy occlusion, blur).
 Speed compares the full runtime (rectify + infer + decode, batched and asynchronous) with a raw
@@ -22,6 +23,13 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import prerequisites
+from bench.lpe_placements import (
+    PLACEMENT_SEED,
+    mounting_rows,
+    placement_sets,
+    placements_markdown,
+    placements_table,
+)
 from bench.lpe_scoring import Tally
 from edge.lpe.decode import decode
 from edge.lpe.envelope import ENVELOPE_FILE, load_envelope
@@ -40,6 +48,7 @@ PRECISIONS: tuple[Precision, ...] = ("fp32", "int8")
 # FP32 IR runs at f32 so its numbers are comparable across CPUs (the default here is bf16 on AMX).
 INFERENCE_PRECISION = {"fp32": "f32", "int8": None}
 NODE_CAMERAS = 8
+SECTIONS = ("accuracy", "speed", "placements")
 console = Console(width=200)
 
 
@@ -212,16 +221,35 @@ def envelope_markdown(model_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def placements_card(placements: dict[str, Any] | None) -> str:
+    """The placements section of the card, from what the benchmark recorded."""
+    if not placements:
+        return "(not measured yet: run `python -m bench.lpe --only placements --update-card`)"
+    return (
+        f"{len(placements['mountings'])} placements drawn from the depot envelope (sim.placement, seed "
+        f"{placements['seed']}, never trained on), {placements['frames']} frames each, rendered under "
+        "the training's conditions so that only the mounting differs. A row outside this model's "
+        "envelope is expected to miss its targets.\n\n"
+        + placements_markdown(placements["table"], placements["mountings"])
+    )
+
+
 def write_model_card(
     model_dir: Path,
     accuracy: dict[str, dict[str, dict[str, float]]] | None,
     training: dict[str, Any] | None,
     speed: dict[str, dict[str, Any]] | None,
+    placements: dict[str, Any] | None = None,
 ) -> None:
     """Merge new figures into metrics.json and render MODEL_CARD.md from it."""
     metrics_path = model_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    for key, value in (("accuracy", accuracy), ("training", training), ("speed", speed)):
+    for key, value in (
+        ("accuracy", accuracy),
+        ("training", training),
+        ("speed", speed),
+        ("placements", placements),
+    ):
         if value is not None:
             metrics[key] = value
     metrics_path.write_text(json.dumps(metrics, indent=2))
@@ -234,6 +262,7 @@ def write_model_card(
         else "(run `python -m bench.lpe --update-card`)",
         training=json.dumps(metrics.get("training", {}), indent=2),
         envelope=envelope_markdown(model_dir),
+        placements=placements_card(metrics.get("placements")),
     )
     (model_dir / "MODEL_CARD.md").write_text(card)
 
@@ -257,6 +286,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=400, help="Held-out frames per condition.")
     parser.add_argument("--seconds", type=float, default=5.0, help="Duration of each speed measurement.")
     parser.add_argument("--update-card", action="store_true", help="Rewrite the model card's figures.")
+    parser.add_argument(
+        "--only", choices=SECTIONS, action="append", help="Measure only this section (repeatable)."
+    )
+    parser.add_argument("--placements", type=int, default=12, help="Placements drawn from the envelope.")
+    parser.add_argument("--placement-frames", type=int, default=150, help="Frames per placement.")
     args = parser.parse_args()
     prerequisites.require(
         "bench.lpe",
@@ -269,18 +303,34 @@ def main() -> None:
             for precision in PRECISIONS
         ],
     )
-    held_out = held_out_sets(DATA_DIR, args.frames)
-    accuracy = accuracy_table(args.model_dir, held_out)
-    speed = speed_table(args.model_dir, args.seconds)
-    _print(f"LPE accuracy, held-out simulator data ({args.model_dir.name})", accuracy_markdown(accuracy))
-    _print(f"LPE speed on this machine, batch {NODE_CAMERAS} (a node's cameras)", speed_markdown(speed))
+    sections = set(args.only or SECTIONS)
+    accuracy = speed = placements = None
+    if "accuracy" in sections:
+        accuracy = accuracy_table(args.model_dir, held_out_sets(DATA_DIR, args.frames))
+        _print(f"LPE accuracy, held-out simulator data ({args.model_dir.name})", accuracy_markdown(accuracy))
+    if "speed" in sections:
+        speed = speed_table(args.model_dir, args.seconds)
+        _print(f"LPE speed on this machine, batch {NODE_CAMERAS} (a node's cameras)", speed_markdown(speed))
+    if "placements" in sections:
+        sets = placement_sets(DATA_DIR, args.placements, args.placement_frames)
+        placements = {
+            "seed": PLACEMENT_SEED,
+            "frames": args.placement_frames,
+            "mountings": mounting_rows(sets),
+            "table": placements_table(args.model_dir, sets, PRECISIONS, INFERENCE_PRECISION),
+        }
+        _print(
+            f"LPE on {len(sets)} placements from the depot envelope ({args.model_dir.name})",
+            placements_markdown(placements["table"], placements["mountings"]),
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"accuracy": accuracy, "speed": speed}, indent=2))
+    measured = {"accuracy": accuracy, "speed": speed, "placements": placements}
+    RESULTS.write_text(json.dumps({k: v for k, v in measured.items() if v is not None}, indent=2))
     console.print(f"results: {RESULTS}")
     if args.update_card:
         record = args.model_dir / "training.json"  # written by training.lpe.train
         training = json.loads(record.read_text()) if record.exists() else None
-        write_model_card(args.model_dir, accuracy, training, speed)
+        write_model_card(args.model_dir, accuracy, training, speed, placements)
 
 
 if __name__ == "__main__":

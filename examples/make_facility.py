@@ -9,18 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from shared.layout import parse_facility
-from shared.projection import PinholeCamera
+from sim.placement import Placement
+from sim.placement import camera_entry as sim_camera_entry
 
-RAIL_OFFSET_M = 0.76  # half of the 1520 mm gauge
 TRACK_SPACING_M = 12.0
 TRACK_LENGTH_M = 70.0
 CAMERA_SPACING_M = 12.0
 FIRST_CAMERA_M = 4.0
-RESOLUTION = (1280, 720)
 
 BAYS = [
     # track id, name, camera height, lateral offset, hfov
@@ -33,42 +31,22 @@ STATIONS = [("A", 2.5, 26.0, "TR-{n} pit A"), ("B", 27.0, 50.5, "TR-{n} pit B")]
 
 
 def camera_entry(track: str, node: str, index: int, height: float, offset: float, hfov: float) -> dict:
-    """The layout entry of camera `index` beside `track`: its view of the track and three pairs of
-    surveyed rail-head marks, projected from its placement."""
+    """The layout entry of camera `index` beside `track`, on a column at `height` and `offset`, aimed
+    3 m ahead: its view of the track and three pairs of surveyed rail-head marks, projected from it."""
     s_cam = FIRST_CAMERA_M + index * CAMERA_SPACING_M
-    cam = PinholeCamera.look_at((s_cam, offset, height), (s_cam + 3.0, 0.0, 1.0), *RESOLUTION, hfov)
-    s = np.arange(-10, TRACK_LENGTH_M + 10, 0.01)
-    uv, depth = cam.project(np.stack([s, np.zeros_like(s), np.zeros_like(s)], axis=1))
-    w, h = RESOLUTION
-    inside = (depth > 0.3) & (uv[:, 0] >= 0) & (uv[:, 0] <= w - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= h - 1)
-    lo, hi = float(s[inside].min()), float(s[inside].max())
-    view = (round(lo + 0.05, 1), round(hi - 0.05, 1))
-    marks = np.linspace(view[0] + 2.5, view[1] - 2.0, 3)
-    ground = [(float(m), side * RAIL_OFFSET_M, 0.0) for m in marks for side in (-1, 1)]
-    pixels, _ = cam.project(np.array(ground))
-    assert ((pixels >= 0) & (pixels < RESOLUTION)).all(), f"a survey mark of {track} #{index} is off-image"
+    placement = Placement(along_m=s_cam, height_m=height, lateral_m=offset, hfov_deg=hfov, aim_ahead_m=3.0)
     cam_id = f"{track}-C{index + 1}"
-    return {
-        cam_id: {
-            "name": f"{track} column {index + 1}",
-            "node": node,
-            "source": f"sim://{cam_id}",
-            "track": track,
-            "view": {"start_m": view[0], "end_m": view[1]},
-            "resolution": list(RESOLUTION),
-            "hfov_deg": hfov,
-            "calibration": {
-                "points": [
-                    {
-                        "image": [round(float(u), 1), round(float(v), 1)],
-                        "track_m": round(g[0], 2),
-                        "offset_m": g[1],
-                    }
-                    for (u, v), g in zip(pixels, ground, strict=True)
-                ]
-            },
-        }
-    }
+    entry = sim_camera_entry(
+        cam_id,
+        track,
+        node,
+        placement,
+        TRACK_LENGTH_M,
+        name=f"{track} column {index + 1}",
+        marks_inset_m=(2.5, 2.0),
+    )
+    assert entry is not None, f"{cam_id} sees too little of its track to survey"
+    return entry
 
 
 def build(bays: int = len(BAYS)) -> dict:

@@ -28,9 +28,10 @@ def mounting_of(camera: Camera) -> Mounting:
     width, height = camera.resolution
     pinhole = PinholeCamera.from_calibration(camera.calibration.model, width, height, camera.hfov_deg)
     _, y, z = (float(v) for v in pinhole.position)
-    # The image's x axis in track coordinates; a level camera keeps it horizontal.
-    right = pinhole.r[0]
-    roll = math.degrees(math.asin(max(-1.0, min(1.0, float(right[2])))))
+    # The image's right and down axes in track coordinates: a level camera keeps its right axis
+    # horizontal, and rolling it by a turns that axis up by a in the plane of the two.
+    right, down = pinhole.r[0], pinhole.r[1]
+    roll = math.degrees(math.atan2(float(right[2]), -float(down[2])))
     return Mounting(
         height_m=round(z, 2),
         lateral_m=round(y, 2),

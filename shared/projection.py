@@ -46,8 +46,10 @@ class PinholeCamera:
         width: int,
         height: int,
         hfov_deg: float,
+        roll_deg: float = 0.0,
     ) -> PinholeCamera:
-        """A level camera (no roll) at `position` looking at `target`."""
+        """A camera at `position` looking at `target`, level unless rolled by `roll_deg` about its
+        optical axis (positive turns the image's right side up)."""
         pos = np.asarray(position, dtype=np.float64)
         forward = np.asarray(target, dtype=np.float64) - pos
         forward /= np.linalg.norm(forward)
@@ -56,6 +58,9 @@ class PinholeCamera:
             raise SimulatorError("a camera looking straight down has no defined roll")
         right /= np.linalg.norm(right)
         down = np.cross(forward, right)
+        if roll_deg:
+            a = math.radians(roll_deg)
+            right, down = math.cos(a) * right - math.sin(a) * down, math.sin(a) * right + math.cos(a) * down
         r = np.stack([right, down, forward])
         return cls(intrinsics(width, height, hfov_deg), r, -r @ pos, width, height)
 
