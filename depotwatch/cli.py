@@ -12,6 +12,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
+from depotwatch.calibrate_cli import calibrate_app
 from depotwatch.cli_support import console, errors, exit_on_error
 from depotwatch.flow_cli import flow_app
 from edge.config import LpeConfig
@@ -34,6 +35,7 @@ app.add_typer(sim_app, name="sim")
 app.add_typer(edge_app, name="edge")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(flow_app, name="flow")
+app.add_typer(calibrate_app, name="calibrate")
 
 DEFAULT_LAYOUT = Path("examples/facility.yaml")
 # The LPE an edge node runs unless its config names another.

@@ -56,6 +56,8 @@ DOCUMENTED: dict[str, str] = {
     "depotwatch cloud keys revoke PREFIX --config examples/cloud.yaml": "run",
     "depotwatch cloud keys revoke PREFIX": "options",
     "depotwatch grafana export": "run",
+    "depotwatch calibrate fit --image out/frames/T2-C3_day.jpg --points examples/calibration/T2-C3.yaml "
+    "--track T2 --camera T2-C3": "run, after sim frames",
     "depotwatch cloud keys create --role viewer --name wallboard --config /etc/depotwatch/cloud.yaml": (
         "options"
     ),
@@ -166,6 +168,19 @@ def test_keys_are_created_and_revoked_in_a_fresh_clone(clone: Path) -> None:
 def test_a_documented_command_runs_in_a_fresh_clone(clone: Path, command: str) -> None:
     result = _run(clone, command)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_snapshot_is_calibrated_from_the_example_marks_in_a_fresh_clone(clone: Path) -> None:
+    frames = _run(clone, "depotwatch sim frames --out out/frames")
+    assert frames.returncode == 0, frames.stderr
+    fitted = _run(
+        clone,
+        "depotwatch calibrate fit --image out/frames/T2-C3_day.jpg --points examples/calibration/T2-C3.yaml "
+        "--track T2 --camera T2-C3",
+    )
+    assert fitted.returncode == 0, fitted.stdout + fitted.stderr
+    assert "accepted" in fitted.stdout
+    assert (clone / "out" / "frames" / "T2-C3_day.overlay.png").is_file()
 
 
 @pytest.fixture
