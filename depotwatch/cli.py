@@ -207,6 +207,27 @@ def edge_check(
         errors.print(f"warning: {warning}", soft_wrap=True, highlight=False, markup=False)
 
 
+@edge_app.command("snapshot")
+def edge_snapshot(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Edge node YAML.")],
+    camera: Annotated[str, typer.Option(help="One of the node's cameras.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="JPEG to write.")],
+) -> None:
+    """Write one full-resolution frame of a camera, straight from its source (for calibrating it)."""
+    from edge.config import load_edge_config
+    from edge.snapshot import take_snapshot
+
+    with exit_on_error():
+        node, facility = load_edge_config(config)
+        frame = take_snapshot(node, facility, camera, with_sim())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), frame, [cv2.IMWRITE_JPEG_QUALITY, 95]):
+        errors.print(f"cannot write {out}", markup=False)
+        raise typer.Exit(2)
+    height, width = frame.shape[:2]
+    console.print(f"{out}: camera {camera}, {width}x{height}", highlight=False)
+
+
 CloudConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="Cloud service YAML, e.g. examples/cloud.yaml.")
 ]

@@ -56,6 +56,7 @@ DOCUMENTED: dict[str, str] = {
     "depotwatch cloud keys revoke PREFIX --config examples/cloud.yaml": "run",
     "depotwatch cloud keys revoke PREFIX": "options",
     "depotwatch grafana export": "run",
+    "depotwatch edge snapshot --config FILE --camera ID --out snap.jpg": "options",
     "depotwatch calibrate fit --image out/frames/T2-C3_day.jpg --points examples/calibration/T2-C3.yaml "
     "--track T2 --camera T2-C3": "run, after sim frames",
     "depotwatch cloud keys create --role viewer --name wallboard --config /etc/depotwatch/cloud.yaml": (
