@@ -14,7 +14,18 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy import exc as sa_exc
 
 from cloud.api.deadline import Deadline
-from cloud.api.routes import commands, events, flows, health, layout, live, locomotives, state, thumbnails
+from cloud.api.routes import (
+    calibration,
+    commands,
+    events,
+    flows,
+    health,
+    layout,
+    live,
+    locomotives,
+    state,
+    thumbnails,
+)
 from cloud.db.failures import reason
 from cloud.service import CloudService
 
@@ -57,7 +68,18 @@ def create_app(service: CloudService) -> FastAPI:
 
     for error in DATABASE_AWAY:
         app.add_exception_handler(error, database_away)
-    for module in (state, locomotives, events, flows, health, commands, layout, live, thumbnails):
+    for module in (
+        state,
+        locomotives,
+        events,
+        flows,
+        health,
+        commands,
+        layout,
+        live,
+        thumbnails,
+        calibration,
+    ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -171,3 +171,26 @@ class ComparisonPublic(BaseModel):
     number_differences: int
     series_compared: int
     series_differences: int
+
+
+class PointResidualPublic(BaseModel):
+    """How far a fit puts one surveyed point from where it was surveyed."""
+
+    pixels: float = Field(description="From the surveyed pixel to the fit's pixel for its track position.")
+    floor_cm: float = Field(description="From the surveyed track position to the fit's, on the floor.")
+    left_out_pixels: float | None = Field(
+        description="How far a fit of the other points misses this one (null: the others cannot be fitted)."
+    )
+
+
+class CalibrationFitPublic(BaseModel):
+    """The layout loader's verdict on a set of surveyed points, and each point's residual."""
+
+    accepted: bool
+    problems: list[str] = Field(description="The loader's reasons for refusing; empty when accepted.")
+    outlier: int | None = Field(description="The point the others disagree with: re-survey it.")
+    residuals: list[PointResidualPublic]
+    track_to_image: list[list[float]] | None = Field(description="The fitted 3×3 homography, when accepted.")
+    view: tuple[float, float] | None = Field(
+        None, description="Track metres of the camera's track inside its image, for a camera's fit."
+    )

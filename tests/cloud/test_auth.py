@@ -39,6 +39,8 @@ MINIMUM_ROLE: dict[tuple[str, str], Role | None] = {
     ("POST", "/api/nodes/{node_id}/commands"): Role.OPERATOR,
     ("DELETE", "/api/dead-letters"): Role.ADMIN,
     ("PUT", "/api/layout"): Role.ADMIN,
+    ("POST", "/api/cameras/{camera_id}/calibration/fit"): Role.OPERATOR,
+    ("PUT", "/api/cameras/{camera_id}/calibration"): Role.ADMIN,
     # Public: the map page (it asks for a key itself), health and metrics for probes and Prometheus,
     # the API's own documentation, static assets.
     ("GET", "/"): None,
