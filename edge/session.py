@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import assert_never
 
 from edge.capture import CameraWorker
 from edge.observability import EdgeMetrics
@@ -220,23 +221,33 @@ class NodeSession:
         self._publish(TopicKind.COMMAND_ACK, ack)
 
     def _apply(self, request: CommandRequest) -> None:
+        # Exhaustive over the contract's commands: one added there and not here fails mypy.
         command = request.command
-        if isinstance(command, Rebirth):
-            log.info("edge node %s: rebirth requested by %s", self.node_id, request.issued_by or "the cloud")
-            self._publish_birth()
-            return
-        worker = self.workers.get(command.camera_id)
-        if worker is None:
-            raise ValueError(f"camera {command.camera_id!r} is not served by node {self.node_id}")
-        if isinstance(command, SetSampleRate):
-            worker.set_sample_fps(command.fps)
-        elif isinstance(command, SetCameraEnabled):
-            worker.set_enabled(command.enabled)
-        elif isinstance(command, RequestThumbnail):
-            self.thumbnails.request(
-                command.camera_id, command.span.start_m, command.span.end_m, time.monotonic()
-            )
+        match command:
+            case Rebirth():
+                log.info(
+                    "edge node %s: rebirth requested by %s", self.node_id, request.issued_by or "the cloud"
+                )
+                self._publish_birth()
+                return
+            case SetSampleRate():
+                self._worker(command.camera_id).set_sample_fps(command.fps)
+            case SetCameraEnabled():
+                self._worker(command.camera_id).set_enabled(command.enabled)
+            case RequestThumbnail():
+                self._worker(command.camera_id)
+                self.thumbnails.request(
+                    command.camera_id, command.span.start_m, command.span.end_m, time.monotonic()
+                )
+            case _:
+                assert_never(command)
         log.info("edge node %s: applied %s from %s", self.node_id, command, request.issued_by or "the cloud")
+
+    def _worker(self, camera_id: str) -> CameraWorker:
+        worker = self.workers.get(camera_id)
+        if worker is None:
+            raise ValueError(f"camera {camera_id!r} is not served by node {self.node_id}")
+        return worker
 
     # -----------------------------------------------------------------------------------------
 
