@@ -84,17 +84,27 @@ class TcpProxy:
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
         peers = {client: server, server: client}
+        held: dict[socket.socket, bytes] = {}  # read after a switch away from forward: passed on later
         while not self._stop.is_set():
-            if self.mode == "blackhole":
+            # Held while blackholed, and while being reset: a connection on its way to an RST must
+            # not pass on the bytes a blackhole held for it.
+            if self.mode != "forward":
                 self._stop.wait(_POLL_S)  # read nothing, send nothing: the bytes wait in the buffers
                 continue
             try:
+                for sock, data in held.items():
+                    peers[sock].sendall(data)
+                held.clear()
                 ready, _, _ = select.select(list(peers), [], [], _POLL_S)
                 for sock in ready:
                     data = sock.recv(65536)
                     if not data:
                         raise OSError("closed")
-                    peers[sock].sendall(data)
+                    # The mode may have changed while select waited: bytes read since are held.
+                    if self.mode == "forward":
+                        peers[sock].sendall(data)
+                    else:
+                        held[sock] = held.get(sock, b"") + data
             except (OSError, ValueError):
                 for sock in peers:
                     _reset(sock)

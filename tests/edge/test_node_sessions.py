@@ -143,7 +143,12 @@ def test_a_node_killed_with_detections_in_flight_sends_them_after_its_restart(
         expected = set(range(node.last_seq()))
         missing = expected - _received(collector)
         spooled = node.spooled_seqs()
-        assert len(missing) >= 12
+        assert len(missing) >= 12, (
+            first_unsent,
+            node.last_seq(),
+            sorted(missing),
+            sorted(_received(collector)),
+        )
         assert missing <= spooled, (
             f"{len(missing - spooled)} detections the broker never acknowledged are gone from the "
             f"spool: {sorted(missing - spooled)[:10]}"
