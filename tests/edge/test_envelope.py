@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 
 from depotwatch.cli import app
 from edge.config import LpeConfig
-from edge.lpe.envelope import Envelope, Range, load_envelope, mounting_warnings
+from edge.lpe.envelope import load_envelope, mounting_warnings
 from shared.errors import ConfigError
 from shared.layout import load_facility, parse_facility
 from shared.mounting import Mounting, mounting_of
+from sim.placement import DEPOT_ENVELOPE
 from tests.conftest import EXAMPLE_LAYOUT, REPO
 
 SHIPPED = LpeConfig().model_dir
@@ -60,15 +61,7 @@ def test_the_example_depot_lies_in_the_shipped_models_envelope() -> None:
 
 
 def test_each_quantity_out_of_range_is_named() -> None:
-    envelope = Envelope(
-        measured_on="a test",
-        height_m=Range(low=3, high=15),
-        lateral_m=Range(low=2, high=15),
-        sides=["left", "right"],
-        hfov_deg=Range(low=35, high=100),
-        min_view_m=5,
-        max_roll_deg=5,
-    )
+    envelope = DEPOT_ENVELOPE  # 3–15 m, 2–15 m either side, 35–100°, at least 5 m, ±5°
     inside = Mounting(height_m=3, lateral_m=-15, hfov_deg=100, view_m=5, roll_deg=-5)
     assert envelope.outside(inside) == []
     outside = Mounting(height_m=2.9, lateral_m=15.1, hfov_deg=34, view_m=4.9, roll_deg=5.1)
