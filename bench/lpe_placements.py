@@ -68,8 +68,9 @@ def placement_sets(data_dir: Path, count: int, frames: int) -> list[PlacementSet
     for i, (_placement, entry) in enumerate(draw_placements(DEPOT_ENVELOPE, count, PLACEMENT_SEED)):
         (camera_id,) = entry
         layout = folder / f"{camera_id}.yaml"
-        layout.write_text(yaml.safe_dump(placement_layout(entry)))
-        camera = parse_facility(yaml.safe_load(layout.read_text()), str(layout)).cameras[camera_id]
+        document = placement_layout(entry)
+        layout.write_text(yaml.safe_dump(document))  # the renderer's worker processes read it
+        camera = parse_facility(document, str(layout)).cameras[camera_id]
         scenario = scenario_for(PLACEMENT_SEED + i, TRAIN_CONDITIONS)
         samples = cached(
             folder / f"{camera_id}_{frames}.npz",

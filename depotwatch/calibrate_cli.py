@@ -5,7 +5,7 @@ the loader's verdict, draw the fit back over the picture, and write it into the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import cv2
 import numpy as np
@@ -14,8 +14,9 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from depotwatch.cli_support import console, errors, exit_on_error
-from shared.calibration_check import FitReport, check_points
-from shared.calibration_overlay import RAIL_OFFSET_M, draw_overlay
+from shared.calibration import RAIL_OFFSET_M
+from shared.calibration_check import FitReport, check_points, view_of_track, with_calibration
+from shared.calibration_overlay import draw_overlay
 from shared.errors import ConfigError, ConfigIssue
 from shared.frames import Frame
 from shared.layout import CalibrationPoint, parse_facility
@@ -125,11 +126,10 @@ def calibrate_fit(
             )
         raise typer.Exit(1)
     fitted = report.calibration.model
-    view = fitted.rail_interval_in_image(width, height, 0.0, facility.tracks[track].length_m)
+    view = view_of_track(fitted, (width, height), facility.tracks[track].length_m)
     if view is None:
         errors.print(f"refused: the fit puts no metre of {track} inside the {width}x{height} picture")
         raise typer.Exit(1)
-    view = (round(view[0], 1), round(view[1], 1))
     out = overlay or image.with_name(f"{image.stem}.overlay.png")
     cv2.imwrite(str(out), draw_overlay(picture, fitted, view, report.residuals, report.outlier))
     console.print(
@@ -138,30 +138,10 @@ def calibrate_fit(
         highlight=False,
     )
     if write and camera is not None:
-        _write_calibration(layout, data, camera, track, report, view, (width, height))
+        entry = data["cameras"][camera]
+        entry["track"], entry["resolution"] = track, [width, height]  # as the snapshot shows them
+        with exit_on_error():
+            calibrated = with_calibration(data, camera, report.calibration, view)
+            parse_facility(calibrated, str(layout))  # written only if the whole layout still validates
+            write_yaml_atomically(layout, calibrated)
         console.print(f"{layout}: camera {camera} calibrated (previous file kept as {layout.name}.previous)")
-
-
-def _write_calibration(
-    layout: Path,
-    data: dict[str, Any],
-    camera: str,
-    track: str,
-    report: FitReport,
-    view: tuple[float, float],
-    resolution: tuple[int, int],
-) -> None:
-    """Put the points and view into the camera's entry and write the layout only if it still validates."""
-    if report.calibration is None:
-        raise ValueError("only an accepted calibration is written")
-    entry = data["cameras"][camera]
-    entry["track"] = track
-    entry["resolution"] = list(resolution)
-    entry["view"] = {"start_m": view[0], "end_m": view[1]}
-    entry["calibration"] = {
-        "points": [p.model_dump(mode="json") for p in report.calibration.points],
-        "max_error_px": report.calibration.max_error_px,
-    }
-    with exit_on_error():
-        parse_facility(data, str(layout))
-        write_yaml_atomically(layout, data)

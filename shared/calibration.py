@@ -18,6 +18,8 @@ from shared.errors import CalibrationError
 
 FloatArray = npt.NDArray[np.float64]
 
+# Half of the 1520 mm gauge: the rail heads' lateral offsets are ±this.
+RAIL_OFFSET_M = 0.76
 # Fewer points leave the homography's 8 degrees of freedom undetermined.
 MIN_POINTS = 4
 # A triangle of ground points with less area than this (m²) cannot pin the plane's orientation.

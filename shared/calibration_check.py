@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
@@ -61,7 +62,7 @@ def check_points(
         problems = [str(error["msg"]).removeprefix("Value error, ") for error in exc.errors()]
     image, track = _arrays(points)
     try:
-        fitted = TrackCalibration.fit(image, track)
+        fitted = calibration.model if calibration is not None else TrackCalibration.fit(image, track)
     except CalibrationError:
         return FitReport(calibration, problems, [], None)
     pixels = np.linalg.norm(fitted.to_image(track) - image, axis=1)
@@ -80,6 +81,29 @@ def check_points(
         ]
         outlier = min(agreeing)[2] if agreeing else None
     return FitReport(calibration, problems, residuals, outlier)
+
+
+def view_of_track(
+    calibration: TrackCalibration, resolution: tuple[int, int], track_length_m: float
+) -> tuple[float, float] | None:
+    """The track metres whose centreline the fit puts inside a picture of `resolution`, to 0.1 m (a
+    camera's `view` in the layout); None when no metre of the track is in it."""
+    found = calibration.rail_interval_in_image(*resolution, 0.0, track_length_m)
+    return None if found is None else (round(found[0], 1), round(found[1], 1))
+
+
+def with_calibration(
+    document: dict[str, Any], camera_id: str, calibration: Calibration, view: tuple[float, float]
+) -> dict[str, Any]:
+    """A layout document (as YAML or the API holds it) with the camera's calibration and view
+    replaced; validate it (shared.layout.parse_facility) before using it."""
+    entry = document["cameras"][camera_id]
+    entry["calibration"] = {
+        "points": [p.model_dump(mode="json") for p in calibration.points],
+        "max_error_px": calibration.max_error_px,
+    }
+    entry["view"] = {"start_m": view[0], "end_m": view[1]}
+    return document
 
 
 def _arrays(points: Sequence[CalibrationPoint]) -> tuple[np.ndarray, np.ndarray]:

@@ -9,11 +9,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from shared.calibration import TrackCalibration
+from shared.calibration import RAIL_OFFSET_M, TrackCalibration
 from shared.calibration_check import PointResidual
 from shared.frames import Frame
 
-RAIL_OFFSET_M = 0.76  # half of the 1520 mm gauge
 TICK_HALF_M = 1.1  # a metre tick reaches this far either side of the centreline
 RAIL = (0, 200, 255)  # BGR: amber
 TICK = (255, 255, 255)

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from edge.lpe.envelope import Envelope, Range
+from shared.calibration import RAIL_OFFSET_M
 from shared.projection import PinholeCamera
 
-RAIL_OFFSET_M = 0.76  # half of the 1520 mm gauge
 RESOLUTION = (1280, 720)
 # The camera's aim: a point this high above the rail head, ahead of the camera along the track.
 AIM_HEIGHT_M = 1.0

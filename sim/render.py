@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from shared.calibration import RAIL_OFFSET_M
 from shared.frames import Frame
 from shared.layout import Facility
 from shared.projection import NEAR_PLANE_M, FloatArray, PinholeCamera
@@ -167,7 +168,7 @@ class CameraRenderer:
             self._fill(img, _quad_z(s - 0.25, s + 0.25, wall - 0.5, 0.0, 9.0), (120, 125, 130))
         self._fill(img, _quad_ground(lo, hi, -15.0, wall), FLOOR)
         self._fill(img, _quad_ground(lo, hi, -0.62, 0.62), PIT)
-        for centre in (-0.76, 0.76):
+        for centre in (-RAIL_OFFSET_M, RAIL_OFFSET_M):
             self._fill(img, _quad_ground(lo, hi, centre - 0.04, centre + 0.04), RAIL)
         for centre in (-2.2, 2.2):
             self._fill(img, _quad_ground(lo, hi, centre - 0.05, centre + 0.05), SAFETY_LINE)

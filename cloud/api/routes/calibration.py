@@ -4,14 +4,14 @@ replace. The commissioning tools call these."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException
 from pydantic import BaseModel, Field
 
 from cloud.api.deps import AdminKey, OperatorKey, ServiceDep
 from cloud.api.schemas import CalibrationFitPublic, PointResidualPublic
-from shared.calibration_check import FitReport, check_points
+from shared.calibration_check import FitReport, check_points, view_of_track, with_calibration
 from shared.errors import LayoutError
 from shared.layout import CalibrationPoint, Camera, Facility, parse_facility
 
@@ -36,9 +36,7 @@ def _public(report: FitReport, facility: Facility, camera: Camera | None) -> Cal
     fitted = report.calibration.model if report.calibration is not None else None
     view = None
     if fitted is not None and camera is not None:
-        width, height = camera.resolution
-        found = fitted.rail_interval_in_image(width, height, 0.0, facility.tracks[camera.track].length_m)
-        view = None if found is None else (round(found[0], 1), round(found[1], 1))
+        view = view_of_track(fitted, camera.resolution, facility.tracks[camera.track].length_m)
     return CalibrationFitPublic(
         accepted=report.accepted,
         problems=report.problems,
@@ -80,15 +78,10 @@ def save_calibration(
     camera = _camera(facility, camera_id)
     report = _check(camera, survey)
     fit = _public(report, facility, camera)
-    if not report.accepted or fit.view is None:
+    if report.calibration is None or fit.view is None:
         reasons = fit.problems or ["the fit puts no metre of the camera's track inside its image"]
         raise HTTPException(422, {"problems": reasons, "outlier": fit.outlier})
-    document: dict[str, Any] = facility.model_dump(mode="json")
-    document["cameras"][camera_id]["calibration"] = {
-        "points": [p.model_dump(mode="json") for p in survey.points],
-        "max_error_px": survey.max_error_px,
-    }
-    document["cameras"][camera_id]["view"] = {"start_m": fit.view[0], "end_m": fit.view[1]}
+    document = with_calibration(facility.model_dump(mode="json"), camera_id, report.calibration, fit.view)
     try:
         replaced = parse_facility(document, "calibration")
     except LayoutError as exc:
