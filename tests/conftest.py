@@ -4,6 +4,10 @@ Defaults need nothing installed: an embedded amqtt broker on a free port and a S
 DEPOTWATCH_TEST_MQTT_URL (mqtt://host:port) and DEPOTWATCH_TEST_DATABASE_URL (an SQLAlchemy URL,
 e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) to run the same tests against Mosquitto and
 PostgreSQL; each PostgreSQL session gets a fresh database that is dropped afterwards.
+
+With DEPOTWATCH_TEST_SERVERS_ONLY=1 (CI's second pass) only the tests that reach those servers run: the
+ones using the broker or database fixtures, and those marked `servers` (they read the variables
+themselves). The others would only repeat, against the same code, what the first pass ran.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_LAYOUT = REPO / "examples" / "facility.yaml"
 MQTT_ENV = "DEPOTWATCH_TEST_MQTT_URL"
 DATABASE_ENV = "DEPOTWATCH_TEST_DATABASE_URL"
+SERVERS_ONLY_ENV = "DEPOTWATCH_TEST_SERVERS_ONLY"
+# The fixtures through which a test reaches the broker or the database the variables above choose.
+SERVER_FIXTURES = frozenset({"mqtt_url", "database_factory"})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,6 +59,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="The cloud's watermark in that test: how late in transit a detection may be and still count "
         "live where a replay counts it (raise it for a long run on a busy machine).",
     )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under DEPOTWATCH_TEST_SERVERS_ONLY, deselect the tests that reach neither server."""
+    if os.environ.get(SERVERS_ONLY_ENV) != "1":
+        return
+    keep, drop = [], []
+    for item in items:
+        uses = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        (keep if uses or item.get_closest_marker("servers") else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,10 @@ def _config(tmp_path: Path, database_url: str) -> Path:
     return path
 
 
+# Some of these tests read DEPOTWATCH_TEST_DATABASE_URL themselves: they run in CI's second pass.
+pytestmark = pytest.mark.servers
+
+
 def _create_key(config: Path, **env: str) -> tuple[int, str]:
     result = CliRunner().invoke(
         app, ["cloud", "keys", "create", "--role", "viewer", "--config", str(config)], env=env
