@@ -134,9 +134,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory, facility: Facility) -> Iterat
             raise
         assert process.returncode == 0, "".join(lines[-30:])
         assert "demo: stopped" in "".join(lines)
-        # Producers stop before the consumers and the broker: no node saw its broker go away.
-        for node_log in workdir.glob("edge-*.log"):
-            assert "lost the connection" not in node_log.read_text(), node_log.read_text()[-3000:]
+        # Producers stop, then consumers, then the broker: no node, cloud or worker saw it go away.
+        logs = sorted(workdir.glob("*.log"))
+        assert {"cloud.log", "recognition.log"} <= {log.name for log in logs}, logs
+        for service_log in logs:
+            assert "lost the connection" not in service_log.read_text(), (
+                service_log.name,
+                service_log.read_text()[-3000:],
+            )
 
 
 def _truth(facility: Facility, t: float, tracks: set[str]) -> dict[str, list[tuple[float, float]]]:

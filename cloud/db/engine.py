@@ -32,15 +32,16 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, 
 POOL_TIMEOUT_S = 10
 
 
-# What to do about the usual reasons a database cannot be opened (matched in the driver's message).
+# What to do about the usual reasons a database cannot be opened (matched in the driver's message, in
+# this order: SQLite's message also says "database").
 HINTS = (
+    ("unable to open database file", "the SQLite file's folder must exist and be writable"),
     ("connection refused", "is PostgreSQL running and listening on that host and port?"),
     ("failed to resolve host", "check the host name"),
     ("timeout expired", "no answer: check the host, the port and any firewall between"),
     ("password authentication failed", "check the user name and password"),
     ("role", "check the user name (or create that role)"),
     ("database", "create it (e.g. `createdb`) or correct the name in the URL"),
-    ("unable to open database file", "the SQLite file's folder must exist and be writable"),
 )
 
 

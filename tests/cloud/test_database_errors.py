@@ -108,3 +108,14 @@ def test_a_sqlite_file_in_a_folder_that_cannot_be_made_names_the_setting(tmp_pat
     status, output = _create_key(_config(tmp_path, f"sqlite:///{blocker}/cloud.sqlite"))
     (line,) = output.strip().splitlines()
     assert status == 2 and line.startswith("database_url: ") and str(blocker) in line
+
+
+def test_a_sqlite_file_that_cannot_be_opened_says_what_sqlite_needs(tmp_path: Path) -> None:
+    """The folder exists but the file's name is taken by a folder: SQLite cannot open it, and the hint
+    is SQLite's, not PostgreSQL's `createdb`."""
+    taken = tmp_path / "cloud.sqlite"
+    taken.mkdir()
+    status, output = _create_key(_config(tmp_path, f"sqlite:///{taken}"))
+    (line,) = output.strip().splitlines()
+    assert status == 2 and line.startswith("database_url: "), line
+    assert line.endswith("unable to open database file; the SQLite file's folder must exist and be writable")

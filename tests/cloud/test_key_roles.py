@@ -171,6 +171,29 @@ def test_offline_a_key_never_verified_or_found_invalid_cannot_be_checked(
         roles.role(revoked, database_available=False)
 
 
+def test_a_lookup_that_fails_is_logged_with_its_reason_and_falls_back_to_the_verified_keys(
+    engine: Engine, roles: KeyRoles, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database went away before the watch noticed: the lookup raises, the key verified before
+    keeps its role, and the log says why the answer came from memory."""
+    key = create_key(engine, Role.OPERATOR, "verified")
+    assert roles.role(key) == Role.OPERATOR
+
+    def fails(*_: object) -> Role | None:
+        raise ConnectionError("server closed the connection")
+
+    monkeypatch.setattr(auth, "role_of", fails)
+    with caplog.at_level("DEBUG", logger="cloud.auth"):
+        assert roles.role(key) == Role.OPERATOR
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "cloud.auth",
+            "DEBUG",
+            "key lookup failed (server closed the connection): answering from the keys verified lately",
+        )
+    ]
+
+
 def test_a_lookup_that_hangs_past_the_timeout_falls_back_to_the_verified_keys(
     engine: Engine, roles: KeyRoles, monkeypatch: pytest.MonkeyPatch
 ) -> None:
