@@ -32,9 +32,9 @@ from bench.lpe_placements import (
 )
 from bench.lpe_scoring import Tally
 from edge.lpe.decode import decode
-from edge.lpe.envelope import ENVELOPE_FILE, load_envelope
 from edge.lpe.model_files import Precision, model_path
 from edge.lpe.openvino_lpe import INPUT_SHAPE, OpenVinoLpe
+from shared.envelope import ENVELOPE_FILE, load_envelope
 from shared.layout import load_facility
 from sim.scenario import Scenario
 from sim.source import SimCamera, SimUrl

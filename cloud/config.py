@@ -11,7 +11,8 @@ from pydantic_settings import SettingsConfigDict
 
 from cloud.db.urls import check_database_url
 from cloud.fse import FseSettings
-from shared.errors import ConfigError
+from shared.envelope import load_envelope
+from shared.errors import ConfigError, ConfigIssue
 from shared.ids import Identifier
 from shared.messages import PROD_FLOW
 from shared.mqtt import BrokerConfig
@@ -129,6 +130,27 @@ class RecognitionConfig(RecognitionModels):
     )
 
 
+class CalibrationConfig(StrictModel):
+    """The calibration workbench (`/calibrate`) and its API."""
+
+    lpe_model_dir: Path = Field(
+        Path("ir_models/lpe/1.0.0"),
+        description="The edge's LPE model folder: a fit's mounting is checked against the envelope it "
+        "declares (envelope.yaml), as `depotwatch layout check` does.",
+    )
+
+    def problems(self, key: str = "calibration") -> list[ConfigIssue]:
+        """What is wrong with the model folder, as issues under `key`: missing, or its envelope
+        malformed; a service checks this when it loads its config, so it fails at start."""
+        if not self.lpe_model_dir.is_dir():
+            return [ConfigIssue(f"{key}.lpe_model_dir", f"{self.lpe_model_dir} is not a folder")]
+        try:
+            load_envelope(self.lpe_model_dir)
+        except ConfigError as exc:
+            return [ConfigIssue(f"{key}.lpe_model_dir", str(exc))]
+        return []
+
+
 class FlowConfig(StrictModel):
     """One data flow's state estimator. Detections of a flow not listed here are stored, not fused."""
 
@@ -165,6 +187,7 @@ class CloudConfig(FileSettings):
     api: ApiConfig = Field(default_factory=ApiConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     recognition: RecognitionConfig = Field(default_factory=RecognitionConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     update_interval_s: float = Field(
         0.1,
         gt=0,
@@ -236,9 +259,9 @@ class CloudConfig(FileSettings):
 
 def load_cloud_config(path: Path) -> CloudConfig:
     """Read and validate the service's YAML; raises ConfigError naming each bad key (a TLS file that
-    does not exist among them)."""
+    does not exist, or an LPE model folder without a readable envelope, among them)."""
     config = load_settings(CloudConfig, path)
-    missing = config.broker.missing_files()
+    missing = config.broker.missing_files() + config.calibration.problems()
     if missing:
         raise ConfigError(str(path), missing)
     return config

@@ -32,6 +32,7 @@ from cloud.db.ingest_rows import (
     apply_camera_status,
     apply_lifecycle,
     apply_node_status,
+    store_snapshot,
     store_thumbnail,
 )
 from cloud.dedupe import Seen, SeenSeqs
@@ -51,6 +52,7 @@ from shared.messages import (
     NodeLifecycle,
     NodeStatus,
     Recognition,
+    Snapshot,
     Thumbnail,
 )
 from shared.mqtt import Ack
@@ -71,10 +73,11 @@ CONSUMED = (
     TopicKind.NODE_STATE,
     TopicKind.NODE_STATUS,
     TopicKind.CAMERA_STATUS,
+    TopicKind.SNAPSHOT,
     TopicKind.COMMAND_ACK,
 )
 # The messages only written as they arrive (nothing fused), each once the layout admits it.
-Written = Thumbnail | Recognition | NodeLifecycle | NodeStatus | CameraStatus
+Written = Thumbnail | Snapshot | Recognition | NodeLifecycle | NodeStatus | CameraStatus
 
 
 def subscriptions(site: str) -> list[str]:
@@ -175,7 +178,7 @@ class Ingest:
                 known_node(facility, message.node_id)
                 self._command_ack(message)
                 ack()
-            case Thumbnail() | Recognition() | NodeLifecycle() | NodeStatus() | CameraStatus():
+            case Thumbnail() | Snapshot() | Recognition() | NodeLifecycle() | NodeStatus() | CameraStatus():
                 write = self._admitted_write(facility, message, now)
                 if write is None:
                     ack()
@@ -198,6 +201,11 @@ class Ingest:
                 camera_of(facility, meta.node_id, meta.camera_id, meta.track_id)
                 not_ahead(meta.captured_at, now, skew, "captured_at")
                 return functools.partial(store_thumbnail, engine, thumbnail=message)
+            case Snapshot():
+                shown = message.meta
+                camera_of(facility, shown.node_id, shown.camera_id)
+                not_ahead(shown.captured_at, now, skew, "captured_at")
+                return functools.partial(self._snapshot, message, now)
             case Recognition():
                 camera_of(facility, message.node_id, message.camera_id, message.track_id)
                 not_ahead(message.captured_at, now, skew, "captured_at")
@@ -260,6 +268,10 @@ class Ingest:
         self.counts.command_acks += 1
         verdict = "accepted" if message.accepted else f"rejected ({message.reason})"
         log.info("ingest: node %s %s command %s", message.node_id, verdict, message.command_id)
+
+    def _snapshot(self, message: Snapshot, now: datetime) -> None:
+        done = store_snapshot(self.engine, snapshot=message, now=now)
+        log.info("ingest: camera %s: %s", message.meta.camera_id, done)
 
     def _lifecycle(self, message: NodeLifecycle, now: datetime) -> None:
         done = apply_lifecycle(self.engine, message=message, now=now)

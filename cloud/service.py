@@ -33,7 +33,7 @@ from cloud.state_writer import StateWriter
 from cloud.thumbnail_asks import ThumbnailAsks
 from shared.codec import encode
 from shared.layout import Facility
-from shared.messages import PROD_FLOW, CommandRequest, Recognition
+from shared.messages import PROD_FLOW, Command, CommandRequest, Recognition
 from shared.mqtt import MqttConnection
 from shared.topics import Topic, TopicKind, shared_subscription
 from shared.yaml_config import write_yaml_atomically
@@ -275,6 +275,19 @@ class CloudService:
             len(kept),
         )
 
+    def send_command(self, node_id: str, command: Command, by: str) -> CommandRequest | None:
+        """Publish a command to a node, which answers on its ack topic; returns the request sent, or
+        None when the broker is not reachable now (nothing is sent)."""
+        if not self.link.connected.is_set():
+            # Not handed to paho, which would hold it and send it once connected: after the caller was
+            # told it was not sent.
+            return None
+        request = CommandRequest(
+            command_id=uuid.uuid4(), issued_at=datetime.now(UTC), issued_by=by, command=command
+        )
+        topic = Topic(TopicKind.COMMAND, self.facility.site, node_id)
+        return None if self.link.publish(str(topic), encode(request)) is None else request
+
     def update_once(self, now: datetime | None = None) -> list[Event]:
         """Fuse, save and announce the state of every wall-clock flow as of `now` (by default the last
         update instant a watermark ago) once per instant; returns the prod flow's events."""
@@ -346,13 +359,7 @@ class CloudService:
         if not self.link.connected.is_set():
             return  # asked again once connected: nothing is lost by waiting
         for ask in self.thumbnail_asks.due(self.fse.locos(), self.identities.get, time.monotonic()):
-            request = CommandRequest(
-                command_id=uuid.uuid4(),
-                issued_at=datetime.now(UTC),
-                issued_by="cloud:recognition",
-                command=ask.command,
-            )
-            self.link.publish(str(Topic(TopicKind.COMMAND, self.facility.site, ask.node_id)), encode(request))
+            self.send_command(ask.node_id, ask.command, "cloud:recognition")
             log.debug("asked %s for a thumbnail of %s", ask.node_id, ask.command)
 
     def _purge(self) -> None:

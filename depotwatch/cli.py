@@ -97,7 +97,7 @@ def layout_check(
 
 def _warn_mountings(facility: Facility, model_dir: Path) -> None:
     """Name each camera mounted outside the LPE's envelope, on stderr; the layout stays valid."""
-    from edge.lpe.envelope import load_envelope, mounting_warnings
+    from shared.envelope import load_envelope, mounting_warnings
 
     with exit_on_error():
         envelope = load_envelope(model_dir)
@@ -215,15 +215,18 @@ def edge_snapshot(
 ) -> None:
     """Write one full-resolution frame of a camera, straight from its source (for calibrating it)."""
     from edge.config import load_edge_config
-    from edge.snapshot import take_snapshot
+    from edge.snapshot import full_resolution_jpeg, take_snapshot
 
     with exit_on_error():
         node, facility = load_edge_config(config)
         frame = take_snapshot(node, facility, camera, with_sim())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), frame, [cv2.IMWRITE_JPEG_QUALITY, 95]):
-        errors.print(f"cannot write {out}", markup=False)
-        raise typer.Exit(2)
+        jpeg = full_resolution_jpeg(frame)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(jpeg)
+    except OSError as exc:
+        errors.print(f"cannot write {out}: {exc}", markup=False)
+        raise typer.Exit(2) from exc
     height, width = frame.shape[:2]
     console.print(f"{out}: camera {camera}, {width}x{height}", highlight=False)
 

@@ -90,6 +90,8 @@ class PacedSource:
 
 
 FrameSink = Callable[[str, Frame, datetime], None]
+# A frame and when it was captured.
+Captured = tuple[Frame, datetime]
 
 
 class CameraWorker:
@@ -118,6 +120,9 @@ class CameraWorker:
         self._fps = 0.0
         self._last_frame_mono: float | None = None
         self.last_frame_at: datetime | None = None
+        # The latest frame read, whatever its picture (a snapshot of a black one shows why), kept by
+        # reference: sources hand out a new array per frame and nothing writes into one.
+        self.latest: Captured | None = None
         self._reconnects: deque[float] = deque()
         self.frames_total = 0
         self.fps_inferred = 0.0
@@ -249,6 +254,7 @@ class CameraWorker:
             self._fps = instant if self._fps == 0 else (1 - FPS_ALPHA) * self._fps + FPS_ALPHA * instant
         self._last_frame_mono = now
         self.last_frame_at = datetime.now(UTC)
+        self.latest = (frame, self.last_frame_at)  # one assignment: readers never see a torn pair
         self.frames_total += 1
         sample = frame[::FROZEN_STRIDE, ::FROZEN_STRIDE]
         if self._signature is None or not np.array_equal(sample, self._signature):

@@ -8,9 +8,9 @@ import threading
 from pathlib import Path
 
 from edge.config import load_edge_config
-from edge.lpe.envelope import ENVELOPE_FILE, load_envelope, mounting_warnings
 from edge.node import EdgeNode
 from edge.sources import VIDEO_SOURCES, SourceRegistry, check_sources
+from shared.envelope import ENVELOPE_FILE, load_envelope, mounting_warnings
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def check_edge(config_path: Path, sources: SourceRegistry = VIDEO_SOURCES) -> tuple[str, list[str]]:
     """Validate the config, its layout, model files and that `sources` opens every camera's source,
     without starting anything: a one-line summary, and a warning for each of the node's cameras
-    mounted outside its LPE's envelope (edge.lpe.envelope)."""
+    mounted outside its LPE's envelope (shared.envelope)."""
     config, facility = load_edge_config(config_path)
     check_sources(config, facility, sources)
     cameras = sorted(facility.cameras_of_node(config.node_id))

@@ -8,12 +8,12 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
+from contextlib import ExitStack
 
 from edge.aggregate import LatestFrames, MotionGate, Sampled
 from edge.capture import CameraWorker
 from edge.lpe.estimator import PositionEstimator
-from edge.lpe.strip import FrameError
 from edge.observability import EdgeMetrics
 from edge.shadow import Emit, ShadowRunner
 from edge.spool import Kind, Spool
@@ -22,6 +22,7 @@ from edge.thumbnails import ThumbnailMaker
 from shared.codec import encode
 from shared.layout import Camera
 from shared.messages import Detection, LocoExtent, ModelRef, TrackSpan
+from shared.strip import FrameError
 from shared.topics import Topic, TopicKind
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class InferenceLoop:
         site: str,
         node_id: str,
         flow: str,
-        cameras: Mapping[str, Camera],
+        cameras: MutableMapping[str, Camera],
         workers: Mapping[str, CameraWorker],
         frames: LatestFrames,
         estimator: PositionEstimator,
@@ -55,7 +56,7 @@ class InferenceLoop:
         self.site = site
         self.node_id = node_id
         self.flow = flow
-        self.cameras = cameras
+        self.cameras = cameras  # the node's own map: `recalibrate` updates it
         self.workers = workers
         self.frames = frames
         self.estimator = estimator
@@ -68,6 +69,8 @@ class InferenceLoop:
             name: ShadowRunner(name, shadow, self._shadow_emitter(name, shadow.model), metrics)
             for name, shadow in shadow_estimators.items()
         }
+        # Held over a batch's estimate and emit, so that a recalibration falls between two batches.
+        self._batch = threading.Lock()
         self._stop = threading.Event()
         self.thread = logged_thread("edge-infer", self._loop, node_id)
 
@@ -83,6 +86,24 @@ class InferenceLoop:
         self.thread.join(10)
         for shadow in self.shadows.values():
             shadow.stop()
+
+    def recalibrate(self, camera_id: str, camera: Camera) -> None:
+        """Use `camera` (a new calibration and view of one of the node's cameras) for its next frames
+        in every flow: the estimators' strips, the thumbnails' crops and the detections' view switch
+        together between two batches, so no detection mixes the old and the new. Raises ValueError
+        for a camera not here."""
+        if camera_id not in self.cameras:
+            raise ValueError(f"camera {camera_id!r} is not served by node {self.node_id}")
+        with ExitStack() as paused:
+            # The main flow waits here at most for one shadow batch, once per recalibration.
+            paused.enter_context(self._batch)
+            for shadow in self.shadows.values():
+                paused.enter_context(shadow.paused())
+            self.estimator.recalibrate(camera_id, camera)
+            for shadow in self.shadows.values():
+                shadow.estimator.recalibrate(camera_id, camera)
+            self.thumbnails.recalibrate(camera_id, camera)
+            self.cameras[camera_id] = camera
 
     def _loop(self) -> None:
         inferred_at: dict[str, float] = {}
@@ -100,23 +121,27 @@ class InferenceLoop:
                 todo.append(s)
             if not todo:
                 continue
-            estimated = self._estimate(todo)
-            if self.shadows:
-                frames = [s for s, _ in estimated]
-                for shadow in self.shadows.values():
-                    shadow.offer(frames)
-            for s, extents in estimated:
-                try:
-                    self._emit(s, extents, now)
-                except ValueError as exc:  # the contract refuses it (a model gone wrong): this one only
-                    log.error("camera %s: detection not sent, it breaks the contract: %s", s.camera_id, exc)
-                    continue
-                last = inferred_at.get(s.camera_id)
-                if last is not None and now > last:
-                    worker = self.workers[s.camera_id]
-                    worker.fps_inferred = (1 - FPS_ALPHA) * worker.fps_inferred + FPS_ALPHA / (now - last)
-                inferred_at[s.camera_id] = now
-                self.metrics.frames_inferred.labels(s.camera_id).inc()
+            with self._batch:
+                self._infer(todo, now, inferred_at)
+
+    def _infer(self, todo: list[Sampled], now: float, inferred_at: dict[str, float]) -> None:
+        estimated = self._estimate(todo)
+        if self.shadows:
+            frames = [s for s, _ in estimated]
+            for shadow in self.shadows.values():
+                shadow.offer(frames)
+        for s, extents in estimated:
+            try:
+                self._emit(s, extents, now)
+            except ValueError as exc:  # the contract refuses it (a model gone wrong): this one only
+                log.error("camera %s: detection not sent, it breaks the contract: %s", s.camera_id, exc)
+                continue
+            last = inferred_at.get(s.camera_id)
+            if last is not None and now > last:
+                worker = self.workers[s.camera_id]
+                worker.fps_inferred = (1 - FPS_ALPHA) * worker.fps_inferred + FPS_ALPHA / (now - last)
+            inferred_at[s.camera_id] = now
+            self.metrics.frames_inferred.labels(s.camera_id).inc()
 
     def _estimate(self, todo: list[Sampled]) -> list[tuple[Sampled, list[LocoExtent]]]:
         started = time.perf_counter()

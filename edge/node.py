@@ -17,11 +17,13 @@ from edge.lpe.estimator import PositionEstimator
 from edge.models import open_lpe, open_shadows
 from edge.observability import EdgeMetrics, HealthServer
 from edge.publisher import SpoolPublisher
+from edge.recalibration import recalibrated, write_calibration
 from edge.session import NodeSession
 from edge.sources import VIDEO_SOURCES, SourceRegistry, camera_openers
 from edge.spool import Spool
 from edge.thumbnails import ThumbnailMaker
 from shared.layout import Facility
+from shared.messages import SetCalibration
 from shared.mqtt import MqttConnection
 
 log = logging.getLogger(__name__)
@@ -81,9 +83,11 @@ class EdgeNode:
             link=self.link,
             spool=spool,
             workers=self.workers,
+            cameras=self.cameras,
             thumbnails=self.thumbnails,
             metrics=self.metrics,
             status_interval_s=config.status_interval_s,
+            recalibrate=self.recalibrate,
         )
         self.inference = InferenceLoop(
             site=facility.site,
@@ -169,6 +173,29 @@ class EdgeNode:
             stop.wait()
         finally:
             self.stop()
+
+    def recalibrate(self, command: SetCalibration, by: str) -> None:
+        """Make the command's calibration and view its camera's, in the layout file first (the previous
+        file kept) and then in the running units, without a restart; raises ValueError with the reason
+        (a camera of another node, a calibration the layout loader refuses, a file that cannot be
+        written), and then nothing has changed."""
+        old = self.cameras.get(command.camera_id)
+        if old is None:
+            raise ValueError(f"camera {command.camera_id!r} is not served by node {self.node_id}")
+        facility = recalibrated(self.facility, command)
+        camera = facility.cameras[command.camera_id]
+        written = write_calibration(self.config.layout, command)
+        self.inference.recalibrate(command.camera_id, camera)
+        self.facility = facility
+        log.info(
+            "edge node %s: camera %s recalibrated by %s, calibration %s -> %s (%s)",
+            self.node_id,
+            command.camera_id,
+            by,
+            old.calibration_version,
+            camera.calibration_version,
+            f"written to {self.config.layout}" if written else f"{self.config.layout} held it already",
+        )
 
     def health(self) -> dict[str, object]:
         """What /healthz reports; `problems` says why it is unhealthy (503)."""

@@ -7,18 +7,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import assert_never
 
 from edge.capture import CameraWorker
 from edge.observability import EdgeMetrics
+from edge.snapshot import latest_snapshot
 from edge.spool import Spool
 from edge.threads import logged_thread
 from edge.thumbnails import ThumbnailMaker
 from shared import __version__
 from shared.codec import decode_message, encode
 from shared.errors import ContractError
+from shared.layout import Camera
 from shared.messages import (
     CameraState,
     CommandAck,
@@ -28,7 +30,9 @@ from shared.messages import (
     NodeState,
     NodeStatus,
     Rebirth,
+    RequestSnapshot,
     RequestThumbnail,
+    SetCalibration,
     SetCameraEnabled,
     SetSampleRate,
 )
@@ -53,18 +57,23 @@ class NodeSession:
         link: MqttConnection,
         spool: Spool,
         workers: Mapping[str, CameraWorker],
+        cameras: Mapping[str, Camera],
         thumbnails: ThumbnailMaker,
         metrics: EdgeMetrics,
         status_interval_s: float,
+        recalibrate: Callable[[SetCalibration, str], None],
     ) -> None:
         self.site = site
         self.node_id = node_id
         self.link = link
         self.spool = spool
         self.workers = workers
+        # The node's own map, read at each snapshot: a recalibration replaces its cameras in place.
+        self.cameras = cameras
         self.thumbnails = thumbnails
         self.metrics = metrics
         self.status_interval_s = status_interval_s
+        self._recalibrate = recalibrate  # the node's: it owns the units a calibration switches
         self.bd_seq = -1  # drawn from the spool at start
         self._stop = threading.Event()
         self._started_mono = time.monotonic()
@@ -239,6 +248,14 @@ class NodeSession:
                 self.thumbnails.request(
                     command.camera_id, command.span.start_m, command.span.end_m, time.monotonic()
                 )
+            case RequestSnapshot():
+                snapshot = latest_snapshot(
+                    self._worker(command.camera_id), self.cameras[command.camera_id], request.command_id
+                )
+                self._publish(TopicKind.SNAPSHOT, snapshot, camera=command.camera_id)
+            case SetCalibration():
+                self._recalibrate(command, request.issued_by or "the cloud")  # logs what it did
+                return
             case _:
                 assert_never(command)
         log.info("edge node %s: applied %s from %s", self.node_id, command, request.issued_by or "the cloud")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from edge.aggregate import Sampled
 from edge.lpe.estimator import PositionEstimator
@@ -31,6 +32,8 @@ class ShadowRunner:
         self._failed = metrics.shadow_failures.labels(flow)
         self._pending: list[Sampled] = []
         self._lock = threading.Lock()
+        # Held over a batch's estimate and emit, so that a recalibration falls between two batches.
+        self._batch = threading.Lock()
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"edge-shadow-{flow}", daemon=True)
@@ -56,6 +59,12 @@ class ShadowRunner:
         if close is not None:
             close()
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Let the batch in progress finish and be emitted, and start none until the block ends."""
+        with self._batch:
+            yield
+
     def alive(self) -> bool:
         """Whether the thread runs (for /healthz)."""
         return self._thread.is_alive()
@@ -69,15 +78,16 @@ class ShadowRunner:
                 self._ready.clear()
             if not batch or self._stop.is_set():
                 continue
-            try:
-                results = self.estimator.estimate([(s.camera_id, s.frame) for s in batch])
-            except Exception:
-                self._failed.inc()
-                if not failing:
-                    log.exception("shadow flow %s: its model failed; the main flow goes on", self.flow)
-                failing = True
-                continue
-            failing = False
-            for sampled, extents in zip(batch, results, strict=True):
-                self._emit(sampled, extents)
+            with self._batch:
+                try:
+                    results = self.estimator.estimate([(s.camera_id, s.frame) for s in batch])
+                except Exception:
+                    self._failed.inc()
+                    if not failing:
+                        log.exception("shadow flow %s: its model failed; the main flow goes on", self.flow)
+                    failing = True
+                    continue
+                failing = False
+                for sampled, extents in zip(batch, results, strict=True):
+                    self._emit(sampled, extents)
             self._inferred.inc(len(batch))

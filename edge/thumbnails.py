@@ -42,10 +42,7 @@ class ThumbnailMaker:
 
     def __init__(self, cameras: Mapping[str, Camera], config: ThumbnailConfig) -> None:
         self.config = config
-        self._cameras = {
-            cid: PinholeCamera.from_calibration(cam.calibration.model, *cam.resolution, cam.hfov_deg)
-            for cid, cam in cameras.items()
-        }
+        self._cameras = {cid: _pinhole(cam) for cid, cam in cameras.items()}
         self._sent: dict[str, list[_Sent]] = {cid: [] for cid in cameras}
         # Requests arrive on the MQTT handler thread; estimates are made on the node's own.
         self._asked_lock = threading.Lock()
@@ -56,6 +53,13 @@ class ThumbnailMaker:
         asks while its series or number is not settled); raises KeyError for a camera not here."""
         with self._asked_lock:
             self._asked[camera_id].append((start_m, end_m, now + REQUEST_TTL_S))
+
+    def recalibrate(self, camera_id: str, camera: Camera) -> None:
+        """Crop `camera_id`'s next thumbnails with `camera`'s calibration; raises KeyError for a camera
+        not here."""
+        if camera_id not in self._cameras:
+            raise KeyError(camera_id)
+        self._cameras[camera_id] = _pinhole(camera)
 
     def due(self, camera_id: str, extent: LocoExtent, now: float) -> bool:
         """Whether this extent deserves a thumbnail now; records it when it does."""
@@ -136,3 +140,7 @@ class ThumbnailMaker:
         if x1 - x0 < 16 or y1 - y0 < 16:
             return None
         return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
+
+
+def _pinhole(camera: Camera) -> PinholeCamera:
+    return PinholeCamera.from_calibration(camera.calibration.model, *camera.resolution, camera.hfov_deg)

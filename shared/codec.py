@@ -1,7 +1,9 @@
-"""Bytes on the wire: JSON for every message but thumbnails, which travel as a binary frame.
+"""Bytes on the wire: JSON for every message but pictures (thumbnails, snapshots), which travel as a
+binary frame.
 
-A thumbnail frame is ``b"DWT1"``, a 4-byte big-endian header length, the UTF-8 JSON of its
-`ThumbnailMeta`, then the JPEG bytes, so 10–40 KB images are not inflated by a third as base64 would.
+A picture frame is a 4-byte magic (``b"DWT1"`` for a thumbnail, ``b"DWS1"`` for a snapshot), a 4-byte
+big-endian header length, the UTF-8 JSON of its metadata (`ThumbnailMeta`, `SnapshotMeta`), then the
+JPEG bytes, so images are not inflated by a third as base64 would.
 `decode_message` is what consumers call: it checks the topic, the size, the payload against its
 model, and that ids in the payload agree with the topic.
 """
@@ -14,20 +16,27 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from shared.errors import MalformedPayload
-from shared.messages import Message, Thumbnail, ThumbnailMeta
-from shared.topics import FLOW_KINDS, Topic, TopicKind, parse_topic
+from shared.messages import Message, Snapshot, SnapshotMeta, Thumbnail, ThumbnailMeta
+from shared.topics import CAMERA_KINDS, FLOW_KINDS, Topic, parse_topic
 
 THUMBNAIL_MAGIC = b"DWT1"
+SNAPSHOT_MAGIC = b"DWS1"
 _HEADER_LEN = struct.Struct(">I")
+# Each picture message: its magic and its metadata model.
+_PICTURES: dict[type[BaseModel], tuple[bytes, type[BaseModel]]] = {
+    Thumbnail: (THUMBNAIL_MAGIC, ThumbnailMeta),
+    Snapshot: (SNAPSHOT_MAGIC, SnapshotMeta),
+}
 
 M = TypeVar("M", bound=BaseModel)
 
 
 def encode(message: Message) -> bytes:
     """Serialise a message for publishing."""
-    if isinstance(message, Thumbnail):
+    if isinstance(message, Thumbnail | Snapshot):
+        magic, _ = _PICTURES[type(message)]
         header = message.meta.model_dump_json().encode()
-        return THUMBNAIL_MAGIC + _HEADER_LEN.pack(len(header)) + header + message.jpeg
+        return magic + _HEADER_LEN.pack(len(header)) + header + message.jpeg
     return message.model_dump_json().encode()
 
 
@@ -35,8 +44,8 @@ def decode(model: type[M], payload: bytes) -> M:
     """Parse a payload as `model`, strictly (a number given as a string, an integer as a float or a
     bool is refused, not coerced); raises MalformedPayload with the reason."""
     try:
-        if model is Thumbnail:
-            return model.model_validate(_thumbnail_fields(payload), strict=True)
+        if model in _PICTURES:
+            return model.model_validate(_picture_fields(model, payload), strict=True)
         return model.model_validate_json(payload, strict=True)
     except ValidationError as exc:
         raise MalformedPayload(f"invalid {model.__name__}: {_summarise(exc)}") from exc
@@ -53,26 +62,28 @@ def decode_message(topic: str, payload: bytes) -> tuple[Topic, Message]:
     return parsed, message
 
 
-def _thumbnail_fields(payload: bytes) -> dict[str, object]:
-    if not payload.startswith(THUMBNAIL_MAGIC) or len(payload) < len(THUMBNAIL_MAGIC) + _HEADER_LEN.size:
-        raise MalformedPayload("not a thumbnail frame: missing the DWT1 header")
-    (length,) = _HEADER_LEN.unpack_from(payload, len(THUMBNAIL_MAGIC))
-    start = len(THUMBNAIL_MAGIC) + _HEADER_LEN.size
+def _picture_fields(model: type[BaseModel], payload: bytes) -> dict[str, object]:
+    magic, meta_model = _PICTURES[model]
+    kind = model.__name__.lower()
+    if not payload.startswith(magic) or len(payload) < len(magic) + _HEADER_LEN.size:
+        raise MalformedPayload(f"not a {kind} frame: missing the {magic.decode()} header")
+    (length,) = _HEADER_LEN.unpack_from(payload, len(magic))
+    start = len(magic) + _HEADER_LEN.size
     if start + length > len(payload):
-        raise MalformedPayload(f"thumbnail header claims {length} bytes but the frame is shorter")
+        raise MalformedPayload(f"{kind} header claims {length} bytes but the frame is shorter")
     try:
-        meta = ThumbnailMeta.model_validate_json(payload[start : start + length], strict=True)
+        meta = meta_model.model_validate_json(payload[start : start + length], strict=True)
     except ValidationError as exc:
-        raise MalformedPayload(f"invalid ThumbnailMeta: {_summarise(exc)}") from exc
+        raise MalformedPayload(f"invalid {meta_model.__name__}: {_summarise(exc)}") from exc
     return {"meta": meta, "jpeg": payload[start + length :]}
 
 
 def _check_ids(topic: Topic, message: Message) -> None:
-    fields = message.meta if isinstance(message, Thumbnail) else message
+    fields = message.meta if isinstance(message, Thumbnail | Snapshot) else message
     expected = {"node_id": topic.node}
     if topic.kind in FLOW_KINDS:
         expected |= {"flow": topic.flow or "", "camera_id": topic.camera or ""}
-    elif topic.kind is TopicKind.CAMERA_STATUS:
+    elif topic.kind in CAMERA_KINDS:
         expected["camera_id"] = topic.camera or ""
     for name, value in expected.items():
         actual = getattr(fields, name, value)

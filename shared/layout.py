@@ -7,7 +7,9 @@ failure names the key at fault, e.g. ``cameras.T2-C3.track: unknown track 'T9'``
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 from pathlib import Path
 from typing import Any, Self
 
@@ -169,6 +171,22 @@ class Camera(StrictModel):
             if not (0 <= u < w and 0 <= v < h):
                 raise ValueError(f"calibration.points.{i}.image ({u}, {v}) lies outside the {w}x{h} image")
         return self
+
+    @property
+    def calibration_version(self) -> str:
+        """A short digest of the calibration and view in force: what a snapshot or a detection was taken
+        under, so a picture is never read against a calibration it was not taken with."""
+        return calibration_version(self.calibration, self.view)
+
+
+def calibration_version(calibration: Calibration, view: Interval) -> str:
+    """12 hex digits of the SHA-256 of the calibration's points, its error bound and the view."""
+    canonical = json.dumps(
+        {"calibration": calibration.model_dump(mode="json"), "view": view.model_dump(mode="json")},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
 class Facility(StrictModel):

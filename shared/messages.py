@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, BeforeValidator, Field, ValidationInfo, mode
 
 from shared.ids import Identifier
 from shared.jpeg import jpeg_size
+from shared.layout import Calibration, Interval
 from shared.strict import StrictModel
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -29,6 +30,9 @@ MAX_EXTENTS = 16
 MAX_THUMBNAIL_BYTES = 512 * 1024
 # A thumbnail's JPEG may declare at most this many pixels a side (a crop of a camera frame).
 MAX_THUMBNAIL_SIDE_PX = 4096
+# A snapshot is a whole camera frame at its full resolution, for commissioning: rare and large.
+MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
+MAX_SNAPSHOT_SIDE_PX = 8192
 # The furthest any position may be from its track's origin: well beyond any depot, well within floats.
 MAX_METRES = 100_000.0
 # The era a timestamp must fall in; outside it, it is a broken clock or a forgery (and year 1 or 9999
@@ -173,6 +177,44 @@ class Thumbnail(StrictModel):
         return self
 
 
+class SnapshotMeta(StrictModel):
+    """What a snapshot shows: which camera, when, at what size, under which calibration."""
+
+    schema_version: SchemaVersion = schema_version_field()
+    snapshot_id: UUID
+    node_id: Identifier
+    camera_id: Identifier
+    captured_at: Instant
+    width: Pixels = Field(description="The frame's width in pixels, as the JPEG declares it.")
+    height: Pixels = Field(description="The frame's height in pixels, as the JPEG declares it.")
+    calibration_version: str = Field(
+        max_length=64, description="The digest of the calibration in force when it was taken (Camera)."
+    )
+    requested_by: UUID | None = Field(None, description="The command that asked for it, if one did.")
+    content_type: Literal["image/jpeg"] = "image/jpeg"
+
+
+class Snapshot(StrictModel):
+    """A camera's whole frame at full resolution, for calibrating it; a binary frame like a thumbnail's
+    (see `shared.codec`)."""
+
+    meta: SnapshotMeta
+    jpeg: bytes = Field(min_length=4, max_length=MAX_SNAPSHOT_BYTES)
+
+    @model_validator(mode="after")
+    def _is_jpeg_of_its_size(self) -> Self:
+        if not self.jpeg.startswith(b"\xff\xd8\xff"):
+            raise ValueError("jpeg does not start with a JPEG SOI marker")
+        width, height = jpeg_size(self.jpeg)
+        if max(width, height) > MAX_SNAPSHOT_SIDE_PX:
+            raise ValueError(f"jpeg declares {width}x{height} px, over {MAX_SNAPSHOT_SIDE_PX} px a side")
+        if (width, height) != (self.meta.width, self.meta.height):
+            raise ValueError(
+                f"jpeg declares {width}x{height} px, the metadata {self.meta.width}x{self.meta.height}"
+            )
+        return self
+
+
 class Recognition(StrictModel):
     """What the cloud's recognisers read from one thumbnail: the locomotive's series and number."""
 
@@ -281,8 +323,27 @@ class RequestThumbnail(StrictModel):
     span: TrackSpan
 
 
+class RequestSnapshot(StrictModel):
+    """Ask for a camera's current frame at full resolution, published on its snapshot topic."""
+
+    action: Literal["request_snapshot"] = "request_snapshot"
+    camera_id: Identifier
+
+
+class SetCalibration(StrictModel):
+    """Make surveyed points a camera's calibration and `view` its view. The points are fitted and
+    checked on decoding as the layout loader does; the node writes them into its layout file (the
+    previous file kept) and rectifies the camera's next frames with them, without a restart."""
+
+    action: Literal["set_calibration"] = "set_calibration"
+    camera_id: Identifier
+    calibration: Calibration
+    view: Interval
+
+
 Command = Annotated[
-    Rebirth | SetSampleRate | SetCameraEnabled | RequestThumbnail, Field(discriminator="action")
+    Rebirth | SetSampleRate | SetCameraEnabled | RequestThumbnail | RequestSnapshot | SetCalibration,
+    Field(discriminator="action"),
 ]
 
 
@@ -310,4 +371,4 @@ class CommandAck(StrictModel):
 JsonMessage = (
     Detection | NodeLifecycle | NodeStatus | CameraStatus | CommandRequest | CommandAck | Recognition
 )
-Message = JsonMessage | Thumbnail
+Message = JsonMessage | Thumbnail | Snapshot

@@ -5,6 +5,7 @@
     depotwatch/v1/{site}/node/{node}/state                   NodeLifecycle    QoS 1, retained, Last Will
     depotwatch/v1/{site}/node/{node}/status                  NodeStatus       QoS 1, retained
     depotwatch/v1/{site}/node/{node}/camera/{camera}/status  CameraStatus     QoS 1, retained
+    depotwatch/v1/{site}/node/{node}/camera/{camera}/snapshot  Snapshot       QoS 1
     depotwatch/v1/{site}/node/{node}/cmd                     CommandRequest   QoS 1
     depotwatch/v1/{site}/node/{node}/cmd/ack                 CommandAck       QoS 1
 
@@ -22,6 +23,7 @@ from pydantic import BaseModel
 from shared.errors import UnknownTopic
 from shared.ids import is_identifier
 from shared.messages import (
+    MAX_SNAPSHOT_BYTES,
     CameraStatus,
     CommandAck,
     CommandRequest,
@@ -29,6 +31,7 @@ from shared.messages import (
     NodeLifecycle,
     NodeStatus,
     Recognition,
+    Snapshot,
     Thumbnail,
 )
 
@@ -44,12 +47,15 @@ class TopicKind(StrEnum):
     NODE_STATE = "state"
     NODE_STATUS = "status"
     CAMERA_STATUS = "camera_status"
+    SNAPSHOT = "snapshot"
     COMMAND = "cmd"
     COMMAND_ACK = "cmd_ack"
 
 
 # Kinds published per data flow and per camera.
 FLOW_KINDS = (TopicKind.DETECTION, TopicKind.THUMBNAIL, TopicKind.RECOGNITION)
+# Kinds published per camera outside any flow.
+CAMERA_KINDS = (TopicKind.CAMERA_STATUS, TopicKind.SNAPSHOT)
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ TOPIC_SPECS: dict[TopicKind, TopicSpec] = {
     TopicKind.NODE_STATE: TopicSpec(NodeLifecycle, 1, True, 16 * 1024),
     TopicKind.NODE_STATUS: TopicSpec(NodeStatus, 1, True, 16 * 1024),
     TopicKind.CAMERA_STATUS: TopicSpec(CameraStatus, 1, True, 16 * 1024),
+    TopicKind.SNAPSHOT: TopicSpec(Snapshot, 1, False, MAX_SNAPSHOT_BYTES + 64 * 1024),
     TopicKind.COMMAND: TopicSpec(CommandRequest, 1, False, 16 * 1024),
     TopicKind.COMMAND_ACK: TopicSpec(CommandAck, 1, False, 16 * 1024),
 }
@@ -86,7 +93,7 @@ class Topic:
 
     def __post_init__(self) -> None:
         needs_flow = self.kind in FLOW_KINDS
-        needs_camera = needs_flow or self.kind is TopicKind.CAMERA_STATUS
+        needs_camera = needs_flow or self.kind in CAMERA_KINDS
         if needs_flow != (self.flow is not None) or needs_camera != (self.camera is not None):
             raise UnknownTopic(f"a {self.kind.value} topic needs flow={needs_flow}, camera={needs_camera}")
         for level in (self.site, self.node, self.flow, self.camera):
@@ -117,6 +124,8 @@ def parse_topic(topic: str) -> Topic:
             return Topic(TopicKind(kind), site, node)
         case ["node", node, "camera", camera, "status"]:
             return Topic(TopicKind.CAMERA_STATUS, site, node, camera=camera)
+        case ["node", node, "camera", camera, "snapshot"]:
+            return Topic(TopicKind.SNAPSHOT, site, node, camera=camera)
         case ["node", node, "cmd", "ack"]:
             return Topic(TopicKind.COMMAND_ACK, site, node)
     raise UnknownTopic(f"{topic!r} matches no depotwatch topic")
@@ -143,5 +152,7 @@ def _render(kind: TopicKind, site: str, node: str, flow: str, camera: str) -> st
             return f"{base}/node/{node}/{kind.value}"
         case TopicKind.CAMERA_STATUS:
             return f"{base}/node/{node}/camera/{camera}/status"
+        case TopicKind.SNAPSHOT:
+            return f"{base}/node/{node}/camera/{camera}/snapshot"
         case TopicKind.COMMAND_ACK:
             return f"{base}/node/{node}/cmd/ack"

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.lpe.envelope import Envelope, Range
 from shared.calibration import RAIL_OFFSET_M
+from shared.envelope import Envelope, Range
 from shared.projection import PinholeCamera
 
 RESOLUTION = (1280, 720)

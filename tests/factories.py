@@ -27,6 +27,8 @@ from shared.messages import (
     NodeStatus,
     Recognition,
     SetSampleRate,
+    Snapshot,
+    SnapshotMeta,
     Thumbnail,
     ThumbnailMeta,
     TrackSpan,
@@ -104,6 +106,21 @@ def thumbnail(**meta_overrides: Any) -> Thumbnail:
         "bbox": (100, 200, 64, 48),
     }
     return Thumbnail(meta=ThumbnailMeta(**(meta | meta_overrides)), jpeg=jpeg_bytes())
+
+
+def snapshot(**meta_overrides: Any) -> Snapshot:
+    """A camera's whole frame; its JPEG is made at the meta's width and height."""
+    meta: dict[str, Any] = {
+        "snapshot_id": uuid.uuid4(),
+        "node_id": "edge-bay1",
+        "camera_id": "T1-C2",
+        "captured_at": NOW,
+        "width": 160,
+        "height": 90,
+        "calibration_version": "0123456789ab",
+        "requested_by": uuid.uuid4(),
+    } | meta_overrides
+    return Snapshot(meta=SnapshotMeta(**meta), jpeg=jpeg_bytes(meta["width"], meta["height"]))
 
 
 def node_birth(**overrides: Any) -> NodeLifecycle:

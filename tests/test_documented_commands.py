@@ -53,6 +53,7 @@ DOCUMENTED: dict[str, str] = {
     "depotwatch cloud recognise": "options",
     "depotwatch cloud recognise --config examples/cloud.yaml": "run until subscribed",
     "depotwatch cloud keys create --role viewer --name map --config examples/cloud.yaml": "run",
+    "depotwatch cloud keys create --role admin --name workbench --config examples/cloud.yaml": "run",
     "depotwatch cloud keys revoke PREFIX --config examples/cloud.yaml": "run",
     "depotwatch cloud keys revoke PREFIX": "options",
     "depotwatch grafana export": "run",
@@ -164,6 +165,7 @@ def test_keys_are_created_and_revoked_in_a_fresh_clone(clone: Path) -> None:
         "depotwatch edge check examples/edge.yaml",
         "depotwatch sim frames --out out/frames",
         "depotwatch grafana export",
+        "depotwatch cloud keys create --role admin --name workbench --config examples/cloud.yaml",
     ],
 )
 def test_a_documented_command_runs_in_a_fresh_clone(clone: Path, command: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import exc as sa_exc
@@ -23,11 +23,13 @@ from cloud.api.routes import (
     layout,
     live,
     locomotives,
+    snapshots,
     state,
     thumbnails,
 )
 from cloud.db.failures import reason
 from cloud.service import CloudService
+from shared.calibration import RAIL_OFFSET_M
 
 STATIC = Path(__file__).with_name("static")
 # A request that has not begun its answer by then gets a 503 (longer than the database's statement
@@ -79,6 +81,7 @@ def create_app(service: CloudService) -> FastAPI:
         live,
         thumbnails,
         calibration,
+        snapshots,
     ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -87,6 +90,12 @@ def create_app(service: CloudService) -> FastAPI:
     def facility_map() -> FileResponse:
         """The live facility map (it asks for an API key; data comes from the API with it)."""
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/calibrate", include_in_schema=False)
+    def calibration_workbench() -> HTMLResponse:
+        """The calibration workbench (it asks for an admin key), told the rail offset its points use."""
+        page = (STATIC / "calibrate.html").read_text()
+        return HTMLResponse(page.replace("{{RAIL_OFFSET_M}}", repr(RAIL_OFFSET_M)))
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> FileResponse:

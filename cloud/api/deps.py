@@ -11,6 +11,7 @@ from sqlmodel import Session
 from cloud.auth import DatabaseUnavailable, Role
 from cloud.flows import FlowRuntime
 from cloud.service import CloudService
+from shared.layout import Camera
 
 
 def get_service(request: Request) -> CloudService:
@@ -27,6 +28,14 @@ def get_flow(
 ) -> FlowRuntime:
     """The flow a request asks for (`?flow=`, prod by default); 404 if none runs it."""
     return flow_named(service, flow)
+
+
+def camera_named(service: CloudService, camera_id: str) -> Camera:
+    """The layout's camera of that id; 404 if there is none."""
+    camera = service.facility.cameras.get(camera_id)
+    if camera is None:
+        raise HTTPException(404, f"no camera {camera_id!r} in the layout")
+    return camera
 
 
 def flow_named(service: CloudService, flow: str) -> FlowRuntime:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from cloud.db.models import CameraSnapshotBase
 from cloud.fse import FseSettings
 from cloud.identities import Identity
 from cloud.locomotive import LocoBase
@@ -183,6 +185,19 @@ class PointResidualPublic(BaseModel):
     )
 
 
+class MountingPublic(BaseModel):
+    """How a camera is mounted, as its calibration and lens imply (shared.mounting)."""
+
+    height_m: float = Field(description="Above the rail head.")
+    lateral_m: float = Field(
+        description="From the centreline, positive to the left facing increasing metres."
+    )
+    side: Literal["left", "right"] = Field(description="Side of the track, facing increasing metres.")
+    hfov_deg: float = Field(description="The lens's horizontal field of view.")
+    view_m: float = Field(description="Length of the stretch of track in view.")
+    roll_deg: float = Field(description="Rotation about the optical axis; 0 for a level camera.")
+
+
 class CalibrationFitPublic(BaseModel):
     """The layout loader's verdict on a set of surveyed points, and each point's residual."""
 
@@ -194,3 +209,32 @@ class CalibrationFitPublic(BaseModel):
     view: tuple[float, float] | None = Field(
         None, description="Track metres of the camera's track inside its image, for a camera's fit."
     )
+    mounting: MountingPublic | None = Field(
+        None, description="How the fit says the camera is mounted, when it is accepted with a view."
+    )
+    mounting_warnings: list[str] = Field(
+        default_factory=list,
+        description="What of the mounting lies outside the LPE's envelope, as `depotwatch layout check` "
+        "words it.",
+    )
+
+
+class CalibrationSavedPublic(CalibrationFitPublic):
+    """A fit saved as a camera's calibration, and the command that gives it to the camera's node."""
+
+    node_id: str = Field(description="The edge node that captures the camera.")
+    command_id: str | None = Field(
+        description="The SetCalibration command sent to the node, which acknowledges it on its ack "
+        "topic; None when the broker was not reachable (see `not_sent`)."
+    )
+    not_sent: str | None = Field(
+        None,
+        description="Why no command went to the node: the layout is saved all the same, and the node "
+        "keeps its old calibration until this one is saved again with the broker reachable.",
+    )
+
+
+class SnapshotPublic(CameraSnapshotBase):
+    """A camera's latest snapshot without its JPEG (`GET /api/cameras/{camera}/snapshot` serves that)."""
+
+    size_bytes: int = Field(description="The JPEG's size in bytes.")

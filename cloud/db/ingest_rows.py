@@ -13,6 +13,8 @@ truth. Each function is one transaction; the ingest writer calls them in arrival
   outrank anything.
 - A node that has said nothing (birth, status) for a while is `silent`, whatever its last birth
   claimed, until it speaks again.
+- A camera's snapshot replaces the one kept unless that one was captured later (a late or redelivered
+  older snapshot replaces nothing).
 """
 
 from __future__ import annotations
@@ -22,8 +24,16 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
-from cloud.db.models import CameraRow, DeadLetterRow, NodeRow, ThumbnailRow
-from shared.messages import CameraStatus, NodeLifecycle, NodeState, NodeStatus, Thumbnail, death_applies
+from cloud.db.models import CameraRow, CameraSnapshotRow, DeadLetterRow, NodeRow, ThumbnailRow
+from shared.messages import (
+    CameraStatus,
+    NodeLifecycle,
+    NodeState,
+    NodeStatus,
+    Snapshot,
+    Thumbnail,
+    death_applies,
+)
 
 # Dead letters keep at most this much of the offending payload.
 DEAD_LETTER_BYTES = 64 * 1024
@@ -63,6 +73,31 @@ def store_thumbnail(engine: Engine, *, thumbnail: Thumbnail) -> None:
             )
         )
         session.commit()
+
+
+def store_snapshot(engine: Engine, *, snapshot: Snapshot, now: datetime) -> str:
+    """Keep a snapshot as its camera's latest, unless a later one is kept; returns what it did."""
+    meta = snapshot.meta
+    with Session(engine) as session:
+        row = session.get(CameraSnapshotRow, meta.camera_id)
+        if row is not None and meta.captured_at < row.captured_at:
+            return f"ignored snapshot {meta.snapshot_id}: {row.snapshot_id} was captured later"
+        session.merge(
+            CameraSnapshotRow(
+                camera_id=meta.camera_id,
+                node_id=meta.node_id,
+                snapshot_id=str(meta.snapshot_id),
+                captured_at=meta.captured_at,
+                width=meta.width,
+                height=meta.height,
+                calibration_version=meta.calibration_version,
+                requested_by=None if meta.requested_by is None else str(meta.requested_by),
+                received_at=now,
+                jpeg=snapshot.jpeg,
+            )
+        )
+        session.commit()
+        return f"snapshot {meta.snapshot_id} kept"
 
 
 def apply_lifecycle(engine: Engine, *, message: NodeLifecycle, now: datetime) -> str:

@@ -225,3 +225,31 @@ class ThumbnailRow(SQLModel, table=True):
     span_start_m: float
     span_end_m: float
     jpeg: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class CameraSnapshotBase(SQLModel):
+    """What is known of a camera's latest snapshot, its fields declared once for the table row and the
+    API's `SnapshotPublic`. No table of its own."""
+
+    camera_id: str = Field(primary_key=True, max_length=64)
+    node_id: str = Field(max_length=64, description="The edge node that sent it.")
+    snapshot_id: str = Field(max_length=36)
+    # A column type, not a Column (`_utc`), as the table row inherits these fields.
+    captured_at: datetime = Field(sa_type=UtcDateTime, nullable=False, description="When the frame was read.")
+    width: int = Field(description="The frame's width in pixels.")
+    height: int = Field(description="The frame's height in pixels.")
+    calibration_version: str = Field(
+        max_length=64, description="The camera's calibration on its node when the frame was taken."
+    )
+    requested_by: str | None = Field(
+        default=None, max_length=36, description="The command that asked for it, if one did."
+    )
+    received_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+
+
+class CameraSnapshotRow(CameraSnapshotBase, table=True):
+    """Each camera's latest snapshot (by capture time), its JPEG included."""
+
+    __tablename__ = "camera_snapshots"
+
+    jpeg: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

@@ -1,1 +1,2 @@
-"""The LPE (Locomotive Position Estimator) at the edge: strip rectification, OpenVINO inference, decoding."""
+"""The LPE (Locomotive Position Estimator) at the edge: OpenVINO inference on the strip (shared.strip)
+rectifies each frame into, and decoding."""

@@ -23,12 +23,12 @@ from edge.lpe.decode import ColumnScores, decode
 from edge.lpe.model_files import PerformanceHint as PerformanceHint
 from edge.lpe.model_files import Precision as Precision
 from edge.lpe.model_files import model_path as model_path
-from edge.lpe.strip import STRIP_HEIGHT, STRIP_WIDTH, StripGeometry
 from shared.errors import DepotwatchError
 from shared.frames import Frame
 from shared.layout import Camera
 from shared.messages import LocoExtent, ModelRef
 from shared.openvino_model import compile_ir
+from shared.strip import STRIP_HEIGHT, STRIP_WIDTH, StripGeometry
 
 # PerformanceHint, Precision and model_path are re-exported (`as`) for callers that load the LPE; the
 # config imports them from model_files, without OpenVINO.
@@ -135,6 +135,15 @@ class OpenVinoLpe:
         self.times.infer_wait += time.perf_counter() - t0
         self.times.frames += len(frames)
         return list(self._results)
+
+    def recalibrate(self, camera_id: str, camera: Camera) -> None:
+        """Rectify `camera_id`'s next frames with `camera`'s calibration and view; raises LpeModelError
+        for a camera this estimator was not built for."""
+        if camera_id not in self.geometries:
+            raise LpeModelError(f"camera {camera_id!r} is not one this estimator was built for")
+        # Built before it is swapped in: `estimate` takes each frame's geometry once, and a batch in
+        # flight decodes with the geometry it was rectified with (its userdata).
+        self.geometries[camera_id] = StripGeometry.for_camera(camera_id, camera)
 
     def close(self) -> None:
         """Finish in-flight inference."""

@@ -41,9 +41,15 @@ MINIMUM_ROLE: dict[tuple[str, str], Role | None] = {
     ("PUT", "/api/layout"): Role.ADMIN,
     ("POST", "/api/cameras/{camera_id}/calibration/fit"): Role.OPERATOR,
     ("PUT", "/api/cameras/{camera_id}/calibration"): Role.ADMIN,
-    # Public: the map page (it asks for a key itself), health and metrics for probes and Prometheus,
-    # the API's own documentation, static assets.
+    ("POST", "/api/cameras/{camera_id}/calibration/overlay"): Role.OPERATOR,
+    ("POST", "/api/cameras/{camera_id}/calibration/strip"): Role.OPERATOR,
+    ("GET", "/api/cameras/{camera_id}/snapshot"): Role.OPERATOR,
+    ("GET", "/api/cameras/{camera_id}/snapshot/meta"): Role.OPERATOR,
+    ("POST", "/api/cameras/{camera_id}/snapshot"): Role.OPERATOR,
+    # Public: the map page and the calibration workbench (each asks for a key itself), health and
+    # metrics for probes and Prometheus, the API's own documentation, static assets.
     ("GET", "/"): None,
+    ("GET", "/calibrate"): None,
     ("GET", "/favicon.ico"): None,
     ("GET", "/healthz"): None,
     ("GET", "/metrics"): None,

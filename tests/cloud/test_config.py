@@ -96,3 +96,23 @@ def test_a_missing_tls_file_fails_at_start_naming_its_key(
     assert [(issue.key, issue.message) for issue in info.value.issues] == [
         ("broker.key_file", f"{key} does not exist")
     ]
+
+
+def test_the_workbenchs_lpe_folder_fails_at_start_when_missing_or_its_envelope_malformed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_cloud_config(REPO / "examples" / "cloud.yaml").calibration.lpe_model_dir == Path(
+        "ir_models/lpe/1.0.0"
+    )
+    monkeypatch.setenv("DEPOTWATCH_CLOUD_CALIBRATION__LPE_MODEL_DIR", str(tmp_path / "lpe"))
+    with pytest.raises(ConfigError) as info:
+        load_cloud_config(REPO / "examples" / "cloud.yaml")
+    assert [(issue.key, issue.message) for issue in info.value.issues] == [
+        ("calibration.lpe_model_dir", f"{tmp_path / 'lpe'} is not a folder")
+    ]
+    (tmp_path / "lpe").mkdir()
+    (tmp_path / "lpe" / "envelope.yaml").write_text("measured_on: x\nheight_m: {low: 9, high: 8}\n")
+    with pytest.raises(ConfigError) as info:
+        load_cloud_config(REPO / "examples" / "cloud.yaml")
+    [issue] = info.value.issues
+    assert issue.key == "calibration.lpe_model_dir" and "height_m" in issue.message, issue

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from depotwatch.cli import app
 from edge.config import LpeConfig
-from edge.lpe.envelope import load_envelope, mounting_warnings
+from shared.envelope import load_envelope, mounting_warnings
 from shared.errors import ConfigError
 from shared.layout import load_facility, parse_facility
 from shared.mounting import Mounting, mounting_of

@@ -16,14 +16,14 @@ from edge.capture import CameraWorker, FrameSource
 from edge.config import CameraSettings, CaptureConfig, ThumbnailConfig
 from edge.inference import InferenceLoop
 from edge.lpe.estimator import PositionEstimator
-from edge.lpe.strip import FrameError
 from edge.observability import EdgeMetrics
 from edge.spool import Kind, Spool
 from edge.thumbnails import ThumbnailMaker
 from shared.codec import decode
 from shared.frames import Frame
-from shared.layout import Facility
+from shared.layout import Camera, Facility
 from shared.messages import Detection, LocoExtent, ModelRef
+from shared.strip import FrameError
 from shared.topics import Topic, TopicKind
 from tests.edge.test_node import NODE
 from tests.factories import extent
@@ -48,6 +48,9 @@ class TableEstimator:
         if any(cid in self.rejects for cid, _ in frames):
             raise FrameError("not a frame of this camera")
         return [self.extents.get(cid, []) for cid, _ in frames]
+
+    def recalibrate(self, camera_id: str, camera: Camera) -> None:
+        """The table's extents are the same whatever the calibration."""
 
 
 def _never_opened() -> FrameSource:

@@ -11,8 +11,8 @@ import pytest
 from bench.lpe_scoring import Tally
 from edge.lpe.decode import decode
 from edge.lpe.openvino_lpe import LpeModelError, OpenVinoLpe
-from edge.lpe.strip import FrameError
 from shared.layout import Facility
+from shared.strip import FrameError
 from sim.scenario import FaultKind, FaultSpec, Scenario
 from sim.source import SimCamera, SimUrl
 from sim.world import World

@@ -46,9 +46,11 @@ def _session(facility: Facility, site: str, url: str, spool: Spool) -> tuple[Nod
         link=link,
         spool=spool,
         workers=workers,
+        cameras=cameras,
         thumbnails=ThumbnailMaker(cameras, ThumbnailConfig()),
         metrics=EdgeMetrics(),
         status_interval_s=1.0,
+        recalibrate=lambda _command, _by: None,  # the node's part, tested in test_recalibration
     )
     return session, link
 

@@ -18,7 +18,7 @@ from edge.lpe.openvino_lpe import OpenVinoLpe
 from edge.node import EdgeNode
 from edge.observability import EdgeMetrics
 from edge.shadow import ShadowRunner
-from shared.layout import Facility, parse_facility
+from shared.layout import Camera, Facility, parse_facility
 from shared.messages import Detection, LocoExtent, Thumbnail
 from sim.edge_source import with_sim
 from tests.collector import Collector
@@ -143,6 +143,9 @@ class _Held:
         self.calls += 1
         self.gate.wait(10)
         return self.lpe.estimate(frames)
+
+    def recalibrate(self, camera_id: str, camera: Camera) -> None:
+        self.lpe.recalibrate(camera_id, camera)
 
 
 def test_a_slow_shadow_skips_batches_and_never_blocks_the_main_flow(depot: Facility) -> None:

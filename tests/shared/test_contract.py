@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import queue
 import uuid
+from typing import get_args
 
 import cv2
 import numpy as np
@@ -12,20 +13,32 @@ import paho.mqtt.client as mqtt
 import pytest
 from pydantic import ValidationError
 
-from shared.codec import THUMBNAIL_MAGIC, decode, decode_message, encode
+from shared.codec import SNAPSHOT_MAGIC, THUMBNAIL_MAGIC, decode, decode_message, encode
 from shared.errors import MalformedPayload, UnknownTopic
 from shared.jpeg import jpeg_size
+from shared.layout import load_facility
 from shared.messages import (
+    MAX_SNAPSHOT_BYTES,
+    MAX_SNAPSHOT_SIDE_PX,
     MAX_THUMBNAIL_BYTES,
+    Command,
     Detection,
     Message,
     NodeState,
+    Rebirth,
+    RequestSnapshot,
+    RequestThumbnail,
+    SetCalibration,
+    SetCameraEnabled,
+    SetSampleRate,
+    Snapshot,
     Thumbnail,
+    TrackSpan,
     death_applies,
 )
 from shared.topics import TOPIC_SPECS, Topic, TopicKind, parse_topic, shared_subscription, subscription
 from tests import factories
-from tests.conftest import REPO, MqttFactory
+from tests.conftest import EXAMPLE_LAYOUT, REPO, MqttFactory
 
 SITE = "depot-north"
 
@@ -41,6 +54,7 @@ def _examples() -> list[tuple[Topic, Message]]:
         (Topic(TopicKind.NODE_STATE, SITE, "edge-bay1"), factories.node_birth()),
         (Topic(TopicKind.NODE_STATUS, SITE, "edge-bay1"), factories.node_status()),
         (Topic(TopicKind.CAMERA_STATUS, SITE, "edge-bay1", camera="T1-C2"), factories.camera_status()),
+        (Topic(TopicKind.SNAPSHOT, SITE, "edge-bay1", camera="T1-C2"), factories.snapshot()),
         (Topic(TopicKind.COMMAND, SITE, "edge-bay1"), factories.command()),
         (Topic(TopicKind.COMMAND_ACK, SITE, "edge-bay1"), factories.command_ack()),
     ]
@@ -48,6 +62,31 @@ def _examples() -> list[tuple[Topic, Message]]:
 
 def test_examples_cover_every_topic_kind() -> None:
     assert {topic.kind for topic, _ in _examples()} == set(TopicKind)
+
+
+def _commands() -> list[Command]:
+    camera = load_facility(EXAMPLE_LAYOUT).cameras["T1-C2"]
+    return [
+        Rebirth(),
+        SetSampleRate(camera_id="T1-C2", fps=1.0),
+        SetCameraEnabled(camera_id="T1-C2", enabled=False),
+        RequestThumbnail(camera_id="T1-C2", span=TrackSpan(start_m=14.0, end_m=18.0)),
+        RequestSnapshot(camera_id="T1-C2"),
+        SetCalibration(camera_id="T1-C2", calibration=camera.calibration, view=camera.view),
+    ]
+
+
+def test_command_examples_cover_every_command() -> None:
+    (union, _) = get_args(Command)
+    assert {type(command) for command in _commands()} == set(get_args(union))
+
+
+@pytest.mark.parametrize("command", _commands(), ids=lambda c: c.action)
+def test_every_command_round_trips_in_a_request(command: Command) -> None:
+    topic = Topic(TopicKind.COMMAND, SITE, "edge-bay1")
+    request = factories.command(command=command)
+    _, decoded = decode_message(str(topic), encode(request))
+    assert decoded.model_dump() == request.model_dump()
 
 
 @pytest.mark.parametrize(("topic", "message"), _examples(), ids=lambda v: getattr(v, "kind", ""))
@@ -99,6 +138,7 @@ def test_a_topic_level_cannot_hold_a_wildcard() -> None:
 
 DET_TOPIC = str(Topic(TopicKind.DETECTION, SITE, "edge-bay1", flow="prod", camera="T1-C2"))
 THUMB_TOPIC = str(Topic(TopicKind.THUMBNAIL, SITE, "edge-bay1", flow="prod", camera="T1-C2"))
+SNAP_TOPIC = str(Topic(TopicKind.SNAPSHOT, SITE, "edge-bay1", camera="T1-C2"))
 
 
 def _detection_json(**changes: object) -> bytes:
@@ -282,6 +322,45 @@ def test_malformed_thumbnails_are_rejected_with_a_reason() -> None:
             decode_message(THUMB_TOPIC, payload)
 
 
+def _snapshot_frame(jpeg: bytes, **meta: object) -> bytes:
+    """A snapshot frame of the factory's meta with `meta` changed (unchecked) and `jpeg`."""
+    header = factories.snapshot().meta.model_copy(update=meta).model_dump_json().encode()
+    return SNAPSHOT_MAGIC + len(header).to_bytes(4, "big") + header + jpeg
+
+
+def test_malformed_snapshots_are_rejected_with_a_reason() -> None:
+    big = factories.jpeg_declaring(MAX_SNAPSHOT_SIDE_PX + 1, 100)
+    cases = {
+        encode(factories.thumbnail()): "not a snapshot frame: missing the DWS1 header",
+        _snapshot_frame(factories.jpeg_bytes(64, 48)): "jpeg declares 64x48 px, the metadata 160x90",
+        _snapshot_frame(b"PNG not jpeg"): "JPEG SOI",
+        _snapshot_frame(big, width=MAX_SNAPSHOT_SIDE_PX + 1, height=100): f"over {MAX_SNAPSHOT_SIDE_PX} px",
+        _snapshot_frame(
+            b"\xff\xd8\xff" + b"\x00" * MAX_SNAPSHOT_BYTES
+        ): f"at most {MAX_SNAPSHOT_BYTES} bytes",
+        encode(factories.snapshot()) + b"\x00" * TOPIC_SPECS[TopicKind.SNAPSHOT].max_bytes: "exceed",
+        _snapshot_frame(factories.jpeg_bytes(160, 90), calibration_version="x" * 65): "calibration_version",
+    }
+    for payload, reason in cases.items():
+        with pytest.raises(MalformedPayload, match=reason):
+            decode_message(SNAP_TOPIC, payload)
+
+
+def test_snapshot_frames_cut_short_are_rejected_with_the_exact_reason() -> None:
+    for short in (b"", SNAPSHOT_MAGIC, SNAPSHOT_MAGIC + b"\x00\x00\x00", THUMBNAIL_MAGIC + b"\x00" * 8):
+        with pytest.raises(MalformedPayload) as caught:
+            decode_message(SNAP_TOPIC, short)
+        assert str(caught.value) == "not a snapshot frame: missing the DWS1 header"
+    reason, _ = _reason(Snapshot, SNAPSHOT_MAGIC + b"\x00\x00\x00\x00")
+    assert reason.startswith("invalid SnapshotMeta: <root>: ")
+    frame = _snapshot_frame(b"")
+    reason, _ = _reason(Snapshot, frame)
+    assert reason.startswith("invalid Snapshot: jpeg: ")
+    length = int.from_bytes(frame[4:8], "big")
+    reason, _ = _reason(Snapshot, frame[:-1])
+    assert reason == f"snapshot header claims {length} bytes but the frame is shorter"
+
+
 def test_decode_of_a_single_model_reports_the_field() -> None:
     with pytest.raises(MalformedPayload, match="extents"):
         decode(Detection, _detection_json(extents="many"))
@@ -410,9 +489,11 @@ def test_a_thumbnails_header_is_parsed_strictly_too() -> None:
             factories.camera_status(camera_id="T1-C3"),
             "camera_id 'T1-C3'",
         ),
+        (SNAP_TOPIC, factories.snapshot(node_id="edge-bay2"), "node_id 'edge-bay2'"),
+        (SNAP_TOPIC, factories.snapshot(camera_id="T1-C3"), "camera_id 'T1-C3'"),
     ],
 )
-def test_ids_in_thumbnail_headers_and_camera_statuses_must_match_the_topic(
+def test_ids_in_picture_headers_and_camera_statuses_must_match_the_topic(
     topic: str, message: Message, field: str
 ) -> None:
     with pytest.raises(MalformedPayload) as caught:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
-from edge.lpe.strip import STRIP_HEIGHT, STRIP_WIDTH, StripGeometry
 from shared.layout import Facility, load_facility
+from shared.strip import STRIP_HEIGHT, STRIP_WIDTH, StripGeometry
 from sim.scenario import Conditions, Lighting, Scenario
 from sim.source import SimCamera, SimUrl
 from sim.truth import TruthExtent

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException
 
 from cloud.api.deps import OperatorKey, ServiceDep
 from cloud.api.schemas import CommandAccepted
-from shared.codec import encode
-from shared.messages import Command, CommandRequest
+from shared.messages import Command
 from shared.topics import Topic, TopicKind
 
 router = APIRouter(prefix="/api/nodes", tags=["commands"])
@@ -24,10 +21,8 @@ def send_command(
     """Publish a command; the node answers on its ack topic."""
     if node_id not in service.facility.nodes:
         raise HTTPException(404, f"no node {node_id!r} in the layout")
-    request = CommandRequest(
-        command_id=uuid.uuid4(), issued_at=datetime.now(UTC), issued_by=f"api:{role.value}", command=command
-    )
-    topic = str(Topic(TopicKind.COMMAND, service.facility.site, node_id))
-    if service.link.publish(topic, encode(request)) is None:
+    request = service.send_command(node_id, command, by=f"api:{role.value}")
+    if request is None:
         raise HTTPException(503, "the broker is not reachable right now; nothing was sent")
-    return CommandAccepted(command_id=str(request.command_id), topic=topic)
+    topic = Topic(TopicKind.COMMAND, service.facility.site, node_id)
+    return CommandAccepted(command_id=str(request.command_id), topic=str(topic))

@@ -1,7 +1,7 @@
 """The mounting envelope of a position-estimator model: the camera mountings it has been measured to
 work for, declared in `envelope.yaml` beside its IR files (and in its model card). A camera mounted
-outside it is named with the quantity out of range by `depotwatch layout check` and `edge check`: its
-detections are not what the model card's figures promise."""
+outside it is named with the quantity out of range by `depotwatch layout check`, `edge check` and the
+cloud's calibration workbench: its detections are not what the model card's figures promise."""
 
 from __future__ import annotations
 
@@ -86,7 +86,16 @@ def mounting_warnings(facility: Facility, envelope: Envelope, cameras: list[str]
     camera and each quantity out of range."""
     warnings = []
     for cid in sorted(cameras if cameras is not None else facility.cameras):
-        outside = envelope.outside(mounting_of(facility.cameras[cid]))
-        if outside:
-            warnings.append(f"camera {cid}: mounted outside the LPE's envelope: {'; '.join(outside)}")
+        warning = mounting_warning(cid, mounting_of(facility.cameras[cid]), envelope)
+        if warning is not None:
+            warnings.append(warning)
     return warnings
+
+
+def mounting_warning(camera_id: str, mounting: Mounting, envelope: Envelope) -> str | None:
+    """The line naming a camera mounted outside `envelope` and each quantity out of range; None when
+    its mounting lies inside."""
+    outside = envelope.outside(mounting)
+    if not outside:
+        return None
+    return f"camera {camera_id}: mounted outside the LPE's envelope: {'; '.join(outside)}"

@@ -1,4 +1,5 @@
-"""Rectification of a camera frame into the strip the LPE model reads.
+"""Rectification of a camera frame into the strip the LPE model reads (in the contract, so that the
+edge reads frames and the cloud's calibration workbench previews a fit with the same maps).
 
 The strip samples the vertical plane that runs along the track at the locomotive's near side (offset
 ±1.5 m towards the camera, between the undercarriage at 1.45 m and the body at 1.6 m), from the rail
