@@ -42,8 +42,9 @@ from sim.world import World
 from training.lpe.data import DATA_DIR, HELD_OUT_CONDITIONS, LAYOUT, Samples, held_out_sets
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL_DIR = REPO / "ir_models" / "lpe" / "1.0.0"
+MODEL_DIR = REPO / "ir_models" / "lpe" / "2.0.0"
 RESULTS = REPO / "bench" / "results" / "lpe.json"
+CARD_TEMPLATE = "MODEL_CARD.md.in"
 PRECISIONS: tuple[Precision, ...] = ("fp32", "int8")
 # FP32 IR runs at f32 so its numbers are comparable across CPUs (the default here is bf16 on AMX).
 INFERENCE_PRECISION = {"fp32": "f32", "int8": None}
@@ -68,13 +69,14 @@ def accuracy_table(model_dir: Path, held_out: dict[str, Samples]) -> dict[str, d
         results[precision] = {}
         for name, samples in held_out.items():
             tally = Tally()
-            for cid, scores, truth in zip(
-                samples.camera_ids, lpe.infer_strips(samples.strips), samples.truth, strict=True
+            scores = lpe.infer_strips(samples.strips, samples.valid, samples.metres_per_column)
+            for cid, column_scores, truth, neighbours in zip(
+                samples.camera_ids, scores, samples.truth, samples.neighbours, strict=True
             ):
                 g = lpe.geometries[cid]
-                estimate = decode(scores, g.view_start_m, g.metres_per_column)
+                estimate = decode(column_scores, g.view_start_m, g.metres_per_column)
                 for t in (tally, overall):
-                    t.add((g.view_start_m, g.view_end_m), truth, estimate)
+                    t.add((g.view_start_m, g.view_end_m), truth, estimate, neighbours)
             results[precision][name] = tally.summary()
         results[precision]["all"] = overall.summary()
     return results
@@ -110,10 +112,13 @@ def speed_table(model_dir: Path, seconds: float, requests: int = 2) -> dict[str,
             inference_precision=INFERENCE_PRECISION[precision],
         )
         strips = np.random.default_rng(0).integers(0, 255, (NODE_CAMERAS, *INPUT_SHAPE), dtype=np.uint8)
+        batch = lpe.batch_inputs(
+            strips, *lpe.geometry_inputs([lpe.geometries[cid] for cid, _ in frames[:NODE_CAMERAS]])
+        )
         raw_queue = ov.AsyncInferQueue(lpe.compiled, requests)
         batches, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
-            raw_queue.start_async({0: strips})
+            raw_queue.start_async(batch)
             batches += 1
         raw_queue.wait_all()
         raw_fps = batches * NODE_CAMERAS / (time.perf_counter() - start)
@@ -158,6 +163,7 @@ ACCURACY_ROWS = [
     ("beyond_view_accuracy", "beyond-view flags correct", "{:.4f}"),
     ("empty_frames_clean", "empty frames without a false loco (≥ 0.99)", "{:.4f}"),
     ("count_accuracy", "frames with the right locomotive count", "{:.4f}"),
+    ("neighbour_reported", "frames with a neighbouring track's locomotive reported as own", "{:.4f}"),
     ("frames", "frames", "{:.0f}"),
 ]
 SPEED_ROWS = [
@@ -173,13 +179,28 @@ SPEED_ROWS = [
 ]
 
 
+def strict_json(value: Any) -> Any:
+    """`value` with every NaN (a figure with nothing to measure, e.g. no visible end) as null, which
+    strict JSON readers accept where they refuse NaN."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [strict_json(v) for v in value]
+    return None if isinstance(value, float) and value != value else value
+
+
 def accuracy_markdown(accuracy: dict[str, dict[str, dict[str, float]]]) -> str:
     """The accuracy table as Markdown: one column per precision × condition."""
     conditions = ["all", *HELD_OUT_CONDITIONS]
     header = "| metric | " + " | ".join(f"{p} {c}" for p in PRECISIONS for c in conditions) + " |"
     lines = [header, "|---" * (1 + len(PRECISIONS) * len(conditions)) + "|"]
     for key, label, fmt in ACCURACY_ROWS:
-        cells = [fmt.format(accuracy[p][c][key]) for p in PRECISIONS for c in conditions]
+        # A figure an older version's benchmark did not measure, or with nothing to measure, is "–".
+        cells = [
+            "–" if accuracy[p][c].get(key) is None else fmt.format(accuracy[p][c][key])
+            for p in PRECISIONS
+            for c in conditions
+        ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -227,9 +248,11 @@ def placements_card(placements: dict[str, Any] | None) -> str:
         return "(not measured yet: run `python -m bench.lpe --only placements --update-card`)"
     return (
         f"{len(placements['mountings'])} placements drawn from the depot envelope (sim.placement, seed "
-        f"{placements['seed']}, never trained on), {placements['frames']} frames each, rendered under "
-        "the training's conditions so that only the mounting differs. A row outside this model's "
-        "envelope is expected to miss its targets.\n\n"
+        f"{placements['seed']}, never trained on), {placements['frames']} frames each: each camera "
+        "beside its track with neighbouring tracks and their traffic, in a look of its own, under the "
+        "training's conditions. A row outside this model's envelope is expected to miss its targets; "
+        "*neighbour as own* is the share of frames with a neighbouring track's locomotive in view where "
+        "one was reported on this track.\n\n"
         + placements_markdown(placements["table"], placements["mountings"])
     )
 
@@ -252,8 +275,10 @@ def write_model_card(
     ):
         if value is not None:
             metrics[key] = value
-    metrics_path.write_text(json.dumps(metrics, indent=2))
-    template = (Path(__file__).with_name("lpe_model_card.md.in")).read_text()
+    metrics = strict_json(metrics)
+    metrics_path.write_text(json.dumps(metrics, indent=2, allow_nan=False))
+    # Each version keeps the text of its card beside it: what it reads, how it was trained.
+    template = (model_dir / CARD_TEMPLATE).read_text()
     card = template.format(
         version=model_dir.name,
         accuracy=accuracy_markdown(metrics["accuracy"]) if "accuracy" in metrics else "(not measured yet)",
@@ -325,7 +350,11 @@ def main() -> None:
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     measured = {"accuracy": accuracy, "speed": speed, "placements": placements}
-    RESULTS.write_text(json.dumps({k: v for k, v in measured.items() if v is not None}, indent=2))
+    RESULTS.write_text(
+        json.dumps(
+            strict_json({k: v for k, v in measured.items() if v is not None}), indent=2, allow_nan=False
+        )
+    )
     console.print(f"results: {RESULTS}")
     if args.update_card:
         record = args.model_dir / "training.json"  # written by training.lpe.train

@@ -1,8 +1,8 @@
 """The LPE on camera placements drawn from the depot envelope (sim.placement.DEPOT_ENVELOPE) with
 seeds never used for training: one row per placement, with the issue's targets per row.
 
-Each placement is one camera beside one track, rendered under the training's conditions (so that
-only the mounting differs from what a model was trained on); what a model claims to cover is its own
+Each placement is one camera beside its track, with neighbouring tracks and their traffic, in a look
+of its own, rendered under the training's conditions; what a model claims to cover is its own
 envelope.yaml, and a row outside it is expected to miss its targets.
 """
 
@@ -14,16 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.lpe_scoring import Tally
 from edge.lpe.decode import decode
 from edge.lpe.model_files import Precision
 from edge.lpe.openvino_lpe import OpenVinoLpe
-from shared.layout import Camera, parse_facility
+from shared.layout import Camera, load_facility
 from shared.mounting import Mounting, mounting_of
-from sim.placement import DEPOT_ENVELOPE, draw_placements, placement_layout
-from training.lpe.data import TRAIN_CONDITIONS, Samples, cached, render_samples, scenario_for
+from training.lpe.data import PLACEMENT_CONDITIONS, Samples, cached, placement_jobs, render_jobs
 
 # Placement and scenario seeds from here up are the benchmark's; training draws below it.
 PLACEMENT_SEED = 19_001
@@ -47,6 +44,7 @@ TARGETS = (
     Target("beyond_view_accuracy", "beyond ok", operator.ge, 0.99, "{:.3f}"),
     Target("count_accuracy", "count ok", operator.ge, 0.99, "{:.3f}"),
     Target("empty_frames_clean", "empty clean", operator.ge, 0.995, "{:.3f}"),
+    Target("neighbour_reported", "neighbour as own", operator.le, 0.005, "{:.3f}"),
 )
 
 
@@ -63,20 +61,11 @@ class PlacementSet:
 def placement_sets(data_dir: Path, count: int, frames: int) -> list[PlacementSet]:
     """`count` placements with `frames` rendered strips each, cached under data_dir/placements/."""
     folder = data_dir / "placements"
-    folder.mkdir(parents=True, exist_ok=True)
     sets = []
-    for i, (_placement, entry) in enumerate(draw_placements(DEPOT_ENVELOPE, count, PLACEMENT_SEED)):
-        (camera_id,) = entry
-        layout = folder / f"{camera_id}.yaml"
-        document = placement_layout(entry)
-        layout.write_text(yaml.safe_dump(document))  # the renderer's worker processes read it
-        camera = parse_facility(document, str(layout)).cameras[camera_id]
-        scenario = scenario_for(PLACEMENT_SEED + i, TRAIN_CONDITIONS)
+    for job in placement_jobs(folder, PLACEMENT_SEED, count, frames, PLACEMENT_CONDITIONS):
+        (camera_id, camera), *_ = load_facility(job.layout).cameras.items()
         samples = cached(
-            folder / f"{camera_id}_{frames}.npz",
-            lambda layout=layout, scenario=scenario, label=camera_id: render_samples(
-                layout, scenario, frames, label
-            ),
+            folder / f"{camera_id}_{frames}.npz", lambda job=job, label=camera_id: render_jobs([job], label)
         )
         sets.append(PlacementSet(camera_id, camera, mounting_of(camera), samples))
     return sets
@@ -96,10 +85,12 @@ def placements_table(
         for s in sets:
             tally = Tally()
             g = lpe.geometries[s.camera_id]
-            for scores, truth in zip(lpe.infer_strips(s.samples.strips), s.samples.truth, strict=True):
-                tally.add(
-                    (g.view_start_m, g.view_end_m), truth, decode(scores, g.view_start_m, g.metres_per_column)
-                )
+            scores = lpe.infer_strips(s.samples.strips, s.samples.valid, s.samples.metres_per_column)
+            for column_scores, truth, neighbours in zip(
+                scores, s.samples.truth, s.samples.neighbours, strict=True
+            ):
+                estimate = decode(column_scores, g.view_start_m, g.metres_per_column)
+                tally.add((g.view_start_m, g.view_end_m), truth, estimate, neighbours)
             results[precision][s.camera_id] = tally.summary()
     return results
 
@@ -119,8 +110,11 @@ def placements_markdown(
             cells = []
             for t in TARGETS:
                 value = row[t.key]
-                ok = value == value and t.holds(value, t.bound)  # NaN (no visible end) never meets one
-                cells.append(t.fmt.format(value) + ("" if ok else " ✗"))
+                # A figure with nothing to measure (no visible end: null in the JSON) meets no target.
+                if value is None or value != value:
+                    cells.append("– ✗")
+                    continue
+                cells.append(t.fmt.format(value) + ("" if t.holds(value, t.bound) else " ✗"))
             met = all("✗" not in c for c in cells)
             lines.append(
                 f"| {camera_id} | {m['height_m']:g} | {m['lateral_m']:g} | {m['hfov_deg']:g} | "

@@ -31,12 +31,25 @@ class Tally:
     empty_frames_clean: int = 0
     count_correct: int = 0
     frames: int = 0
+    neighbour_frames: int = 0
+    neighbour_reported: int = 0
 
     def add(
-        self, view: tuple[float, float], truth: Sequence[TruthExtent], estimate: Sequence[LocoExtent]
+        self,
+        view: tuple[float, float],
+        truth: Sequence[TruthExtent],
+        estimate: Sequence[LocoExtent],
+        neighbours: Sequence[TruthExtent] = (),
     ) -> None:
-        """Compare one frame's estimate with its truth."""
+        """Compare one frame's estimate with its truth; `neighbours` are the neighbouring tracks'
+        locomotives along the view, in own-track metres."""
         self.frames += 1
+        if neighbours:
+            self.neighbour_frames += 1
+            self.neighbour_reported += any(
+                _overlap(e, neighbours) > 0 and _overlap(e, truth) < 0.5 * (e.end_m - e.start_m)
+                for e in estimate
+            )
         grid = np.arange(view[0] + GRID_M / 2, view[1], GRID_M)
         want = _cover(grid, [(t.start_m, t.end_m) for t in truth])
         got = _cover(grid, [(e.start_m, e.end_m) for e in estimate])
@@ -85,6 +98,10 @@ class Tally:
             "empty_frames": float(self.empty_frames),
             "empty_frames_clean": self.empty_frames_clean / max(self.empty_frames, 1),
             "count_accuracy": self.count_correct / max(self.frames, 1),
+            "neighbour_frames": float(self.neighbour_frames),
+            # Frames with a neighbouring track's locomotive in view where an extent was reported on
+            # this track that lies mostly off this track's locomotives and on the neighbour's.
+            "neighbour_reported": self.neighbour_reported / max(self.neighbour_frames, 1),
         }
 
 
@@ -93,6 +110,11 @@ def _cover(grid: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:
     for lo, hi in spans:
         covered |= (grid >= lo) & (grid < hi)
     return covered
+
+
+def _overlap(extent: LocoExtent, others: Sequence[TruthExtent]) -> float:
+    """Metres of `extent` that lie on any of `others`."""
+    return sum(max(0.0, min(extent.end_m, o.end_m) - max(extent.start_m, o.start_m)) for o in others)
 
 
 def _best_overlap(truth: TruthExtent, estimate: Sequence[LocoExtent]) -> LocoExtent | None:

@@ -134,7 +134,7 @@ class CalibrationConfig(StrictModel):
     """The calibration workbench (`/calibrate`) and its API."""
 
     lpe_model_dir: Path = Field(
-        Path("ir_models/lpe/1.0.0"),
+        Path("ir_models/lpe/2.0.0"),
         description="The edge's LPE model folder: a fit's mounting is checked against the envelope it "
         "declares (envelope.yaml), as `depotwatch layout check` does.",
     )

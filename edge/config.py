@@ -33,7 +33,7 @@ class SpoolConfig(StrictModel):
 class LpeConfig(StrictModel):
     """The position estimator."""
 
-    model_dir: Path = Field(Path("ir_models/lpe/1.0.0"), description="Folder of the LPE IR files.")
+    model_dir: Path = Field(Path("ir_models/lpe/2.0.0"), description="Folder of the LPE IR files.")
     precision: Precision = Field("int8", description="Which IR: fp32 or int8.")
     device: str = Field("CPU", description="OpenVINO device: CPU, GPU, NPU, AUTO.")
     batch: int = Field(8, ge=1, le=64, description="Frames per inference batch.")

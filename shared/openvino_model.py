@@ -35,6 +35,7 @@ def compile_ir(
     what: str,
     device: str = "CPU",
     shape: Sequence[int] | None = None,
+    batch: int | None = None,
     hint: str = "LATENCY",
     inference_precision: str | None = None,
     threads: int | None = None,
@@ -44,7 +45,8 @@ def compile_ir(
     """The IR at `xml` (with its .bin beside it) compiled for `device`; raises `error` on any failure.
 
     `what` names the model in messages ("LPE model"). `shape` is the new shape of the model's input
-    (-1 for a dynamic dimension), `None` to keep the IR's. `hint` is OpenVINO's performance hint;
+    (-1 for a dynamic dimension), `None` to keep the IR's; `batch`, when given, the first dimension of
+    every input instead (for models of several inputs). `hint` is OpenVINO's performance hint;
     `inference_precision`, when given, its inference precision hint (e.g. "f32", so a CPU with AMX does
     not pick bf16). `threads`, when given on the CPU, caps the threads this model may use and leaves
     them unpinned, since a capped model shares the cores with others. `check` sees the model as read
@@ -66,6 +68,14 @@ def compile_ir(
             model.reshape({model.input(0): ov.PartialShape(list(shape))})
         except RuntimeError as exc:
             raise error(f"cannot reshape {what} {xml} to {list(shape)}: {_reason(exc)}") from exc
+    if batch is not None:
+        shapes = {
+            port: ov.PartialShape([batch, *list(port.get_partial_shape())[1:]]) for port in model.inputs
+        }
+        try:
+            model.reshape(shapes)
+        except RuntimeError as exc:
+            raise error(f"cannot set {what} {xml} to batches of {batch}: {_reason(exc)}") from exc
     if preprocess is not None:
         try:
             model = preprocess(model)

@@ -40,6 +40,9 @@ class StripGeometry:
     frame_size: tuple[int, int]  # width, height
     map_x: npt.NDArray[np.float32]
     map_y: npt.NDArray[np.float32]
+    # 1 where a strip cell samples a frame pixel, 0 where it falls outside the image (drawn black):
+    # the model reads it, so that "the image ends here" is never taken for "the locomotive ends here".
+    valid: npt.NDArray[np.uint8]
 
     @classmethod
     def for_camera(cls, camera_id: str, camera: Camera) -> StripGeometry:
@@ -56,7 +59,9 @@ class StripGeometry:
         uv[depth <= NEAR_PLANE_M] = -1.0  # sampled as border (black), never folded over
         map_x = uv[:, 0].reshape(STRIP_HEIGHT, STRIP_WIDTH).astype(np.float32)
         map_y = uv[:, 1].reshape(STRIP_HEIGHT, STRIP_WIDTH).astype(np.float32)
-        return cls(camera_id, start, end, (w, h), map_x, map_y)
+        # cv2.remap's nearest pixel of (x, y) is (round(x), round(y)).
+        inside = (map_x >= -0.5) & (map_x < w - 0.5) & (map_y >= -0.5) & (map_y < h - 0.5)
+        return cls(camera_id, start, end, (w, h), map_x, map_y, inside.astype(np.uint8))
 
     @property
     def metres_per_column(self) -> float:

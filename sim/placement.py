@@ -5,7 +5,7 @@ the calibration a surveyor would measure (the pixels of rail-head marks at known
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,8 @@ class Placement:
     hfov_deg: float
     aim_ahead_m: float  # how far along the track ahead of the camera it is aimed
     roll_deg: float = 0.0
+    # Lateral offsets of parallel tracks with their own traffic (same sign convention as lateral_m).
+    neighbours_m: tuple[float, ...] = ()
 
     def camera(self, resolution: tuple[int, int] = RESOLUTION) -> PinholeCamera:
         """The pinhole camera this placement is."""
@@ -139,25 +141,50 @@ def draw_placements(
             continue
         (camera,) = entry.values()
         if camera["view"]["end_m"] - camera["view"]["start_m"] >= envelope.min_view_m:
-            drawn.append((placement, entry))
+            # Its own generator, so that the mountings drawn for a seed stay what they were.
+            tracks = neighbour_tracks(placement.lateral_m, np.random.default_rng([seed, 23, len(drawn)]))
+            drawn.append((replace(placement, neighbours_m=tracks), entry))
     return drawn
 
 
-def placement_layout(entry: dict[str, Any], track_length_m: float = 70.0) -> dict[str, Any]:
-    """A one-track depot (two stations, one edge node) watched by the camera of `entry`."""
+def neighbour_tracks(lateral_m: float, rng: np.random.Generator) -> tuple[float, ...]:
+    """Parallel tracks beside a camera's own, as depots lay them (5–6.5 m apart): usually one or two
+    beyond it, sometimes one behind the camera's column. A track between the camera and its own is
+    not drawn: whenever occupied it hides the own track, a mounting no model can serve."""
+    side = 1.0 if lateral_m > 0 else -1.0
+    tracks: list[float] = []
+    if rng.random() < 0.85:
+        spacing = float(rng.uniform(5.0, 6.5))
+        tracks.append(-side * spacing)
+        if rng.random() < 0.4:
+            tracks.append(-side * 2 * spacing)
+    if rng.random() < 0.35:
+        tracks.append(side * (abs(lateral_m) + float(rng.uniform(2.5, 6.0))))
+    return tuple(round(t, 2) for t in tracks)
+
+
+def placement_layout(
+    entry: dict[str, Any], track_length_m: float = 70.0, neighbours_m: tuple[float, ...] = ()
+) -> dict[str, Any]:
+    """A depot of track T1 (two stations, one edge node) watched by the camera of `entry`, with
+    parallel tracks N1, N2, … at `neighbours_m` (positive to the left facing increasing metres), each
+    with stations and traffic of its own."""
+    offsets = {"T1": 0.0} | {f"N{i + 1}": offset for i, offset in enumerate(neighbours_m)}
     return {
         "site": "placements",
-        "name": "One track, one camera",
+        "name": "One camera beside its track",
         "tracks": {
-            "T1": {
-                "name": "Track 1",
+            track: {
+                "name": f"Track {track}",
                 "length_m": track_length_m,
-                "polyline": [[0.0, 0.0], [track_length_m, 0.0]],
+                "polyline": [[0.0, offset], [track_length_m, offset]],
             }
+            for track, offset in offsets.items()
         },
         "stations": {
-            "T1-A": {"name": "pit A", "track": "T1", "start_m": 2.5, "end_m": 26.0},
-            "T1-B": {"name": "pit B", "track": "T1", "start_m": 27.0, "end_m": 50.5},
+            f"{track}-{name}": {"name": f"pit {name}", "track": track, "start_m": start, "end_m": end}
+            for track in offsets
+            for name, start, end in (("A", 2.5, 26.0), ("B", 27.0, 50.5))
         },
         "nodes": {"edge-bay1": {"name": "Edge box"}},
         "cameras": entry,

@@ -19,7 +19,9 @@ from shared.calibration import RAIL_OFFSET_M
 from shared.frames import Frame
 from shared.layout import Facility
 from shared.projection import NEAR_PLANE_M, FloatArray, PinholeCamera
+from sim.appearance import Appearance
 from sim.fleet import Box, Color, boxes
+from sim.neighbours import neighbours_of
 from sim.scenario import Conditions
 from sim.textures import FaceTexture, end_texture, side_texture
 from sim.truth import TruthPlate
@@ -27,16 +29,8 @@ from sim.world import LocoState, Worker, World
 
 # Drawing reaches this far beyond the view so bodies that lean into the image are not cut off.
 SCENE_MARGIN_M = 40.0
-BACK_WALL_OFFSET_M = 9.0
-FLOOR: Color = (128, 128, 122)
-WALL: Color = (160, 165, 165)
-CEILING: Color = (92, 96, 100)
-RAIL: Color = (175, 175, 185)
-PIT: Color = (45, 45, 48)
-SAFETY_LINE: Color = (0, 200, 230)
 # Sodium-like shop lamps at night: warmer, and the frame darker away from the lamp pools.
 NIGHT_TINT = np.array([0.8, 0.95, 1.1], dtype=np.float32)
-NIGHT_FLOOR_GAIN = 0.12
 NOISE_BANK_SIZE = 4
 NOISE_BANK_SIGMA = 10.0
 _SUBPIXEL_SHIFT = 4
@@ -70,6 +64,15 @@ class CameraRenderer:
         self.world = world
         w, h = cam.resolution
         self.camera = PinholeCamera.from_calibration(cam.calibration.model, w, h, cam.hfov_deg)
+        scenario = world.scenario
+        self.look = (
+            Appearance.drawn(scenario.seed, camera_id)
+            if scenario.conditions.varied_appearance
+            else Appearance()
+        )
+        self.neighbours = neighbours_of(facility, cam.track)
+        # Workers keep to the camera's side of the track, where they stand between it and the track.
+        self._near_side = 1.0 if self.camera.position[1] > 0 else -1.0
         self._background = self._draw_background()
         self._night_gain = self._lamp_gain()
 
@@ -90,9 +93,7 @@ class CameraRenderer:
         # Which face painted each pixel last: a number on a face that later faces cover is not visible.
         owner = np.full(img.shape[:2], -1, np.int32)
         plates: list[tuple[int, TruthPlate]] = []
-        parts = self._scene_faces(
-            self.world.locos_at(t, self.track_id), self.world.workers_at(self.camera_id, t)
-        )
+        parts = self._scene_faces(self._locos_at(t), self.world.workers_at(self.camera_id, t))
         for index, face in enumerate(parts):
             plates.extend((index, plate) for plate in self._draw_face(img, face, owner, index))
         img = self._expose(img, t, conditions, rng)
@@ -108,31 +109,45 @@ class CameraRenderer:
 
     # -- scene -------------------------------------------------------------------------------
 
-    def _scene_faces(self, locos: list[LocoState], workers: list[Worker]) -> list[_Face]:
+    def _locos_at(self, t: float) -> list[tuple[LocoState, float]]:
+        """Locomotives on the own track and the neighbouring ones, in own-track metres, each with its
+        track's lateral offset."""
+        found = [(state, 0.0) for state in self.world.locos_at(t, self.track_id)]
+        found.extend(
+            (n.to_own(state), n.offset_m)
+            for n in self.neighbours
+            for state in self.world.locos_at(t, n.track_id)
+        )
+        return found
+
+    def _scene_faces(self, locos: list[tuple[LocoState, float]], workers: list[Worker]) -> list[_Face]:
         """Faces in drawing order: locomotives far to near, each undercarriage first (cameras look down
         on it, and its long box would otherwise sort in front of the bodies above it); then workers,
         who stand between the cameras and the track."""
         cam_pos = self.camera.position
         ordered: list[tuple[float, list[_Face]]] = []
-        for state in locos:
+        for state, offset in locos:
             if (
                 state.end_m < self.view.start_m - SCENE_MARGIN_M
                 or state.start_m > self.view.end_m + SCENE_MARGIN_M
             ):
                 continue
-            under, *upper = (self._loco_box(state, box, cam_pos) for box in boxes(state.loco.series))
+            under, *upper = (self._loco_box(state, box, cam_pos, offset) for box in boxes(state.loco.series))
             upper.sort(key=lambda item: -item[0])
-            centre = np.array([(state.start_m + state.end_m) / 2, 0.0, 0.0])
+            centre = np.array([(state.start_m + state.end_m) / 2, offset, 0.0])
             ordered.append(
                 (float(np.linalg.norm(cam_pos - centre)), under[1] + [f for _, fs in upper for f in fs])
             )
         ordered.sort(key=lambda item: -item[0])
         people = sorted(
-            (solid for w in workers for solid in _worker_solids(w, cam_pos)), key=lambda item: -item[0]
+            (solid for w in workers for solid in _worker_solids(w, -self._near_side * w.offset_m, cam_pos)),
+            key=lambda item: -item[0],
         )
         return [face for _, faces in ordered + people for face in faces]
 
-    def _loco_box(self, state: LocoState, box: Box, cam_pos: FloatArray) -> tuple[float, list[_Face]]:
+    def _loco_box(
+        self, state: LocoState, box: Box, cam_pos: FloatArray, offset: float
+    ) -> tuple[float, list[_Face]]:
         length = state.loco.length_m
         if state.reversed:
             s0, s1 = state.start_m + length - box.x1, state.start_m + length - box.x0
@@ -142,7 +157,7 @@ class CameraRenderer:
             cab_lo, cab_hi = box.cab_at_x0, box.cab_at_x1
         series, plate, hw = state.loco.series, state.loco.plate, box.half_width
         faces = []
-        for face in _box_faces(s0, s1, 0.0, hw, box.z0, box.z1):
+        for face in _box_faces(s0, s1, offset, hw, box.z0, box.z1):
             kind = face[0]
             if kind == "side_neg":  # seen from the -offset side: left is low metres
                 tex: FaceTexture | None = side_texture(series, plate, box, cab_lo, cab_hi)
@@ -155,25 +170,36 @@ class CameraRenderer:
             else:
                 tex = None
             faces.append(_Face(face[1], face[2], tex, series.roof, plate))
-        return _visible(faces, cam_pos, np.array([(s0 + s1) / 2, 0.0, (box.z0 + box.z1) / 2]))
+        return _visible(faces, cam_pos, np.array([(s0 + s1) / 2, offset, (box.z0 + box.z1) / 2]))
 
     def _draw_background(self) -> Frame:
+        look = self.look
         img = np.empty((self.camera.height, self.camera.width, 3), np.uint8)
-        img[:] = CEILING
+        img[:] = look.ceiling
         lo, hi = self.view.start_m - SCENE_MARGIN_M, self.view.end_m + SCENE_MARGIN_M
-        wall = BACK_WALL_OFFSET_M
-        self._fill(img, _quad_z(lo, hi, wall, 0.0, 9.0), WALL)
+        # The back wall stands beyond the last track on the side away from the camera.
+        far = -self._near_side
+        beyond = max([far * n.offset_m for n in self.neighbours if far * n.offset_m > 0], default=0.0)
+        wall = far * (beyond + look.wall_gap_m)
+        inward = -far * 0.5
+        self._fill(img, _quad_z(lo, hi, wall, 0.0, 9.0), look.wall)
         for s in np.arange(np.floor(lo / 6) * 6, hi, 6.0):
-            self._fill(img, _quad_z(s + 1.5, s + 4.5, wall - 0.01, 4.5, 7.5), (215, 220, 222))
-            self._fill(img, _quad_z(s - 0.25, s + 0.25, wall - 0.5, 0.0, 9.0), (120, 125, 130))
-        self._fill(img, _quad_ground(lo, hi, -15.0, wall), FLOOR)
-        self._fill(img, _quad_ground(lo, hi, -0.62, 0.62), PIT)
-        for centre in (-RAIL_OFFSET_M, RAIL_OFFSET_M):
-            self._fill(img, _quad_ground(lo, hi, centre - 0.04, centre + 0.04), RAIL)
-        for centre in (-2.2, 2.2):
-            self._fill(img, _quad_ground(lo, hi, centre - 0.05, centre + 0.05), SAFETY_LINE)
+            self._fill(img, _quad_z(s + 1.5, s + 4.5, wall + inward * 0.02, 4.5, 7.5), look.window)
+            self._fill(img, _quad_z(s - 0.25, s + 0.25, wall + inward, 0.0, 9.0), look.column)
+        near_edge = self.camera.position[1] + self._near_side * 15.0
+        self._fill(img, _quad_ground(lo, hi, near_edge, wall), look.floor)
+        for track in (0.0, *(n.offset_m for n in self.neighbours)):
+            half = look.pit_half_width_m
+            self._fill(img, _quad_ground(lo, hi, track - half, track + half), look.pit)
+            for centre in (track - RAIL_OFFSET_M, track + RAIL_OFFSET_M):
+                self._fill(img, _quad_ground(lo, hi, centre - 0.04, centre + 0.04), look.rail)
+            if look.safety_line is not None:
+                for centre in (track - 2.2, track + 2.2):
+                    self._fill(img, _quad_ground(lo, hi, centre - 0.05, centre + 0.05), look.safety_line)
         mottling = cv2.resize(
-            np.random.default_rng(7).normal(0, 6, (self.camera.height // 16, self.camera.width // 16)),
+            np.random.default_rng(7).normal(
+                0, look.floor_mottle, (self.camera.height // 16, self.camera.width // 16)
+            ),
             (self.camera.width, self.camera.height),
             interpolation=cv2.INTER_CUBIC,
         )
@@ -182,9 +208,9 @@ class CameraRenderer:
     def _lamp_gain(self) -> npt.NDArray[np.float32]:
         """Per-pixel night gain: pools of light under ceiling lamps along the track."""
         h, w = self.camera.height, self.camera.width
-        gain = np.full((h, w), NIGHT_FLOOR_GAIN, np.float32)
+        gain = np.full((h, w), self.look.night_floor_gain, np.float32)
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        for s in np.arange(self.view.start_m - 6, self.view.end_m + 6, 8.0):
+        for s in np.arange(self.view.start_m - 6, self.view.end_m + 6, self.look.lamp_spacing_m):
             uv, depth = self.camera.project(np.array([[s, 0.0, 0.0]]))
             if depth[0] <= NEAR_PLANE_M:
                 continue
@@ -320,8 +346,8 @@ def _visible(faces: list[_Face], cam_pos: FloatArray, centre: FloatArray) -> tup
     return float(np.linalg.norm(cam_pos - centre)), shown
 
 
-def _worker_solids(worker: Worker, cam_pos: FloatArray) -> list[tuple[float, list[_Face]]]:
-    s, d = worker.track_m, worker.offset_m
+def _worker_solids(worker: Worker, d: float, cam_pos: FloatArray) -> list[tuple[float, list[_Face]]]:
+    s = worker.track_m
     parts = [
         (0.18, 0.12, 0.0, 0.85, (90, 50, 30)),  # legs
         (0.24, 0.15, 0.85, 1.5, (0, 120, 255)),  # hi-vis jacket

@@ -43,6 +43,11 @@ class Conditions(StrictModel):
     motion_blur_px: Range = Field((0.0, 0.0), description="Camera-shake blur length in pixels.")
     workers_per_camera: float = Field(0.3, ge=0, le=5, description="Mean number of workers in each view.")
     timestamp_overlay: bool = Field(True, description="Burn the camera id and time into the frame.")
+    varied_appearance: bool = Field(
+        False,
+        description="Draw each camera's floor, walls, pit, rails, markings and lamps from the range depots "
+        "show (training data) instead of the one default look.",
+    )
 
     @model_validator(mode="after")
     def _ranges_ordered(self) -> Self:

@@ -3,9 +3,12 @@ locomotive (in track metres, ends beyond the view flagged) and the state of the 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from shared.layout import Facility
 from shared.strict import StrictModel
-from sim.world import LocoState
+from sim.neighbours import Neighbour
+from sim.world import LocoState, World
 
 
 class TruthExtent(StrictModel):
@@ -59,6 +62,16 @@ def visible_extents(facility: Facility, camera_id: str, locos: list[LocoState]) 
             )
         )
     return sorted(out, key=lambda e: e.start_m)
+
+
+def neighbour_extents(
+    facility: Facility, camera_id: str, neighbours: list[Neighbour], world: World, t: float
+) -> list[TruthExtent]:
+    """What of the neighbouring tracks' locomotives lies along the camera's view, in own-track metres:
+    what the LPE must not report as its track's."""
+    shifted = [n.to_own(state) for n in neighbours for state in world.locos_at(t, n.track_id)]
+    own_track = facility.cameras[camera_id].track
+    return visible_extents(facility, camera_id, [replace(s, track_id=own_track) for s in shifted])
 
 
 def facility_truth(facility: Facility, locos: list[LocoState]) -> list[TruthLoco]:

@@ -93,7 +93,7 @@ def test_bench_lpe_with_no_model_where_it_is_pointed_says_so(tmp_path: Path) -> 
     assert missing == [
         f"bench.lpe: missing OpenVINO model lpe_{p}: {tmp_path / 'lpe' / f'lpe_{p}.xml'} does not exist; "
         "to fix: pass --model-dir a folder holding lpe_fp32 and lpe_int8 (shipped: "
-        f"{REPO / 'ir_models' / 'lpe' / '1.0.0'}; `make train-lpe` rebuilds them)"
+        f"{REPO / 'ir_models' / 'lpe' / '2.0.0'}; `make train-lpe` rebuilds them)"
         for p in ("fp32", "int8")
     ]
 

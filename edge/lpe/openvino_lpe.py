@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 INPUT_SHAPE = (STRIP_HEIGHT, STRIP_WIDTH, 3)
 OUTPUT_CHANNELS = 3
+# Version 2 models also read each strip's validity mask and scale (1.0.0 reads the strip alone).
+GEOMETRY_INPUTS = ("valid", "metres_per_column")
 
 
 class LpeModelError(DepotwatchError):
@@ -81,17 +83,19 @@ class OpenVinoLpe:
         self._model = ModelRef(name="lpe", version=f"{model_dir.name}-{precision}")
         self.batch = batch
         self.geometries = {cid: StripGeometry.for_camera(cid, cam) for cid, cam in cameras.items()}
+        signature: list[bool] = []
         self.compiled = compile_ir(
             xml,
             error=LpeModelError,
             what="LPE model",
             device=device,
-            shape=[batch, *INPUT_SHAPE],
+            batch=batch,
             hint=hint,
             inference_precision=inference_precision,
             threads=threads,
-            check=lambda model: _check_signature(model, xml),
+            check=lambda model: signature.append(_check_signature(model, xml)),
         )
+        self.reads_geometry = signature[0]
         self.device = device
         self.inference_precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         self._queue = ov.AsyncInferQueue(self.compiled, requests)
@@ -128,8 +132,9 @@ class OpenVinoLpe:
             chunk = list(range(start, min(start + self.batch, len(frames))))
             for slot, index in enumerate(chunk):
                 geometries[index].rectify(frames[index][1], out=strips[slot])
+            batch = self.batch_inputs(strips, *self.geometry_inputs([geometries[i] for i in chunk]))
             self.times.rectify += time.perf_counter() - t0
-            self._queue.start_async({0: strips}, userdata=(chunk, [geometries[i] for i in chunk]))
+            self._queue.start_async(batch, userdata=(chunk, [geometries[i] for i in chunk]))
         t0 = time.perf_counter()
         self._queue.wait_all()
         self.times.infer_wait += time.perf_counter() - t0
@@ -149,17 +154,54 @@ class OpenVinoLpe:
         """Finish in-flight inference."""
         self._queue.wait_all()
 
-    def infer_strips(self, strips: npt.NDArray[np.uint8]) -> list[ColumnScores]:
-        """Column scores for already-rectified strips (N×64×256×3), synchronously."""
+    def geometry_inputs(
+        self, geometries: Sequence[StripGeometry]
+    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
+        """The validity masks (N×64×256) and metres per column (N×1) of strips rectified with
+        `geometries`, as a version 2 model reads them beside the strips."""
+        valid = (
+            np.stack([g.valid for g in geometries])
+            if geometries
+            else np.zeros((0, *INPUT_SHAPE[:2]), np.uint8)
+        )
+        scale = np.array([[g.metres_per_column] for g in geometries], np.float32).reshape(-1, 1)
+        return valid, scale
+
+    def infer_strips(
+        self,
+        strips: npt.NDArray[np.uint8],
+        valid: npt.NDArray[np.uint8],
+        metres_per_column: npt.NDArray[np.float32],
+    ) -> list[ColumnScores]:
+        """Column scores for already-rectified strips (N×64×256×3) with their validity masks (N×64×256)
+        and metres per column (N×1), synchronously."""
         scores: list[ColumnScores] = []
         request = self.compiled.create_infer_request()
         for start in range(0, len(strips), self.batch):
-            chunk = strips[start : start + self.batch]
-            padded = np.zeros((self.batch, *INPUT_SHAPE), np.uint8)
-            padded[: len(chunk)] = chunk
-            out = request.infer({0: padded})[0]
-            scores.extend(_scores(out[i]) for i in range(len(chunk)))
+            end = start + self.batch
+            out = request.infer(
+                self.batch_inputs(strips[start:end], valid[start:end], metres_per_column[start:end])
+            )[0]
+            scores.extend(_scores(out[i]) for i in range(len(strips[start:end])))
         return scores
+
+    def batch_inputs(
+        self,
+        strips: npt.NDArray[np.uint8],
+        valid: npt.NDArray[np.uint8],
+        metres_per_column: npt.NDArray[np.float32],
+    ) -> dict[int, npt.NDArray[Any]]:
+        """One batch's inputs as the model takes them, padded to the compiled batch size."""
+        padded = np.zeros((self.batch, *INPUT_SHAPE), np.uint8)
+        padded[: len(strips)] = strips
+        if not self.reads_geometry:
+            return {0: padded}
+        mask = np.zeros((self.batch, *INPUT_SHAPE[:2]), np.uint8)
+        mask[: len(valid)] = valid
+        # Padding rows get a plausible scale: log(0) would give the network an infinity.
+        scale = np.full((self.batch, 1), 0.05, np.float32)
+        scale[: len(metres_per_column)] = metres_per_column
+        return {0: padded, 1: mask, 2: scale}
 
     def _on_done(self, request: ov.InferRequest, userdata: tuple[list[int], list[StripGeometry]]) -> None:
         t0 = time.perf_counter()
@@ -180,10 +222,29 @@ def _scores(columns: npt.NDArray[np.float32]) -> ColumnScores:
     )
 
 
-def _check_signature(model: ov.Model, xml: Path) -> None:
-    """The IR must take u8 N×64×256×3 strips and give N×3×256 column scores."""
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise LpeModelError(f"{xml}: expected one input and one output")
+def _check_signature(model: ov.Model, xml: Path) -> bool:
+    """The IR must take u8 N×64×256×3 strips (version 2: and u8 N×64×256 validity masks and f32 N×1
+    metres per column, in that order) and give N×3×256 column scores; True for version 2."""
+    reads_geometry = len(model.inputs) == 3
+    if len(model.inputs) not in (1, 3) or len(model.outputs) != 1:
+        raise LpeModelError(
+            f"{xml}: expected one input (strips) or three (strips, valid, metres_per_column) and one output"
+        )
+    if reads_geometry:
+        names = [model.input(i).get_any_name() for i in (1, 2)]
+        if names != list(GEOMETRY_INPUTS):
+            raise LpeModelError(f"{xml}: inputs 2 and 3 are {names}, expected {list(GEOMETRY_INPUTS)}")
+        valid, scale = (model.input(i).get_partial_shape() for i in (1, 2))
+        if [d.get_length() for d in list(valid)[1:]] != list(INPUT_SHAPE[:2]) or model.input(
+            1
+        ).get_element_type() != ov.Type.u8:
+            raise LpeModelError(
+                f"{xml}: input 'valid' must be u8 [N, {STRIP_HEIGHT}, {STRIP_WIDTH}], is {valid}"
+            )
+        if [d.get_length() for d in list(scale)[1:]] != [1] or model.input(
+            2
+        ).get_element_type() != ov.Type.f32:
+            raise LpeModelError(f"{xml}: input 'metres_per_column' must be f32 [N, 1], is {scale}")
     shape = model.input(0).get_partial_shape()
     if shape.rank.get_length() != 4 or [d.get_length() for d in list(shape)[1:]] != list(INPUT_SHAPE):
         raise LpeModelError(f"{xml}: input shape {shape} is not [N, {STRIP_HEIGHT}, {STRIP_WIDTH}, 3]")
@@ -192,3 +253,4 @@ def _check_signature(model: ov.Model, xml: Path) -> None:
     out = model.output(0).get_partial_shape()
     if [d.get_length() for d in list(out)[1:]] != [OUTPUT_CHANNELS, STRIP_WIDTH]:
         raise LpeModelError(f"{xml}: output shape {out} is not [N, {OUTPUT_CHANNELS}, {STRIP_WIDTH}]")
+    return reads_geometry

@@ -102,7 +102,7 @@ def test_the_workbenchs_lpe_folder_fails_at_start_when_missing_or_its_envelope_m
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert load_cloud_config(REPO / "examples" / "cloud.yaml").calibration.lpe_model_dir == Path(
-        "ir_models/lpe/1.0.0"
+        "ir_models/lpe/2.0.0"
     )
     monkeypatch.setenv("DEPOTWATCH_CLOUD_CALIBRATION__LPE_MODEL_DIR", str(tmp_path / "lpe"))
     with pytest.raises(ConfigError) as info:

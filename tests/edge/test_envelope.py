@@ -79,26 +79,28 @@ def test_each_quantity_out_of_range_is_named() -> None:
 
 def test_layout_check_names_each_camera_mounted_outside(tmp_path: Path) -> None:
     layout = tmp_path / "facility.yaml"
-    layout.write_text(yaml.safe_dump(_layout_with(c2=(12.0, -6.0, 60.0), c3=(8.0, 6.0, 60.0))))
+    layout.write_text(yaml.safe_dump(_layout_with(c2=(16.0, -6.0, 60.0), c3=(8.0, 6.0, 30.0))))
     result = CliRunner().invoke(app, ["layout", "check", str(layout)])
     assert result.exit_code == 0, result.output  # a warning: the layout itself is valid
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 2, result.stderr
-    assert warnings[0].startswith("warning: camera T1-C2: mounted outside the LPE's envelope: height 12 m")
-    assert warnings[1].startswith("warning: camera T1-C3: mounted outside the LPE's envelope: left of")
+    assert warnings[0].startswith("warning: camera T1-C2: mounted outside the LPE's envelope: height 16 m")
+    assert warnings[1].startswith(
+        "warning: camera T1-C3: mounted outside the LPE's envelope: field of view 30°"
+    )
     assert "layout is valid" in result.stdout
 
 
 def test_edge_check_names_the_nodes_cameras_mounted_outside(tmp_path: Path) -> None:
     layout = tmp_path / "facility.yaml"
-    layout.write_text(yaml.safe_dump(_layout_with(c2=(4.0, -6.0, 60.0))))
+    layout.write_text(yaml.safe_dump(_layout_with(c2=(2.5, -6.0, 60.0))))
     config = yaml.safe_load((REPO / "examples" / "edge.yaml").read_text())
     config["layout"] = str(layout)
     path = tmp_path / "edge.yaml"
     path.write_text(yaml.safe_dump(config))
     result = CliRunner().invoke(app, ["edge", "check", str(path)])
     assert result.exit_code == 0, result.output
-    assert "warning: camera T1-C2: mounted outside the LPE's envelope: height 4 m" in result.stderr
+    assert "warning: camera T1-C2: mounted outside the LPE's envelope: height 2.5 m" in result.stderr
 
 
 def test_a_malformed_envelope_fails_naming_its_key(tmp_path: Path) -> None:

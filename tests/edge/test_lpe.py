@@ -18,10 +18,13 @@ from sim.source import SimCamera, SimUrl
 from sim.world import World
 from tests.conftest import REPO
 
-MODEL_DIR = REPO / "ir_models" / "lpe" / "1.0.0"
+MODEL_DIR = REPO / "ir_models" / "lpe" / "2.0.0"
+# Kept for rollback: the runtime still reads its one-input signature.
+PREVIOUS_DIR = REPO / "ir_models" / "lpe" / "1.0.0"
 # Not a training, validation or benchmark seed.
 FRESH_SEED = 4242
-# Visible end error on these frames (33 ends; the same on every run): median 0.005 m at both
+# Both versions run on the example depot's frames (2.0.0 shipped, 1.0.0 kept for rollback). 1.0.0's
+# visible end error on these frames (33 ends; the same on every run): median 0.005 m at both
 # precisions, p95 0.011 m (fp32) and 0.014 m (int8); on 12 other seeds' 48 frames, medians
 # 0.003-0.009 m and p95 0.010-0.025 m; the model card's held-out sets: 0.005-0.007 m and 0.015-0.025 m.
 # Limits of about four times this seed's figures (twice the worst of any seed): decoding that puts
@@ -51,20 +54,24 @@ def lpe(facility: Facility) -> OpenVinoLpe:
     return OpenVinoLpe(MODEL_DIR, facility.cameras, precision="int8", batch=4)
 
 
-def test_shipped_ir_files_stay_small() -> None:
-    files = list(MODEL_DIR.glob("lpe_*.xml")) + list(MODEL_DIR.glob("lpe_*.bin"))
+@pytest.mark.parametrize("model_dir", [MODEL_DIR, PREVIOUS_DIR], ids=lambda d: d.name)
+def test_shipped_ir_files_stay_small(model_dir: Path) -> None:
+    files = list(model_dir.glob("lpe_*.xml")) + list(model_dir.glob("lpe_*.bin"))
     assert len(files) == 4
     assert sum(f.stat().st_size for f in files) < 20e6
-    assert (MODEL_DIR / "MODEL_CARD.md").is_file()
+    assert (model_dir / "MODEL_CARD.md").is_file()
 
 
+@pytest.mark.parametrize("model_dir", [MODEL_DIR, PREVIOUS_DIR], ids=lambda d: d.name)
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_finds_the_locomotives_in_fresh_frames(
     facility: Facility,
-    fresh_frames: list[tuple[str, np.ndarray, list]],
-    precision: str,  # type: ignore[type-arg]
+    fresh_frames: list[tuple[str, np.ndarray, list]],  # type: ignore[type-arg]
+    model_dir: Path,
+    precision: str,
 ) -> None:
-    lpe = OpenVinoLpe(MODEL_DIR, facility.cameras, precision=precision, batch=8, inference_precision="f32")  # type: ignore[arg-type]
+    lpe = OpenVinoLpe(model_dir, facility.cameras, precision=precision, batch=8, inference_precision="f32")  # type: ignore[arg-type]
+    assert lpe.reads_geometry == (model_dir == MODEL_DIR)
     estimates = lpe.estimate([(cid, image) for cid, image, _ in fresh_frames])
     tally = Tally()
     for (cid, _, truth), estimate in zip(fresh_frames, estimates, strict=True):
@@ -90,7 +97,11 @@ def test_async_batches_return_results_in_frame_order(
     strips = np.stack([lpe.geometries[cid].rectify(image) for cid, image in frames])
     expected = [
         decode(scores, lpe.geometries[cid].view_start_m, lpe.geometries[cid].metres_per_column)
-        for (cid, _), scores in zip(frames, lpe.infer_strips(strips), strict=True)
+        for (cid, _), scores in zip(
+            frames,
+            lpe.infer_strips(strips, *lpe.geometry_inputs([lpe.geometries[c] for c, _ in frames])),
+            strict=True,
+        )
     ]
     assert lpe.estimate(frames) == expected
 

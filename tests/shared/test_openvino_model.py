@@ -46,6 +46,16 @@ def test_shape_threads_and_hook_reach_the_compiled_model() -> None:
     assert compiled.get_property("INFERENCE_PRECISION_HINT").to_string() == "f32"
 
 
+def test_a_batch_size_reaches_every_input_of_a_model_of_several() -> None:
+    several = REPO / "ir_models" / "lpe" / "2.0.0" / "lpe_fp32.xml"
+    compiled = _load(several, batch=3)
+    assert [tuple(port.get_partial_shape().to_shape()) for port in compiled.inputs] == [
+        (3, 64, 256, 3),
+        (3, 64, 256),
+        (3, 1),
+    ]
+
+
 def test_a_missing_bin_names_the_file(tmp_path: Path) -> None:
     shutil.copy(XML, tmp_path / XML.name)
     message = _one_line_error("toy model file .*lpe_int8.bin does not exist", tmp_path / XML.name)

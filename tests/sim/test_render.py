@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
 
+import cv2
 import numpy as np
+import numpy.typing as npt
 import pytest
 
-from shared.layout import Facility
+from shared.calibration import RAIL_OFFSET_M
+from shared.frames import Frame
+from shared.layout import Facility, parse_facility
+from sim.appearance import Appearance
+from sim.fleet import boxes
+from sim.placement import Placement, camera_entry, placement_layout
 from sim.render import CameraRenderer
 from sim.scenario import Conditions, Lighting, Scenario
 from sim.truth import visible_extents
-from sim.world import World
+from sim.world import LocoState, World
 from tests.conftest import REPO
 
 QUIET = Conditions(lighting=Lighting.DAY, noise_sigma=(0, 0), workers_per_camera=0, timestamp_overlay=False)
@@ -141,11 +149,11 @@ print(hashlib.sha256(frame.tobytes()).hexdigest())
 """
 
 
-def test_a_seed_renders_the_same_frame_in_every_process() -> None:
-    # Python salts hash() per process (PYTHONHASHSEED): two processes salted differently must agree.
-    digests = {
+def _printed_under_two_salts(script: str) -> set[str]:
+    """What `script` prints in two processes whose hash() is salted differently (PYTHONHASHSEED)."""
+    return {
         subprocess.run(
-            [sys.executable, "-c", _RENDER_ONE],
+            [sys.executable, "-c", script],
             cwd=REPO,
             env={**os.environ, "PYTHONHASHSEED": salt},
             capture_output=True,
@@ -155,4 +163,218 @@ def test_a_seed_renders_the_same_frame_in_every_process() -> None:
         ).stdout.strip()
         for salt in ("1", "2")
     }
+
+
+def test_a_seed_renders_the_same_frame_in_every_process() -> None:
+    digests = _printed_under_two_salts(_RENDER_ONE)
     assert len(digests) == 1, digests
+
+
+# -- neighbouring tracks, the back wall and the look --------------------------------------------------
+
+PLACEMENT_TRACK_M = 70.0
+NEIGHBOUR_SPACING_M = 6.0
+EMPTY = {"initial_occupancy": 0.0, "arrivals_per_track_hour": 0.0}
+# Pixels this far outside a locomotive's projected bounding box are not its.
+BOX_MARGIN_PX = 4
+
+
+def _placement_facility(lateral_m: float, neighbours_m: tuple[float, ...]) -> Facility:
+    """One camera 6 m up, `lateral_m` beside track T1, with parallel tracks at `neighbours_m`."""
+    placement = Placement(along_m=5.0, height_m=6.0, lateral_m=lateral_m, hfov_deg=70.0, aim_ahead_m=12.0)
+    entry = camera_entry("CAM", "T1", "edge-bay1", placement, PLACEMENT_TRACK_M)
+    assert entry is not None
+    return parse_facility(placement_layout(entry, PLACEMENT_TRACK_M, neighbours_m))
+
+
+def _box_mask(renderer: CameraRenderer, state: LocoState, offset_m: float) -> npt.NDArray[np.uint8]:
+    """255 over the convex hull of a locomotive's bounding box (own-track metres) in the image."""
+    parts = boxes(state.loco.series)
+    half = max(b.half_width for b in parts)
+    top = max(b.z1 for b in parts)
+    corners = np.array(
+        [
+            (s, offset_m + d, z)
+            for s in (state.start_m, state.end_m)
+            for d in (-half, half)
+            for z in (0.0, top)
+        ]
+    )
+    uv, depth = renderer.camera.project(corners)
+    assert (depth > 1.0).all()
+    mask = np.zeros((renderer.camera.height, renderer.camera.width), np.uint8)
+    hull = cv2.convexHull(np.round(uv).astype(np.int32))
+    cv2.fillConvexPoly(mask, hull, 255)
+    return mask
+
+
+def test_a_neighbouring_tracks_locomotive_is_drawn_where_it_stands() -> None:
+    # A camera on the right of its track, a neighbour 6 m beyond it: its locomotives stand in view.
+    facility = _placement_facility(-6.0, (NEIGHBOUR_SPACING_M,))
+    busy = World(facility, Scenario(seed=3, horizon_h=12, conditions=QUIET))
+    bare = World(facility, busy.scenario.model_copy(update=EMPTY))
+    view = facility.cameras["CAM"].view
+    t, state = next(
+        (t, s)
+        for t in np.arange(0.0, 12 * 3600, 120.0)
+        if not busy.locos_at(t, "T1")
+        for s in busy.locos_at(t, "N1")
+        if view.start_m + 2 <= s.start_m and s.end_m <= view.end_m
+    )
+    renderer = CameraRenderer(facility, "CAM", busy)
+    # The same layout, pit and rails of N1 included, with no traffic: what differs is the locomotive.
+    drawn = renderer.render(t).image.astype(int)
+    empty = CameraRenderer(facility, "CAM", bare).render(t).image.astype(int)
+    changed = np.abs(drawn - empty).max(axis=2) > 0
+    box = _box_mask(renderer, state, NEIGHBOUR_SPACING_M)
+    kernel = np.ones((2 * BOX_MARGIN_PX + 1,) * 2, np.uint8)
+    near_box = cv2.dilate(box, kernel) > 0
+    assert changed[box > 0].mean() > 0.5, "the neighbour's locomotive must fill most of its box"
+    assert not changed[~near_box].any(), "nothing but the neighbour's locomotive may change"
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0], ids=["camera-left", "camera-right"])
+def test_workers_stand_on_the_cameras_side_of_the_track(side: float) -> None:
+    facility = _placement_facility(8.0 * side, ())
+    crowded = QUIET.model_copy(update={"workers_per_camera": 3.0})
+    scenario = Scenario(seed=4, horizon_h=2, conditions=crowded, **EMPTY)
+    world = World(facility, scenario)
+    t = next(t for t in np.arange(0.0, 2 * 3600, 60.0) if len(world.workers_at("CAM", t)) >= 2)
+    renderer = CameraRenderer(facility, "CAM", world)
+    nobody = World(facility, scenario.model_copy(update={"conditions": QUIET}))
+    changed = (
+        np.abs(
+            renderer.render(t).image.astype(int) - CameraRenderer(facility, "CAM", nobody).render(t).image
+        ).max(axis=2)
+        > 0
+    )
+    # Where each worker stands: its planned offset (negative, the right of the track) turned to the
+    # camera's side.
+    expected = np.zeros(changed.shape, np.uint8)
+    for worker in world.workers_at("CAM", t):
+        d = side * abs(worker.offset_m)
+        corners = np.array(
+            [(worker.track_m + ds, d + dd, z) for ds in (-0.3, 0.3) for dd in (-0.3, 0.3) for z in (0.0, 1.9)]
+        )
+        uv, depth = renderer.camera.project(corners)
+        assert (depth > 1.0).all()
+        cv2.fillConvexPoly(expected, cv2.convexHull(np.round(uv).astype(np.int32)), 255)
+    expected = cv2.dilate(expected, np.ones((2 * BOX_MARGIN_PX + 1,) * 2, np.uint8))
+    assert changed.sum() > 200, "the workers must be drawn"
+    assert not changed[expected == 0].any(), "workers drawn where none stands"
+
+
+def _distinct_look_seed(camera_id: str) -> int:
+    """A seed whose drawn look tells floor, wall, rail and pit apart at a glance (and whose wall stands
+    less than 11 m beyond the last track, little mottled)."""
+    for seed in range(200):
+        look = Appearance.drawn(seed, camera_id)
+        colours = (look.floor, look.wall, look.rail, look.pit)
+        apart = min(float(np.linalg.norm(np.subtract(a, b))) for a, b in itertools.combinations(colours, 2))
+        if apart > 50 and look.wall_gap_m < 11 and look.floor_mottle < 8:
+            return seed
+    raise AssertionError("no seed draws a look with distinct colours")
+
+
+def _seen_as(
+    renderer: CameraRenderer, image: Frame, points: npt.NDArray[np.float64], half_width_m: float = 0.0
+) -> list[str]:
+    """Which of the look's floor, wall, rail and pit colours each point's pixel is nearest (points in
+    the image only; with `half_width_m`, only where that much either side laterally spans at least
+    3 pixels, so that the point's pixel lies inside what is drawn there)."""
+    look = renderer.look
+    colours = {"floor": look.floor, "wall": look.wall, "rail": look.rail, "pit": look.pit}
+    uv, depth = renderer.camera.project(points)
+    wide = np.ones(len(points), bool)
+    if half_width_m:
+        across = np.array([0.0, half_width_m, 0.0])
+        lo, _ = renderer.camera.project(points - across)
+        hi, _ = renderer.camera.project(points + across)
+        wide = np.linalg.norm(hi - lo, axis=1) >= 3
+    w, h = renderer.camera.width, renderer.camera.height
+    px = np.round(uv).astype(int)
+    inside = (depth > 1.0) & wide & (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
+    seen = []
+    for x, y in px[inside]:
+        pixel = image[y, x].astype(float)
+        seen.append(min(colours, key=lambda name: float(np.linalg.norm(pixel - colours[name]))))
+    return seen
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0], ids=["camera-left", "camera-right"])
+def test_the_back_wall_stands_beyond_the_far_neighbour_whichever_side_the_camera(side: float) -> None:
+    # A camera 10 m to one side; a neighbour track 6 m to the other, beyond its own.
+    far = -side
+    facility = _placement_facility(10.0 * side, (far * NEIGHBOUR_SPACING_M,))
+    conditions = QUIET.model_copy(update={"varied_appearance": True})
+    scenario = Scenario(seed=_distinct_look_seed("CAM"), horizon_h=1, conditions=conditions, **EMPTY)
+    renderer = CameraRenderer(facility, "CAM", World(facility, scenario))
+    image = renderer.render(60.0).image
+    look = renderer.look
+    view = facility.cameras["CAM"].view
+    s = np.arange(view.start_m, view.end_m, 0.25)
+
+    def along(lateral_m: float, z: float = 0.0, at: npt.NDArray[np.float64] = s) -> npt.NDArray[np.float64]:
+        return np.stack([at, np.full_like(at, lateral_m), np.full_like(at, z)], axis=1)
+
+    # The own track's rail heads show, and the neighbour's pit (its rails are too thin a line at that
+    # distance to sample): no wall stands between them and the camera.
+    for rail in (-RAIL_OFFSET_M, RAIL_OFFSET_M):
+        seen = _seen_as(renderer, image, along(rail), half_width_m=0.04)
+        assert len(seen) >= 20, rail
+        assert set(seen) == {"rail"}, (rail, sorted(set(seen)))
+    seen = _seen_as(renderer, image, along(far * NEIGHBOUR_SPACING_M), half_width_m=look.pit_half_width_m / 2)
+    assert len(seen) >= 20
+    assert set(seen) == {"pit"}, sorted(set(seen))
+    # Floor between the neighbour's safety line and the wall, then the wall (between its columns,
+    # below its windows) the look's gap beyond the neighbour.
+    beyond = NEIGHBOUR_SPACING_M + (2.25 + look.wall_gap_m) / 2
+    seen = _seen_as(renderer, image, along(far * beyond))
+    assert len(seen) >= 20
+    assert set(seen) == {"floor"}, sorted(set(seen))
+    bays = np.arange(6 * np.floor(view.start_m / 6) + 3, view.end_m + 30, 6.0)
+    seen = _seen_as(
+        renderer, image, along(far * (NEIGHBOUR_SPACING_M + look.wall_gap_m) - far * 0.05, 2.0, bays)
+    )
+    assert len(seen) >= 3
+    assert set(seen) == {"wall"}, sorted(set(seen))
+
+
+def test_a_drawn_look_is_the_same_for_a_seed_and_camera_and_differs_across_cameras() -> None:
+    assert Appearance.drawn(5, "T1-C1") == Appearance.drawn(5, "T1-C1")
+    looks = {Appearance.drawn(5, f"T1-C{i}") for i in range(1, 9)}
+    assert len(looks) == 8
+    assert Appearance.drawn(6, "T1-C1") != Appearance.drawn(5, "T1-C1")
+    assert Appearance() not in looks
+
+
+def test_a_drawn_look_is_the_same_in_every_process() -> None:
+    script = "from sim.appearance import Appearance; print(Appearance.drawn(5, 'T1-C1'))"
+    assert _printed_under_two_salts(script) == {f"{Appearance.drawn(5, 'T1-C1')}"}
+
+
+def _pit_colour(renderer: CameraRenderer, image: Frame) -> npt.NDArray[np.float64]:
+    """The mean colour along the own track's centreline (the pit between the rails) in the view."""
+    s = np.arange(renderer.view.start_m, renderer.view.end_m, 0.1)
+    uv, _ = renderer.camera.project(np.stack([s, np.zeros_like(s), np.zeros_like(s)], axis=1))
+    px = np.round(uv).astype(int)
+    w, h = renderer.camera.width, renderer.camera.height
+    px = px[(px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)]
+    assert len(px) > 50
+    return np.asarray(image[px[:, 1], px[:, 0]].astype(float).mean(axis=0))
+
+
+def test_the_default_conditions_draw_the_default_look_and_varied_ones_the_cameras_own(
+    facility: Facility,
+) -> None:
+    default = Scenario(seed=5, horizon_h=1, conditions=QUIET, **EMPTY)
+    varied = default.model_copy(update={"conditions": QUIET.model_copy(update={"varied_appearance": True})})
+    plain = CameraRenderer(facility, "T1-C1", World(facility, default))
+    drawn = CameraRenderer(facility, "T1-C1", World(facility, varied))
+    assert plain.look == Appearance()
+    assert drawn.look == Appearance.drawn(5, "T1-C1")
+    plain_image, drawn_image = plain.render(60.0).image, drawn.render(60.0).image
+    # The pit is drawn in the look's colour (the floor's mottling averages out along the track).
+    assert _pit_colour(plain, plain_image) == pytest.approx(Appearance().pit, abs=6)
+    assert _pit_colour(drawn, drawn_image) == pytest.approx(drawn.look.pit, abs=6)
+    assert not np.array_equal(plain_image, drawn_image)
