@@ -286,7 +286,7 @@ def test_promoting_a_shadow_flow_rolls_its_model_out_as_prod_and_rollback_brings
     )
     flows.write_text(yaml.safe_dump(start.model_dump(mode="json")))
     assert box.deploy(box.good, flows).returncode == 0
-    assert _models_seen(box) == {"prod": {"1.0.0-int8"}, "dev": {"1.0.0-fp32"}}
+    assert _models_seen(box) == {"prod": {"2.0.0-int8"}, "dev": {"1.0.0-fp32"}}
 
     promote("dev", flows, REPO / "ir_models")
     promoted = box.deploy(box.good, flows)
@@ -296,7 +296,7 @@ def test_promoting_a_shadow_flow_rolls_its_model_out_as_prod_and_rollback_brings
     rollback(flows)
     back = box.deploy(box.good, flows)
     assert back.returncode == 0, back.stdout
-    assert _models_seen(box) == {"prod": {"1.0.0-int8"}, "dev": {"1.0.0-fp32"}}
+    assert _models_seen(box) == {"prod": {"2.0.0-int8"}, "dev": {"1.0.0-fp32"}}
 
 
 def test_a_node_missing_from_the_layout_stops_the_play_naming_it(box: Box) -> None:

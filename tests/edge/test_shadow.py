@@ -22,7 +22,7 @@ from shared.layout import Camera, Facility, parse_facility
 from shared.messages import Detection, LocoExtent, Thumbnail
 from sim.edge_source import with_sim
 from tests.collector import Collector
-from tests.edge.test_lpe import MODEL_DIR
+from tests.edge.test_lpe import MODEL_DIR, PREVIOUS_DIR
 from tests.edge.test_node import facility_data, node_config
 from tests.waiting import wait_until
 
@@ -40,7 +40,8 @@ def collector(mqtt_url: str, depot: Facility) -> Iterator[Collector]:
     c.stop()
 
 
-DEV = ShadowFlowConfig(lpe=LpeConfig(model_dir=MODEL_DIR, precision="fp32"), threads=1)
+# The previous version in shadow of the shipped one, as before a rollback.
+DEV = ShadowFlowConfig(lpe=LpeConfig(model_dir=PREVIOUS_DIR, precision="fp32"), threads=1)
 
 
 def _shadow_config(tmp_path: Path, url: str, shadow: ShadowFlowConfig = DEV) -> EdgeConfig:
@@ -74,7 +75,7 @@ def test_a_shadow_flow_publishes_its_own_model_on_the_same_frames(
     assert not unpaired, f"{len(unpaired)} shadow detections of frames the main flow did not estimate"
     assert len(pairs) >= 24
     detections = collector.of(Detection)
-    assert {d.model.version for d in detections if d.flow == "prod"} == {"1.0.0-int8"}
+    assert {d.model.version for d in detections if d.flow == "prod"} == {"2.0.0-int8"}
     assert {d.model.version for d in detections if d.flow == "dev"} == {"1.0.0-fp32"}
     assert dropped == 0  # the main flow kept up with every sampled frame
     # The two models agree on every frame both estimated.
