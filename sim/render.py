@@ -71,7 +71,7 @@ class CameraRenderer:
             else Appearance()
         )
         self.neighbours = neighbours_of(facility, cam.track)
-        # Workers keep to the camera's side of the track, where they stand between it and the track.
+        # The camera's side of the track (+1 left): workers stand on it, the back wall on the other.
         self._near_side = 1.0 if self.camera.position[1] > 0 else -1.0
         self._background = self._draw_background()
         self._night_gain = self._lamp_gain()
