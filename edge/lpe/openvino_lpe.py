@@ -132,7 +132,12 @@ class OpenVinoLpe:
             chunk = list(range(start, min(start + self.batch, len(frames))))
             for slot, index in enumerate(chunk):
                 geometries[index].rectify(frames[index][1], out=strips[slot])
-            batch = self.batch_inputs(strips, *self.geometry_inputs([geometries[i] for i in chunk]))
+            # 1.0.0 reads the strips alone; a version 2 model also its cameras' masks and scales.
+            batch = (
+                self.batch_inputs(strips, *self.geometry_inputs([geometries[i] for i in chunk]))
+                if self.reads_geometry
+                else {0: strips}
+            )
             self.times.rectify += time.perf_counter() - t0
             self._queue.start_async(batch, userdata=(chunk, [geometries[i] for i in chunk]))
         t0 = time.perf_counter()
@@ -192,8 +197,10 @@ class OpenVinoLpe:
         metres_per_column: npt.NDArray[np.float32],
     ) -> dict[int, npt.NDArray[Any]]:
         """One batch's inputs as the model takes them, padded to the compiled batch size."""
-        padded = np.zeros((self.batch, *INPUT_SHAPE), np.uint8)
-        padded[: len(strips)] = strips
+        padded = strips
+        if len(strips) < self.batch:
+            padded = np.zeros((self.batch, *INPUT_SHAPE), np.uint8)
+            padded[: len(strips)] = strips
         if not self.reads_geometry:
             return {0: padded}
         mask = np.zeros((self.batch, *INPUT_SHAPE[:2]), np.uint8)
