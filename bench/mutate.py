@@ -76,7 +76,11 @@ MODULES = {
     ),
     "plates": Module(
         ("cloud/recognition/plate_rules.py", "cloud/recognition/voting.py"),
-        ("tests/cloud/test_plate_rules_and_voting.py",),
+        ("tests/cloud/test_plate_rules_and_voting.py", "tests/cloud/test_number_formats.py"),
+    ),
+    "numbers": Module(
+        ("cloud/recognition/check_digits.py", "cloud/recognition/line_assembly.py"),
+        ("tests/cloud/test_number_formats.py",),
     ),
     # KeyRoles' unit tests on SQLite, and the app over HTTP on the embedded broker and SQLite (the
     # routes' roles, revocation): a minute or two.

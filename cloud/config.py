@@ -3,14 +3,16 @@ variables (nested keys joined by `__`), validated at start."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from cloud.db.urls import check_database_url
 from cloud.fse import FseSettings
+from cloud.recognition.check_digits import CheckDigit
 from shared.envelope import load_envelope
 from shared.errors import ConfigError, ConfigIssue
 from shared.ids import Identifier
@@ -62,8 +64,46 @@ class IngestConfig(StrictModel):
     )
 
 
+class PlateFormat(StrictModel):
+    r"""A number format with more than a regex: e.g. `{pattern: '\d{12}', check_digit: uic}` for European
+    vehicle numbers, `{pattern: '\d{8}', check_digit: wagon1520}` for the 1520 mm railways' wagons."""
+
+    pattern: str = Field(
+        description="Regex of the whole number, upper case (digits alone where a check digit "
+        "is set: spaces and dashes are taken out first)."
+    )
+    check_digit: CheckDigit | None = Field(
+        None,
+        description="uic (12-digit UIC/EVN number) or wagon1520 (8-digit wagon number); a read whose "
+        "check digit is wrong is no number.",
+    )
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        return _regex(pattern)
+
+
+def _regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from exc
+    return pattern
+
+
+def _kind_of_format(value: Any) -> str:
+    return "regex" if isinstance(value, str) else "format"
+
+
+# A number format in the config: a regex alone, or a PlateFormat (errors name the one that was meant).
+FormatSetting = Annotated[
+    Annotated[str, AfterValidator(_regex), Tag("regex")] | Annotated[PlateFormat, Tag("format")],
+    Discriminator(_kind_of_format),
+]
+
 # Painted-number formats of the example fleet (series name, dash, digits); a depot configures its own.
-DEFAULT_PLATE_FORMATS = {
+DEFAULT_PLATE_FORMATS: dict[str, str | PlateFormat] = {
     "TEM2": r"TEM2-\d{4}",
     "CHME3": r"CHME3-\d{4}",
     "2TE116": r"2TE116-\d{4}",
@@ -106,9 +146,10 @@ class RecognitionConfig(RecognitionModels):
     inference_threads: int = Field(
         0, ge=0, le=64, description="OpenVINO threads per model; 0 lets OpenVINO use every core."
     )
-    plate_formats: dict[str, str] = Field(
+    plate_formats: dict[str, FormatSetting] = Field(
         default_factory=lambda: dict(DEFAULT_PLATE_FORMATS),
-        description="Regex of a whole plate per series (upper case, as read).",
+        description="The fleet's number formats by series or kind of vehicle: a regex of the whole plate "
+        "(upper case, as read), or a PlateFormat with a check digit.",
     )
     fleet_file: Path | None = Field(
         None, description="Known plate numbers, one per line; reads are matched to them."

@@ -21,8 +21,9 @@ from shared.layout import Facility
 from shared.projection import NEAR_PLANE_M, FloatArray, PinholeCamera
 from sim.appearance import Appearance
 from sim.fleet import Box, Color, boxes
+from sim.glare import GLARE_STREAM, WORK_LAMP_SHARE, glare, work_lamp
 from sim.neighbours import neighbours_of
-from sim.scenario import Conditions
+from sim.scenario import Conditions, NumberPaint
 from sim.textures import FaceTexture, end_texture, side_texture
 from sim.truth import TruthPlate
 from sim.world import LocoState, Worker, World
@@ -86,17 +87,19 @@ class CameraRenderer:
         conditions = conditions or self.world.scenario.conditions
         # A stable hash of the camera id: hash() is salted per process, and the same seed must render
         # the same frame in every process (training data, replays, the demo's nodes).
-        rng = np.random.default_rng(
-            [self.world.scenario.seed, zlib.crc32(self.camera_id.encode()), int(t * 1000)]
-        )
+        key = [self.world.scenario.seed, zlib.crc32(self.camera_id.encode()), int(t * 1000)]
+        rng = np.random.default_rng(key)
         img = self._background.copy()
         # Which face painted each pixel last: a number on a face that later faces cover is not visible.
         owner = np.full(img.shape[:2], -1, np.int32)
         plates: list[tuple[int, TruthPlate]] = []
-        parts = self._scene_faces(self._locos_at(t), self.world.workers_at(self.camera_id, t))
+        parts = self._scene_faces(
+            self._locos_at(t), self.world.workers_at(self.camera_id, t), conditions.number_paint
+        )
         for index, face in enumerate(parts):
             plates.extend((index, plate) for plate in self._draw_face(img, face, owner, index))
-        img = self._expose(img, t, conditions, rng)
+        lamps = self._lit_lamps(parts, owner) if conditions.lamp_glare else []
+        img = self._expose(img, t, conditions, rng, lamps, np.random.default_rng([*key, GLARE_STREAM]))
         if conditions.timestamp_overlay:
             self._overlay(img, t)
         w, h = self.camera.width, self.camera.height
@@ -120,7 +123,9 @@ class CameraRenderer:
         )
         return found
 
-    def _scene_faces(self, locos: list[tuple[LocoState, float]], workers: list[Worker]) -> list[_Face]:
+    def _scene_faces(
+        self, locos: list[tuple[LocoState, float]], workers: list[Worker], paint: NumberPaint
+    ) -> list[_Face]:
         """Faces in drawing order: locomotives far to near, each undercarriage first (cameras look down
         on it, and its long box would otherwise sort in front of the bodies above it); then workers,
         who stand between the cameras and the track."""
@@ -132,7 +137,9 @@ class CameraRenderer:
                 or state.start_m > self.view.end_m + SCENE_MARGIN_M
             ):
                 continue
-            under, *upper = (self._loco_box(state, box, cam_pos, offset) for box in boxes(state.loco.series))
+            under, *upper = (
+                self._loco_box(state, box, cam_pos, offset, paint) for box in boxes(state.loco.series)
+            )
             upper.sort(key=lambda item: -item[0])
             centre = np.array([(state.start_m + state.end_m) / 2, offset, 0.0])
             ordered.append(
@@ -146,7 +153,7 @@ class CameraRenderer:
         return [face for _, faces in ordered + people for face in faces]
 
     def _loco_box(
-        self, state: LocoState, box: Box, cam_pos: FloatArray, offset: float
+        self, state: LocoState, box: Box, cam_pos: FloatArray, offset: float, paint: NumberPaint
     ) -> tuple[float, list[_Face]]:
         length = state.loco.length_m
         if state.reversed:
@@ -160,13 +167,13 @@ class CameraRenderer:
         for face in _box_faces(s0, s1, offset, hw, box.z0, box.z1):
             kind = face[0]
             if kind == "side_neg":  # seen from the -offset side: left is low metres
-                tex: FaceTexture | None = side_texture(series, plate, box, cab_lo, cab_hi)
+                tex: FaceTexture | None = side_texture(series, plate, box, cab_lo, cab_hi, paint)
             elif kind == "side_pos":
-                tex = side_texture(series, plate, box, cab_hi, cab_lo)
+                tex = side_texture(series, plate, box, cab_hi, cab_lo, paint)
             elif kind == "end_hi":
-                tex = end_texture(series, plate, box, cab_hi)
+                tex = end_texture(series, plate, box, cab_hi, paint)
             elif kind == "end_lo":
-                tex = end_texture(series, plate, box, cab_lo)
+                tex = end_texture(series, plate, box, cab_lo, paint)
             else:
                 tex = None
             faces.append(_Face(face[1], face[2], tex, series.roof, plate))
@@ -295,13 +302,23 @@ class CameraRenderer:
 
     # -- exposure ------------------------------------------------------------------------------
 
-    def _expose(self, img: Frame, t: float, conditions: Conditions, rng: np.random.Generator) -> Frame:
+    def _expose(
+        self,
+        img: Frame,
+        t: float,
+        conditions: Conditions,
+        rng: np.random.Generator,
+        lamps: list[tuple[float, float, float, float]],
+        glare_rng: np.random.Generator,
+    ) -> Frame:
         daylight = self.world.daylight(t)
         frame = img.astype(np.float32)
         if daylight < 1.0:
             night = self._night_gain[..., None] * NIGHT_TINT
             gain = daylight + (1.0 - daylight) * night
             frame *= gain
+            if lamps:
+                frame += glare(self.camera, lamps, 1.0 - daylight, glare_rng)
         else:
             frame *= np.float32(1.0 + 0.04 * np.sin(t / 600.0))  # passing clouds
         blur = rng.uniform(*conditions.blur_sigma_px)
@@ -317,6 +334,34 @@ class CameraRenderer:
             noise = bank[int(rng.integers(len(bank)))]
             frame += noise.astype(np.float32) * np.float32(sigma / NOISE_BANK_SIGMA)
         return np.clip(frame, 0, 255).astype(np.uint8)
+
+    def _lit_lamps(
+        self, parts: list[_Face], owner: npt.NDArray[np.int32]
+    ) -> list[tuple[float, float, float, float]]:
+        """Image position, depth and brightness share (u, v, metres, share) of each lit lamp left in
+        sight after drawing: the lamps textures paint, and work lamps hung beside painted numbers."""
+        h, w = owner.shape
+        seed = self.world.scenario.seed
+        found = []
+        for index, face in enumerate(parts):
+            if face.texture is None:
+                continue
+            spots: list[tuple[float, float, float]] = [(x, y, 1.0) for x, y in face.texture.lamps]
+            spots += [
+                (*at, WORK_LAMP_SHARE)
+                for rect in face.texture.plates
+                if (at := work_lamp(seed, face.plate, rect)) is not None
+            ]
+            if not spots:
+                continue
+            tex_h, tex_w = face.texture.image.shape[:2]
+            tl, tr, _, bl = face.corners
+            points = np.array([tl + (tr - tl) * x / tex_w + (bl - tl) * y / tex_h for x, y, _ in spots])
+            uv, depth = self.camera.project(points)
+            for (u, v), d, (_, _, share) in zip(uv, depth, spots, strict=True):
+                if d > NEAR_PLANE_M and 0 <= u < w and 0 <= v < h and owner[int(v), int(u)] == index:
+                    found.append((float(u), float(v), float(d), share))
+        return found
 
     def _overlay(self, img: Frame, t: float) -> None:
         stamp = self.world.scenario.start + timedelta(seconds=t)

@@ -31,6 +31,17 @@ class FaultKind(StrEnum):
     DROPOUT = "dropout"
 
 
+class NumberPaint(StrEnum):
+    """How depots paint a locomotive's number (drawn by sim/paint.py)."""
+
+    CLASSIC = "classic"  # one clean line, as the simulator always drew it
+    STENCIL = "stencil"  # letters cut as stencils: set apart, with bridges across their strokes
+    GROUPS = "groups"  # series and number apart, the dash dropped (two lines on the cab front)
+    SMALL_PLATE = "small_plate"  # a small plate under the cab window and on the front
+    FADED = "faded"  # faded, worn lettering with soot and rust over it
+    VARIED = "varied"  # each locomotive one of the above, by a stable hash of its plate
+
+
 Range = tuple[float, float]
 
 
@@ -47,6 +58,16 @@ class Conditions(StrictModel):
         False,
         description="Draw each camera's floor, walls, pit, rails, markings and lamps from the range depots "
         "show (training data) instead of the one default look.",
+    )
+    number_paint: NumberPaint = Field(
+        NumberPaint.CLASSIC,
+        description="How locomotive numbers are painted: classic, stencil, groups, small_plate, faded, "
+        "or varied (each locomotive one of them, stably by its plate).",
+    )
+    lamp_glare: bool = Field(
+        False,
+        description="At night, lamps facing the camera (headlights, buffer lamps, work lamps hung beside "
+        "cab numbers) bloom and partly wash out the numbers near them.",
     )
 
     @model_validator(mode="after")

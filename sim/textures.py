@@ -1,7 +1,9 @@
 """Painted faces of locomotive parts: livery, windows, grilles and the plate number.
 
-Textures are drawn once per (series, plate, part, face) and cached; the renderer maps them onto the
-projected faces. Rectangles of painted numbers are returned so datasets can label plates.
+Textures are drawn once per (series, plate, part, face, number paint) and cached; the renderer maps
+them onto the projected faces. How a number is painted is sim/paint.py's job. Rectangles of painted
+numbers are returned so datasets can label plates, and lamp centres so the renderer can make lit
+lamps glare.
 """
 
 from __future__ import annotations
@@ -14,21 +16,26 @@ import numpy as np
 
 from shared.frames import Frame
 from sim.fleet import Box, Color, Series
+from sim.paint import Spot, paint_number
+from sim.scenario import NumberPaint
 
 PX_PER_M = 60
 TEXTURE_CACHE_SIZE = 512
 GLASS: Color = (70, 58, 48)
 UNDER: Color = (38, 38, 40)
 DARK: Color = (22, 22, 24)
-_FONT = cv2.FONT_HERSHEY_DUPLEX
+# A small number plate hangs this far under the cab window it is centred on.
+PLAQUE_BELOW_WINDOW_M = 0.1
 
 
 @dataclass(frozen=True)
 class FaceTexture:
-    """A texture and the rectangles (x, y, w, h) of painted numbers on it, in texture pixels."""
+    """A texture, the rectangles (x, y, w, h) of painted numbers on it and the centres (x, y) of its
+    lamps, in texture pixels."""
 
     image: Frame
     plates: list[tuple[int, int, int, int]] = field(default_factory=list)
+    lamps: list[tuple[int, int]] = field(default_factory=list)
 
 
 def _px(metres: float) -> int:
@@ -48,6 +55,7 @@ class _Canvas:
         self.image: Frame = np.empty((max(_px(z1 - z0), 2), max(_px(width_m), 2), 3), np.uint8)
         self.image[:] = fill
         self.plates: list[tuple[int, int, int, int]] = []
+        self.lamps: list[tuple[int, int]] = []
 
     def row(self, z: float) -> int:
         return _px(self.z1 - z)
@@ -58,26 +66,51 @@ class _Canvas:
     def circle(self, x: float, z: float, radius: float, color: Color, thickness: int = -1) -> None:
         cv2.circle(self.image, (_px(x), self.row(z)), _px(radius), color, thickness, cv2.LINE_AA)
 
-    def text(
-        self, text: str, x: float, z_base: float, cap_m: float, color: Color, align_right: bool = False
+    def lamp(self, x: float, z: float, radius: float, color: Color) -> None:
+        """A lamp: drawn, and its centre kept for the glare a lit one casts at night."""
+        self.circle(x, z, radius, color)
+        self.lamps.append((_px(x), self.row(z)))
+
+    def number(
+        self,
+        plate: str,
+        paint: NumberPaint,
+        at: tuple[float, float],
+        cap_m: float,
+        plaque_at: tuple[float, float],
+        color: Color,
+        align_right: bool = False,
+        stacked: bool = False,
     ) -> None:
-        (_w1, h1), _ = cv2.getTextSize(text, _FONT, 1.0, 2)
-        scale = _px(cap_m) / h1
-        thickness = max(2, round(scale * 2))
-        (w, h), _ = cv2.getTextSize(text, _FONT, scale, thickness)
-        left = _px(x) - w if align_right else _px(x)
-        base = self.row(z_base)
-        cv2.putText(self.image, text, (left, base), _FONT, scale, color, thickness, cv2.LINE_AA)
-        pad = max(2, h // 5)
-        self.plates.append((left - pad, base - h - pad, w + 2 * pad, h + 2 * pad))
+        """The number starting at `at` (x, baseline z; ending there when `align_right`), or a small
+        plate hung from `plaque_at` (centre x, top z) when that is the style."""
+        spot = Spot(
+            x=_px(at[0]),
+            base=self.row(at[1]),
+            cap=_px(cap_m),
+            plaque_x=_px(plaque_at[0]),
+            plaque_top=self.row(plaque_at[1]),
+            px_per_m=PX_PER_M,
+            align_right=align_right,
+            stacked=stacked,
+        )
+        self.plates.append(paint_number(self.image, plate, paint, spot, color))
 
     def done(self) -> FaceTexture:
-        return FaceTexture(self.image, self.plates)
+        return FaceTexture(self.image, self.plates, self.lamps)
 
 
 @lru_cache(maxsize=TEXTURE_CACHE_SIZE)
-def side_texture(series: Series, plate: str, box: Box, cab_left: bool, cab_right: bool) -> FaceTexture:
-    """The long side of a part, as seen from outside (left = lower x of the viewer's view)."""
+def side_texture(
+    series: Series,
+    plate: str,
+    box: Box,
+    cab_left: bool,
+    cab_right: bool,
+    paint: NumberPaint,
+) -> FaceTexture:
+    """The long side of a part, as seen from outside (left = lower x of the viewer's view), its number
+    painted in the style `paint`."""
     length = box.x1 - box.x0
     if box.part == "under":
         return _under_side(length)
@@ -94,7 +127,8 @@ def side_texture(series: Series, plate: str, box: Box, cab_left: bool, cab_right
                 canvas.rect(x, x + 1.0, box.z0 + 0.3, box.z1 - 0.35, _shade(series.body, 0.8), 2)
     if box.part == "cab":
         canvas.rect(0.35, length - 0.35, 3.25, 4.1, GLASS)
-        canvas.text(plate, 0.3, 2.55, 0.3, series.lettering)
+        plaque = (length / 2, 3.25 - PLAQUE_BELOW_WINDOW_M)
+        canvas.number(plate, paint, (0.3, 2.55), 0.3, plaque, series.lettering)
         return canvas.done()
     for at_left, present in ((True, cab_left), (False, cab_right)):
         if not present:
@@ -104,7 +138,8 @@ def side_texture(series: Series, plate: str, box: Box, cab_left: bool, cab_right
         x_door = 1.9 if at_left else length - 2.6
         canvas.rect(x_door, x_door + 0.7, box.z0 + 0.15, 4.0, _shade(series.body, 0.6), 2)
         x_text = 0.45 if at_left else length - 0.45
-        canvas.text(plate, x_text, 2.55, 0.3, series.lettering, align_right=not at_left)
+        plaque = (x_win + 0.6, 3.45 - PLAQUE_BELOW_WINDOW_M)
+        canvas.number(plate, paint, (x_text, 2.55), 0.3, plaque, series.lettering, align_right=not at_left)
     return canvas.done()
 
 
@@ -121,15 +156,16 @@ def _under_side(length: float) -> FaceTexture:
 
 
 @lru_cache(maxsize=TEXTURE_CACHE_SIZE)
-def end_texture(series: Series, plate: str, box: Box, cab: bool) -> FaceTexture:
-    """An end face of a part; a cab end carries windows, headlight and the number."""
+def end_texture(series: Series, plate: str, box: Box, cab: bool, paint: NumberPaint) -> FaceTexture:
+    """An end face of a part; a cab end carries windows, headlight and the number painted in the style
+    `paint`, an undercarriage end its buffer lamps."""
     width = 2 * box.half_width
     if box.part in ("under", "gangway"):
         canvas = _Canvas(width, box.z0, box.z1, UNDER if box.part == "under" else DARK)
         if box.part == "under":
             canvas.rect(0, width, 0.75, 1.1, (30, 30, 160))
             for x in (0.35, width - 0.35):
-                canvas.circle(x, 0.95, 0.18, (70, 70, 70))
+                canvas.lamp(x, 0.95, 0.18, (70, 70, 70))
         return canvas.done()
     canvas = _Canvas(width, box.z0, box.z1, series.body)
     canvas.rect(0, width, 2.0, 2.3, series.stripe)
@@ -137,6 +173,8 @@ def end_texture(series: Series, plate: str, box: Box, cab: bool) -> FaceTexture:
         top = box.z1 - 0.25
         canvas.rect(0.15, width / 2 - 0.08, top - 0.75, top, GLASS)
         canvas.rect(width / 2 + 0.08, width - 0.15, top - 0.75, top, GLASS)
-        canvas.circle(width / 2, top + 0.12, 0.09, (200, 240, 250))
-        canvas.text(plate, 0.2, 2.5, min(0.16, 0.9 * width / max(len(plate), 1) / 0.85), series.lettering)
+        canvas.lamp(width / 2, top + 0.12, 0.09, (200, 240, 250))
+        cap = min(0.16, 0.9 * width / max(len(plate), 1) / 0.85)
+        plaque = (width / 2, top - 0.75 - PLAQUE_BELOW_WINDOW_M)
+        canvas.number(plate, paint, (0.2, 2.5), cap, plaque, series.lettering, stacked=True)
     return canvas.done()

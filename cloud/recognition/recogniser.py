@@ -1,5 +1,6 @@
 """One thumbnail in, one Recognition out: the JPEG checked and decoded, the series classified, the number
-read and put through the plate rules. A thumbnail that cannot be used says why in `rejected`."""
+read (text boxes joined into candidates, a closer look where the first finds no number) and put
+through the plate rules. A thumbnail that cannot be used says why in `rejected`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import cv2
 import numpy as np
 
 from cloud.recognition.errors import BadThumbnail
+from cloud.recognition.number_reader import NumberReader
 from cloud.recognition.plate_ocr import PlateReader
 from cloud.recognition.plate_rules import PlateRules
 from cloud.recognition.series import SeriesClassifier
@@ -48,8 +50,7 @@ class Recogniser:
 
     def __init__(self, series: SeriesClassifier, plates: PlateReader, rules: PlateRules) -> None:
         self.series = series
-        self.plates = plates
-        self.rules = rules
+        self.numbers = NumberReader(plates, rules)
         self.models = [_ref(series.model), _ref(plates.model)]
 
     def recognise(self, thumbnail: Thumbnail) -> Recognition:
@@ -70,8 +71,7 @@ class Recogniser:
         except BadThumbnail as exc:
             return Recognition(**base, series_confidence=0.0, plate_confidence=0.0, rejected=str(exc))
         guess = self.series.classify(image)
-        reads = self.plates.read(image)
-        reading = self.rules.interpret((r.text, r.confidence) for r in reads)
+        reading, reads = self.numbers.read(image)
         rejected = ""
         if guess.series is None and reading is None:
             rejected = "no locomotive recognised: series below the threshold and no plate read"

@@ -19,8 +19,17 @@ import numpy as np
 import pytest
 
 from cloud.auth import Role, create_key
-from cloud.config import CloudConfig, FlowConfig, FlowRecognition, IngestConfig, RecognitionConfig
+from cloud.config import (
+    CloudConfig,
+    FlowConfig,
+    FlowRecognition,
+    IngestConfig,
+    PlateFormat,
+    RecognitionConfig,
+)
+from cloud.recognition.check_digits import CheckDigit
 from cloud.recognition.errors import BadThumbnail
+from cloud.recognition.number_reader import NumberReader
 from cloud.recognition.plate_ocr import PlateReader
 from cloud.recognition.plate_rules import PlateRules
 from cloud.recognition.recogniser import Recogniser, decode_jpeg
@@ -32,6 +41,8 @@ from shared.messages import LocoExtent, Recognition, Thumbnail, ThumbnailMeta, T
 from shared.mqtt import BrokerConfig, MqttConnection
 from shared.topics import Topic, TopicKind
 from sim.scenario import Scenario
+from sim.source import SimCamera, SimUrl
+from sim.world import World
 from tests import factories
 from tests.cloud.test_api import Server
 from tests.collector import Collector
@@ -76,23 +87,51 @@ def _thumbnail(jpeg: bytes, span: tuple[float, float] = (14.0, 22.0), camera: st
 
 
 def test_numbers_on_fresh_thumbnails_are_read_exactly(thumbs: list[Thumb]) -> None:
-    reader = PlateReader(PLATE_MODEL)
-    rules = PlateRules(RecognitionConfig().plate_formats)
+    reader = NumberReader(PlateReader(PLATE_MODEL), PlateRules(RecognitionConfig().plate_formats))
     readable = [t for t in thumbs if t.plate_visible]
     assert len(readable) >= 5
-    read = [rules.interpret((r.text, r.confidence) for r in reader.read(t.image)) for t in readable]
+    read = [reader.read(t.image)[0] for t in readable]
     exact = sum(r is not None and r.plate == t.plate for r, t in zip(read, readable, strict=True))
     assert exact / len(readable) >= 0.9, [
         (t.plate, r and r.plate) for r, t in zip(read, readable, strict=True)
     ]
-    # A number cut by the crop's edge is never completed into a wrong one.
+    # A number cut by the crop's edge is never completed into a wrong one, by joins or a closer look.
     partial = [t for t in thumbs if not t.plate_visible]
-    wrong = [
-        (t.plate, r.plate)
-        for t in partial
-        if (r := rules.interpret((x.text, x.confidence) for x in reader.read(t.image))) and r.plate != t.plate
-    ]
+    wrong = [(t.plate, r.plate) for t in partial if (r := reader.read(t.image)[0]) and r.plate != t.plate]
     assert wrong == []
+
+
+WAGON_FORMATS = {"wagon": PlateFormat(pattern=r"\d{8}", check_digit=CheckDigit.WAGON_1520)}
+
+
+@pytest.mark.parametrize(("second", "number"), [("5312", "28005312"), ("5313", None)])
+def test_a_number_painted_in_two_groups_is_read_whole_and_only_if_its_check_digit_holds(
+    second: str, number: str | None
+) -> None:
+    # Two groups with a gap of 1.7 digit heights, as 1520 mm wagons carry them: two boxes to the detector.
+    image = np.full((120, 600, 3), (60, 70, 80), np.uint8)
+    font, scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, 1.6, 4
+    (width, _), _ = cv2.getTextSize("2800", font, scale, thickness)
+    for text, x in (("2800", 20), (second, 20 + width + 75)):
+        cv2.putText(image, text, (x, 80), font, scale, (235, 235, 235), thickness, cv2.LINE_AA)
+    reader = NumberReader(PlateReader(PLATE_MODEL), PlateRules(WAGON_FORMATS))
+    reading, reads = reader.read(image)
+    assert {"2800", second} <= {r.text for r in reads}
+    assert (reading.plate if reading else None) == number
+
+
+def test_the_closer_look_finds_a_small_plate_in_a_large_picture(facility: Facility) -> None:
+    # A camera frame in the corner of a wide 2560 x 1440 view: on the detector's canvas its plate is a
+    # quarter of its size, too small to read; the closer look reads it at full resolution.
+    world = World(facility, Scenario(seed=961))
+    shot = SimCamera(facility, world, SimUrl(camera_id="T1-C1", realtime=False)).frame_at(30000.0)
+    assert shot.image is not None and [p.plate for p in shot.plates] == ["TE33A-9390"]
+    wide = np.full((1440, 2560, 3), 90, np.uint8)
+    wide[720:, 1280:] = shot.image
+    reader = NumberReader(PlateReader(PLATE_MODEL), PlateRules(RecognitionConfig().plate_formats))
+    assert reader.read(wide, closer=False)[0] is None
+    reading, _ = reader.read(wide)
+    assert reading is not None and reading.plate == "TE33A-9390"
 
 
 @pytest.mark.parametrize(

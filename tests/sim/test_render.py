@@ -149,7 +149,7 @@ print(hashlib.sha256(frame.tobytes()).hexdigest())
 """
 
 
-def _printed_under_two_salts(script: str) -> set[str]:
+def printed_under_two_salts(script: str) -> set[str]:
     """What `script` prints in two processes whose hash() is salted differently (PYTHONHASHSEED)."""
     return {
         subprocess.run(
@@ -166,7 +166,7 @@ def _printed_under_two_salts(script: str) -> set[str]:
 
 
 def test_a_seed_renders_the_same_frame_in_every_process() -> None:
-    digests = _printed_under_two_salts(_RENDER_ONE)
+    digests = printed_under_two_salts(_RENDER_ONE)
     assert len(digests) == 1, digests
 
 
@@ -350,7 +350,7 @@ def test_a_drawn_look_is_the_same_for_a_seed_and_camera_and_differs_across_camer
 
 def test_a_drawn_look_is_the_same_in_every_process() -> None:
     script = "from sim.appearance import Appearance; print(Appearance.drawn(5, 'T1-C1'))"
-    assert _printed_under_two_salts(script) == {f"{Appearance.drawn(5, 'T1-C1')}"}
+    assert printed_under_two_salts(script) == {f"{Appearance.drawn(5, 'T1-C1')}"}
 
 
 def _pit_colour(renderer: CameraRenderer, image: Frame) -> npt.NDArray[np.float64]:

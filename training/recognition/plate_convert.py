@@ -3,13 +3,18 @@
 
     python -m training.recognition.plate_convert            # fetches the wheel from PyPI with pip
     python -m training.recognition.plate_convert --wheel path/to/rapidocr_openvino-1.4.4-py3-none-any.whl
+    python -m training.recognition.plate_convert --rec-precision fp32 --out data/plate/det-int8-rec-fp32
 
 The wheel is never installed (it pins an old OpenVINO and the full OpenCV); only its model files and
 character list are taken. The recogniser's weights are stored as FP16 (half the size; inference still
-runs in f32). Both networks are then quantised to INT8 with NNCF (post-training, calibrated on
-simulator thumbnails of seeds 11-13, none of the benchmark's, and on the text lines the detector finds
-in them): 2.2x (detector) and 1.3x (recogniser) faster here with the same reads
-(`python -m bench.recognition`). Needs the `train` extra (nncf).
+runs in f32). By default both networks are then quantised to INT8 with NNCF (post-training, calibrated
+on simulator thumbnails of seeds 11-13, none of the benchmark's; the recogniser on the text lines that
+the folder's detector, as just written, finds in them): 2.2x (detector) and 1.3x (recogniser) faster
+with the same reads when 1.0.0 was made (`python -m bench.recognition`); per call on a 2-core AVX2 CPU
+without VNNI, 1.3x and 1.6x. `--det-precision fp32` / `--rec-precision fp32` leave that network
+converted but not quantised, to compare the two on other pictures; source.json records both
+precisions. `--out` writes the folder elsewhere than the shipped 1.0.0. Quantising needs the `train`
+extra (nncf).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import openvino as ov
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "ir_models" / "plate" / "1.0.0"
+# What each network may be stored as: quantised by NNCF, or only converted (f32 inference).
+PRECISIONS = ("int8", "fp32")
 WHEEL = "rapidocr-openvino==1.4.4"
 MEMBERS = {
     "det": "rapidocr_openvino/models/ch_PP-OCRv4_det_infer.onnx",
@@ -45,8 +52,14 @@ def fetch_wheel(folder: Path) -> Path:
     return next(folder.glob("rapidocr_openvino-*.whl"))
 
 
-def convert(wheel: Path, out: Path) -> dict[str, str]:
-    """Write det.xml/bin, rec.xml/bin and characters.json; returns the source files' SHA-256."""
+def convert(
+    wheel: Path, out: Path, *, det_precision: str = "int8", rec_precision: str = "int8"
+) -> dict[str, str]:
+    """Write det.xml/bin, rec.xml/bin, characters.json and source.json, each network quantised or not
+    as its precision ("int8" or "fp32") says; returns the source files' SHA-256."""
+    for precision in (det_precision, rec_precision):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r} is none of {PRECISIONS}")
     out.mkdir(parents=True, exist_ok=True)
     digests = {}
     with zipfile.ZipFile(wheel) as archive, tempfile.TemporaryDirectory() as tmp:
@@ -59,13 +72,20 @@ def convert(wheel: Path, out: Path) -> dict[str, str]:
                 (out / "characters.json").write_text(json.dumps(characters, ensure_ascii=False))
             else:
                 ov.save_model(ov.convert_model(path), out / f"{name}.xml", compress_to_fp16=name == "rec")
-    thumbs = calibration_thumbnails()
+    thumbs = calibration_thumbnails() if "int8" in (det_precision, rec_precision) else []
     # Written beside and moved over: OpenVINO maps the original files while it reads them.
-    det = quantise_detector(ov.Core().read_model(out / "det.xml"), thumbs)
-    _replace(det, out / "det.xml")
-    rec = quantise_recogniser(ov.Core().read_model(out / "rec.xml"), out, thumbs)
-    _replace(rec, out / "rec.xml")
-    (out / "source.json").write_text(json.dumps({"wheel": WHEEL, "sha256": digests}, indent=2))
+    if det_precision == "int8":
+        det = quantise_detector(ov.Core().read_model(out / "det.xml"), thumbs)
+        _replace(det, out / "det.xml")
+    if rec_precision == "int8":
+        rec = quantise_recogniser(ov.Core().read_model(out / "rec.xml"), out, thumbs)
+        _replace(rec, out / "rec.xml")
+    source = {
+        "wheel": WHEEL,
+        "sha256": digests,
+        "precision": {"det": det_precision, "rec": rec_precision},
+    }
+    (out / "source.json").write_text(json.dumps(source, indent=2))
     return digests
 
 
@@ -111,18 +131,19 @@ def quantise_detector(model: ov.Model, thumbs: list[Any]) -> ov.Model:
 
 
 def quantise_recogniser(model: ov.Model, out: Path, thumbs: list[Any]) -> ov.Model:
-    """INT8 recogniser, calibrated on the text lines the (quantised) detector finds in the thumbnails."""
+    """INT8 recogniser, calibrated on the text lines the detector in `out` (quantised unless asked
+    otherwise) finds in the thumbnails."""
     import cv2
     import nncf
     import numpy as np
 
-    from cloud.recognition.plate_ocr import REC_HEIGHT, REC_MAX_WIDTH, PlateReader, _upright
+    from cloud.recognition.plate_ocr import REC_HEIGHT, REC_MAX_WIDTH, PlateReader, upright
 
     reader = PlateReader(out)
     samples = []
     for thumb in thumbs:
-        for box in reader._detect(thumb.image):
-            line = _upright(thumb.image, box)
+        for read in reader.read(thumb.image):
+            line = upright(thumb.image, np.asarray(read.box, np.float32))
             width = min(
                 REC_MAX_WIDTH, max(16, int(np.ceil(REC_HEIGHT * line.shape[1] / max(line.shape[0], 1))))
             )
@@ -151,11 +172,18 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--wheel", type=Path, help="A downloaded rapidocr-openvino 1.4.4 wheel.")
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=Path, default=OUT, help="The model folder to write.")
+    for name, network in (("det", "detector"), ("rec", "recogniser")):
+        parser.add_argument(
+            f"--{name}-precision",
+            choices=PRECISIONS,
+            default="int8",
+            help=f"int8: the {network} quantised with NNCF; fp32: converted only.",
+        )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         wheel = args.wheel or fetch_wheel(Path(tmp))
-        convert(wheel, args.out)
+        convert(wheel, args.out, det_precision=args.det_precision, rec_precision=args.rec_precision)
 
 
 if __name__ == "__main__":
