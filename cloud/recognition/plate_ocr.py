@@ -7,9 +7,8 @@ recogniser. Reading is restricted to the characters plates use, so a Latin `O` i
 look-alike from the 6,600-character dictionary.
 
 Small text (a cab's plate in a wide picture) may be missed at the detector's scale: `look_closer`
-takes a second look at higher resolution, at the regions where the first look found text or a weak
-trace of it (enlarged 2x and packed side by side on one canvas), or, for a picture shrunk to fit the
-canvas, at tiles of it at twice that scale.
+takes a second look at higher resolution where closer_look says: the regions where the first look
+found small text or a weak trace of it, and tiles of a picture shrunk to fit the canvas.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -26,6 +24,7 @@ import numpy.typing as npt
 import openvino as ov
 from openvino.preprocess import PrePostProcessor
 
+from cloud.recognition.closer_look import Region, closer_regions, mosaics, placement_of
 from cloud.recognition.errors import BadThumbnail, RecognitionModelError
 from cloud.recognition.line_assembly import TextRead
 from shared.frames import Frame
@@ -53,33 +52,9 @@ REC_HEIGHT = 48
 REC_MAX_WIDTH = 320
 REC_WIDTH_STEP = 64
 MAX_BOXES = 12
-# A closer look: regions where the map shows at least this probability (a weak trace of text), no
-# taller than this at the first look's scale (taller text was seen well enough: a closer look at a
-# number cut by the picture's edge would not complete it)...
-TRACE_THRESHOLD = 0.15
-SMALL_TEXT_PX = 16
-# ...and not where the first look read a long line this confidently (a camera's burnt-in clock, a
-# slogan): small, but read, and no number.
-CONFIDENT_READ = 0.95
-LONG_READ = 18
-# ...enlarged this much, with this much context (in text heights) around them, at most this many.
-CLOSER_ZOOM = 2.0
-CLOSER_TIMES = 4.0
-CLOSER_CONTEXT = 1.5
-MAX_CLOSER_REGIONS = 6
-# A picture shrunk to fit is also looked at in tiles at this many times the first look's scale, which
-# overlap by this share (text cut by one tile's edge is whole in the next), at most this many.
-TILE_TIMES = 2.0
-MAX_TILED_SCALE = 2 / 3  # a picture shrunk less gains too little from tiles at its own size
-TILE_OVERLAP = 0.1
-MAX_TILES = 6
-MAX_CANVASES = 8
 # f32: bf16 measured slower for these networks here (22.7 vs 14.8 ms for the detector at 640x384),
 # its layout conversions costing more than the AMX units save.
 PRECISION = "f32"
-
-
-Region = tuple[int, int, int, int]  # x0, y0, x1, y1 in picture pixels
 
 
 @dataclass(frozen=True)
@@ -117,33 +92,19 @@ class PlateReader:
         probability = self._det(canvas[None])[0][0, 0]
         boxes = [box / np.float32(scale) for box in _boxes(probability)]
         reads = self._read_boxes(image, boxes)
-        h, w = image.shape[:2]
-        # Traces closer: CLOSER_TIMES the first look's scale, at most CLOSER_ZOOM times the picture's own.
-        zoom = min(CLOSER_ZOOM, CLOSER_TIMES * scale)
-        confident = [
-            _extent(np.asarray(r.box))
-            for r in reads
-            if r.confidence >= CONFIDENT_READ and len(r.text) >= LONG_READ
-        ]
-        regions = [(region, zoom) for region in _traces(probability, scale, (w, h), confident)]
-        if scale <= MAX_TILED_SCALE:  # text too small to leave a trace in a shrunk picture: all of it
-            tile_zoom = min(1.0, TILE_TIMES * scale)
-            regions += [(tile, tile_zoom) for tile in _tiles(w, h, tile_zoom)]
-        return Look(reads, regions)
+        size = (image.shape[1], image.shape[0])
+        return Look(reads, closer_regions(probability, scale, size, reads, DET_CANVAS))
 
     def look_closer(self, image: Frame, first: Look) -> list[TextRead]:
         """The text in the first look's regions at higher resolution, most confident first (a box the
         first look read partly or wrongly is read again whole)."""
         boxes: list[npt.NDArray[np.float32]] = []
-        for canvas, placed in _mosaics(image, first.regions):
+        for canvas, placed in mosaics(image, first.regions, DET_CANVAS):
             probability = self._det(canvas[None])[0][0, 0]
             for box in _boxes(probability):
-                p = _placement_of(box.mean(axis=0), placed)
-                if p is None:
-                    continue
-                boxes.append(
-                    (box - np.array([p.x, p.y], np.float32)) / p.zoom + np.array([p.x0, p.y0], np.float32)
-                )
+                p = placement_of(box.mean(axis=0), placed)
+                if p is not None:
+                    boxes.append(p.to_picture(box))
         return self._read_boxes(image, boxes)
 
     def _read_boxes(self, image: Frame, boxes: list[npt.NDArray[np.float32]]) -> list[TextRead]:
@@ -208,113 +169,6 @@ def _boxes(probability: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]
             continue
         scored.append((score, np.asarray(cv2.boxPoints(((cx, cy), size, angle)), np.float32)))
     return [box for _, box in sorted(scored, key=lambda s: -s[0])[:MAX_BOXES]]
-
-
-def _traces(
-    probability: npt.NDArray[np.float32], scale: float, size: tuple[int, int], read: list[Region]
-) -> list[Region]:
-    """Regions of a picture of `size` (in its pixels; the map at `scale`) where the map shows small text
-    or a trace of it that no box in `read` covers, with context around, the most probable first,
-    overlapping ones merged."""
-    w, h = size
-    mask = (probability > TRACE_THRESHOLD).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
-    scored = []
-    for label in range(1, count):
-        x, y, bw, bh, _area = stats[label]
-        trace = (int(x / scale), int(y / scale), int((x + bw) / scale), int((y + bh) / scale))
-        if min(bw, bh) > SMALL_TEXT_PX or any(_covers(box, trace) for box in read):
-            continue
-        margin = CLOSER_CONTEXT * max(min(bw, bh), MIN_BOX_SIDE_PX)
-        region = (
-            int(max(0, (x - margin) / scale)),
-            int(max(0, (y - margin) / scale)),
-            int(min(w, (x + bw + margin) / scale)),
-            int(min(h, (y + bh + margin) / scale)),
-        )
-        peak = float(probability[y : y + bh, x : x + bw][labels[y : y + bh, x : x + bw] == label].max())
-        scored.append((peak, region))
-    merged: list[Region] = []
-    for _, region in sorted(scored, key=lambda s: -s[0]):
-        for i, other in enumerate(merged):
-            overlap_x = region[0] < other[2] and other[0] < region[2]
-            if overlap_x and region[1] < other[3] and other[1] < region[3]:
-                merged[i] = (
-                    min(region[0], other[0]),
-                    min(region[1], other[1]),
-                    max(region[2], other[2]),
-                    max(region[3], other[3]),
-                )
-                break
-        else:
-            merged.append(region)
-    return merged[:MAX_CLOSER_REGIONS]
-
-
-def _extent(box: npt.NDArray[np.float32]) -> Region:
-    return int(box[:, 0].min()), int(box[:, 1].min()), int(box[:, 0].max()), int(box[:, 1].max())
-
-
-def _covers(read: Region, trace: Region) -> bool:
-    """Whether a read's box covers most of a trace."""
-    w = min(read[2], trace[2]) - max(read[0], trace[0])
-    h = min(read[3], trace[3]) - max(read[1], trace[1])
-    return w > 0 and h > 0 and w * h >= 0.5 * (trace[2] - trace[0]) * (trace[3] - trace[1])
-
-
-def _tiles(w: int, h: int, zoom: float) -> list[Region]:
-    """Overlapping tiles covering a w x h picture, each filling the detector's canvas at `zoom`."""
-    tile_w, tile_h = int(DET_CANVAS[1] / zoom), int(DET_CANVAS[0] / zoom)
-    columns = max(1, int(np.ceil(w / ((1 - TILE_OVERLAP) * tile_w)))) if w > tile_w else 1
-    rows = max(1, int(np.ceil(h / ((1 - TILE_OVERLAP) * tile_h)))) if h > tile_h else 1
-    xs = np.linspace(0, max(0, w - tile_w), columns).astype(int)
-    ys = np.linspace(0, max(0, h - tile_h), rows).astype(int)
-    tiles = [(int(x), int(y), int(min(w, x + tile_w)), int(min(h, y + tile_h))) for y in ys for x in xs]
-    return tiles[:MAX_TILES]
-
-
-class _Placed(NamedTuple):
-    """Where a region went on a mosaic canvas: canvas x, y, size, its corner in the picture, its zoom."""
-
-    x: int
-    y: int
-    w: int
-    h: int
-    x0: int
-    y0: int
-    zoom: float
-
-
-def _mosaics(image: Frame, regions: list[tuple[Region, float]]) -> list[tuple[Frame, list[_Placed]]]:
-    """The regions enlarged by their zoom, packed row by row onto detector canvases (at most
-    MAX_CANVASES)."""
-    height, width = DET_CANVAS
-    mosaics: list[tuple[Frame, list[_Placed]]] = []
-    x = y = row = 0
-    for (x0, y0, x1, y1), zoom in regions:
-        part = cv2.resize(image[y0:y1, x0:x1], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
-        part = part[:height, :width]
-        ph, pw = part.shape[:2]
-        if mosaics and x + pw > width:  # the next row
-            x, y, row = 0, y + row, 0
-        if not mosaics or y + ph > height:  # the next canvas
-            if len(mosaics) == MAX_CANVASES:
-                break
-            mosaics.append((np.zeros((height, width, 3), np.uint8), []))
-            x = y = row = 0
-        canvas, placed = mosaics[-1]
-        canvas[y : y + ph, x : x + pw] = part
-        placed.append(_Placed(x, y, pw, ph, x0, y0, zoom))
-        x, row = x + pw, max(row, ph)
-    return mosaics
-
-
-def _placement_of(centre: npt.NDArray[np.float32], placed: list[_Placed]) -> _Placed | None:
-    """The region that holds a canvas point."""
-    for p in placed:
-        if p.x <= centre[0] < p.x + p.w and p.y <= centre[1] < p.y + p.h:
-            return p
-    return None
 
 
 def _compile(xml: Path, device: str, threads: int, shape: list[int] | None = None) -> ov.CompiledModel:
