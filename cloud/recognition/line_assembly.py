@@ -173,11 +173,23 @@ def _confidence(line: Sequence[_Box], used: set[int]) -> float:
     return min(line[k].read.confidence for k in used) * JOIN_PENALTY ** (len(used) - 1)
 
 
+def _edge(tokens: Sequence[_Token], at: int) -> bool:
+    """Whether a candidate may begin or end between tokens[at - 1] and tokens[at]: at a gap or beside
+    a letter run, never inside a run of digits and dashes ("2026-03-02" gives no "03-02").
+    """
+    if at in (0, len(tokens)):
+        return True
+    before, after = tokens[at - 1], tokens[at]
+    return before[1:] != after[1:] or before[0].isalpha() or after[0].isalpha()
+
+
 def _along(line: list[_Box]) -> Iterator[tuple[str, float]]:
     """Runs of consecutive tokens along a line: a gap read as nothing or as a dash."""
     tokens = _tokens(line)
-    for i in range(len(tokens)):
+    for i in (i for i in range(len(tokens)) if _edge(tokens, i)):
         for j in range(i + 1, min(len(tokens), i + MAX_TOKENS) + 1):
+            if not _edge(tokens, j):
+                continue
             parts = tokens[i:j]
             confidence = _confidence(line, {k for _, k, _ in parts})
             for text in _joined(parts, ("", "-")):
@@ -215,8 +227,9 @@ def _down(stack: list[list[_Box]]) -> Iterator[tuple[str, float]]:
     flat = [box for line in stack for box in line]
     prefixes = []
     for line in stack:
-        tokens = _tokens(line)[:MAX_STACK_TOKENS]
-        prefixes.append([tokens[:n] for n in range(1, len(tokens) + 1)])
+        tokens = _tokens(line)
+        ends = [n for n in range(1, min(len(tokens), MAX_STACK_TOKENS) + 1) if _edge(tokens, n)]
+        prefixes.append([tokens[:n] for n in ends])
     offsets = list(itertools.accumulate((len(line) for line in stack), initial=0))
     for choice in itertools.product(*prefixes):
         used = {offsets[row] + k for row, part in enumerate(choice) for _, k, _ in part}

@@ -121,6 +121,8 @@ class PlateRules:
     ) -> PlateReading | None:
         """The read as a number of a check-digit format: its digits with letters read as the digits
         they look like, taken only where exactly one way makes the check digit right."""
+        if not _dashes_fit(text, rule):
+            return None
         compact = text.replace("-", "")
         letters = [i for i, char in enumerate(compact) if not char.isdigit()]
         if len(letters) > MAX_LOOK_ALIKES or any(compact[i] not in DIGIT_LOOK_ALIKES for i in letters):
@@ -157,6 +159,14 @@ def _variants(text: str) -> list[str]:
     return list(
         dict.fromkeys([text, f"{name}-{fixed_number}", f"{name.translate(DIGIT_TO_LETTER)}-{fixed_number}"])
     )
+
+
+def _dashes_fit(text: str, rule: CheckDigit) -> bool:
+    """Whether the read's dashes stand where the number's written form has them: a UIC number's only
+    dash before its check digit, none in a 1520 mm wagon number (a date, "2026-03-02", is no number)."""
+    if rule is CheckDigit.UIC:
+        return "-" not in text or (text.count("-") == 1 and text.index("-") == len(text) - 2)
+    return "-" not in text
 
 
 def _deletions(text: str) -> set[str]:

@@ -328,3 +328,23 @@ def test_a_series_painted_above_its_number_is_joined_with_a_dash() -> None:
 
 def test_a_single_token_is_a_candidate() -> None:
     assert "001" in dict(candidates([_read("001", 10, 10, 60, 24)]))
+
+
+def test_a_cameras_clock_is_never_a_check_digit_number() -> None:
+    # A date's digits pass a check digit one time in ten: 20260303 has a right 1520 mm one, and
+    # 202603030000 (midnight) a right UIC one. So dashes must stand where the number has them, and a
+    # candidate never starts or ends inside a run of digits and dashes.
+    for clock in ("T1-C2 2026-03-03 00:00:15", "2026-03-03", "2026-03-03 0000"):
+        found = candidates([_read(clock, 10, 10, 300, 14)])
+        assert "03-03" not in dict(found) and "0303" not in dict(found)
+        assert PlateRules(FORMATS).interpret(found) is None, clock
+    assert PlateRules(FORMATS).interpret([("20260303", 0.9)]) is not None  # the digits alone would pass
+    assert PlateRules(FORMATS).interpret([("202603030000", 0.9)]) is not None
+
+
+def test_a_uic_numbers_only_dash_stands_before_its_check_digit() -> None:
+    rules = PlateRules(FORMATS)
+    assert rules.interpret([("31855376051-9", 0.9)]) is not None
+    assert rules.interpret([("3185-5376051-9", 0.9)]) is None
+    assert rules.interpret([("318553760-519", 0.9)]) is None
+    assert rules.interpret([("2800-5312", 0.9)]) is None  # a wagon number has no dash

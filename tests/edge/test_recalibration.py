@@ -260,8 +260,8 @@ def test_a_frame_being_estimated_during_a_recalibration_is_read_with_one_calibra
         estimator.gate.set()
         switching.join(5)
         frames.put(CAMERA, GREY, datetime(2026, 3, 2, 10, 0, 1, tzinfo=UTC))
-        wait_until(lambda: len(_detections(spool, Kind.DETECTION)) == 2, 5, "two detections")
-        wait_until(lambda: len(_detections(spool, Kind.SHADOW)) == 2, 5, "two shadow detections")
+        wait_until(lambda: len(_detections(spool, Kind.DETECTION)) == 2, 15, "two detections")
+        wait_until(lambda: len(_detections(spool, Kind.SHADOW)) == 2, 15, "two shadow detections")
     finally:
         loop.stop()
         main_rows, shadow_rows = _detections(spool, Kind.DETECTION), _detections(spool, Kind.SHADOW)
