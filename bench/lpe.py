@@ -74,7 +74,7 @@ def accuracy_table(model_dir: Path, held_out: dict[str, Samples]) -> dict[str, d
                 samples.camera_ids, scores, samples.truth, samples.neighbours, strict=True
             ):
                 g = lpe.geometries[cid]
-                estimate = decode(column_scores, g.view_start_m, g.metres_per_column)
+                estimate = decode(column_scores, g.view_start_m, g.metres_per_column, g.seen_columns)
                 for t in (tally, overall):
                     t.add((g.view_start_m, g.view_end_m), truth, estimate, neighbours)
             results[precision][name] = tally.summary()

@@ -89,7 +89,7 @@ def placements_table(
             for column_scores, truth, neighbours in zip(
                 scores, s.samples.truth, s.samples.neighbours, strict=True
             ):
-                estimate = decode(column_scores, g.view_start_m, g.metres_per_column)
+                estimate = decode(column_scores, g.view_start_m, g.metres_per_column, g.seen_columns)
                 tally.add((g.view_start_m, g.view_end_m), truth, estimate, neighbours)
             results[precision][s.camera_id] = tally.summary()
     return results

@@ -73,26 +73,42 @@ def layout_check(
         Path, typer.Option(help="LPE model folder whose mounting envelope the cameras are checked against.")
     ] = DEFAULT_LPE,
 ) -> None:
-    """Validate a facility layout, summarise its tracks, stations and camera coverage, and warn of
-    cameras mounted outside the LPE's envelope."""
+    """Validate a facility layout, summarise its tracks, stations and camera coverage (the views, and
+    where the LPE sees a locomotive's side), and warn of cameras mounted outside the LPE's envelope and
+    of station stretches where no camera can place an end."""
+    from shared.seen import seen_stretches, union, unseen_at_stations
+
     facility, _ = _load(path, None, None)
     table = Table(title=f"{facility.name} ({facility.site})")
-    for column in ("track", "length m", "stations", "cameras", "covered m"):
+    for column in ("track", "length m", "stations", "cameras", "covered m", "seen m"):
         table.add_column(column)
+    unseen = {}
     for tid, track in facility.tracks.items():
         cams = facility.cameras_on_track(tid)
-        spans = sorted((c.view.start_m, c.view.end_m) for c in cams.values())
-        covered = _union_length(spans)
+        covered = union([(c.view.start_m, c.view.end_m) for c in cams.values()])
+        seen = list(seen_stretches(facility, tid).values())
+        unseen[tid] = unseen_at_stations(facility, tid, seen)
         table.add_row(
             tid,
             f"{track.length_m:g}",
             ", ".join(facility.stations_on_track(tid)) or "-",
             str(len(cams)),
-            f"{covered:.1f}",
+            f"{sum(hi - lo for lo, hi in covered):.1f}",
+            f"{sum(hi - lo for lo, hi in union(seen)):.1f}",
         )
     console.print(table)
     console.print(f"{len(facility.nodes)} edge nodes, {len(facility.cameras)} cameras: layout is valid.")
     _warn_mountings(facility, lpe)
+    for tid, spans in unseen.items():
+        if spans:
+            where = ", ".join(f"{lo:.1f}–{hi:.1f}" for lo, hi in spans)
+            errors.print(
+                f"warning: track {tid}: no camera sees a locomotive's side at {where} m of its stations; "
+                "an end standing there is reported as beyond every camera's view",
+                soft_wrap=True,
+                highlight=False,
+                markup=False,
+            )
 
 
 def _warn_mountings(facility: Facility, model_dir: Path) -> None:
@@ -108,14 +124,6 @@ def _warn_mountings(facility: Facility, model_dir: Path) -> None:
         return
     for warning in mounting_warnings(facility, envelope):
         errors.print(f"warning: {warning}", soft_wrap=True, highlight=False, markup=False)
-
-
-def _union_length(spans: list[tuple[float, float]]) -> float:
-    total, reach = 0.0, float("-inf")
-    for lo, hi in spans:
-        total += max(0.0, hi - max(lo, reach))
-        reach = max(reach, hi)
-    return total
 
 
 @sim_app.command("frames")

@@ -106,10 +106,16 @@ class TrackSpan(StrictModel):
 
 
 class LocoExtent(TrackSpan):
-    """The part of one locomotive a camera sees; an end outside the view is flagged, not guessed."""
+    """The part of one locomotive a camera sees; an end the camera cannot place is flagged, not guessed:
+    one outside the view, or in the part of it where the image shows no locomotive side (towards the
+    view's borders, where the image's edges cut the locomotive's side before the centreline)."""
 
-    start_beyond_view: bool = Field(description="The lower end lies outside the view; start_m is the border.")
-    end_beyond_view: bool = Field(description="The upper end lies outside the view; end_m is the border.")
+    start_beyond_view: bool = Field(
+        description="The lower end lies outside what the camera can place; start_m is the view's border."
+    )
+    end_beyond_view: bool = Field(
+        description="The upper end lies outside what the camera can place; end_m is the view's border."
+    )
     confidence: Confidence
 
 

@@ -4,15 +4,19 @@ locomotive (in track metres, ends beyond the view flagged) and the state of the 
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import lru_cache
 
-from shared.layout import Facility
+from shared.layout import Camera, Facility
 from shared.strict import StrictModel
+from shared.strip import StripGeometry
 from sim.neighbours import Neighbour
 from sim.world import LocoState, World
 
 
 class TruthExtent(StrictModel):
-    """The part of one locomotive inside a camera's view."""
+    """The part of one locomotive inside a camera's view. An end the camera cannot place (outside the
+    view, or in the part of it where the image shows no locomotive side: shared.strip.SEEN_SHARE) is
+    beyond view, and the extent runs on to the view's border."""
 
     plate: str
     series: str
@@ -42,22 +46,30 @@ class TruthLoco(StrictModel):
     moving: bool
 
 
+@lru_cache(maxsize=1024)
+def _seen_m(camera_json: str) -> tuple[float, float]:
+    return StripGeometry.for_camera("", Camera.model_validate_json(camera_json)).seen_m
+
+
 def visible_extents(facility: Facility, camera_id: str, locos: list[LocoState]) -> list[TruthExtent]:
-    """What of each locomotive on the camera's track lies within its view, by increasing metres."""
+    """What of each locomotive on the camera's track the camera can see, by increasing metres: the
+    locomotives that reach into the seen part of its view."""
     cam = facility.cameras[camera_id]
     lo, hi = cam.view.start_m, cam.view.end_m
+    seen_lo, seen_hi = _seen_m(cam.model_dump_json())
     out = []
     for state in locos:
-        if state.track_id != cam.track or state.end_m <= lo or state.start_m >= hi:
+        if state.track_id != cam.track or state.end_m <= seen_lo or state.start_m >= seen_hi:
             continue
+        start_beyond, end_beyond = state.start_m < seen_lo, state.end_m > seen_hi
         out.append(
             TruthExtent(
                 plate=state.loco.plate,
                 series=state.loco.series.name,
-                start_m=max(state.start_m, lo),
-                end_m=min(state.end_m, hi),
-                start_beyond_view=state.start_m < lo,
-                end_beyond_view=state.end_m > hi,
+                start_m=lo if start_beyond else state.start_m,
+                end_m=hi if end_beyond else state.end_m,
+                start_beyond_view=start_beyond,
+                end_beyond_view=end_beyond,
                 moving=state.moving,
             )
         )

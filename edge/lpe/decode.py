@@ -2,7 +2,10 @@
 
 The model scores each strip column for occupancy and for being a locomotive's lower or upper end.
 Runs of occupied columns become extents; each end is placed at the end-score peak near the run's
-border, or flagged beyond the view when the run touches the strip border without an end peak.
+border, or flagged beyond the view when the run reaches the border of the seen columns (where the
+strip still shows the plane: shared.strip.SEEN_SHARE) without an end peak inside them. Past the seen
+columns the image shows no locomotive side: no end is placed there, so a run reaching them runs on to
+the view's border, beyond view, and a run lying only there is no locomotive this camera can place.
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ from shared.messages import LocoExtent
 OCCUPIED = 0.5
 # Shorter runs are noise (a worker, a shadow): the shortest locomotive part worth reporting, metres.
 MIN_RUN_M = 1.0
+# A locomotive running out of the view may show less: a run this long that reaches the seen border
+# and has an end peak on its inner side (which no worker or shadow has) is a locomotive, metres.
+MIN_BORDER_RUN_M = 0.3
 # Gaps narrower than this inside a run are the gangway of a two-section locomotive, not two locos.
 MAX_GAP_M = 0.4
 # An end peak is searched this far either side of the run border, metres.
 EDGE_WINDOW_M = 1.0
-# A run border within this many columns of the strip border may be the view border.
+# A run border within this many columns of the seen columns' border may be the view border.
 BORDER_COLUMNS = 2
 # Below this end score at the strip border the end is beyond the view.
 EDGE_PRESENT = 0.3
@@ -59,11 +65,17 @@ def _peak(scores: FloatArray, lo: int, hi: int) -> tuple[float, float]:
     return position, float(window[i])
 
 
-def decode(scores: ColumnScores, view_start_m: float, metres_per_column: float) -> list[LocoExtent]:
-    """Extents of the locomotives in one strip, by increasing metres."""
+def decode(
+    scores: ColumnScores,
+    view_start_m: float,
+    metres_per_column: float,
+    seen: tuple[int, int] | None = None,
+) -> list[LocoExtent]:
+    """Extents of the locomotives in one strip, by increasing metres; `seen` is the strip's seen
+    columns [first, last + 1) (StripGeometry.seen_columns), all of them by default."""
     width = len(scores.occupancy)
-    mask = scores.occupancy > OCCUPIED
-    runs = _runs(mask)
+    first, last = seen if seen is not None else (0, width)
+    runs = _runs(scores.occupancy > OCCUPIED)
     max_gap = round(MAX_GAP_M / metres_per_column)
     merged: list[tuple[int, int]] = []
     for a, b in runs:
@@ -71,16 +83,20 @@ def decode(scores: ColumnScores, view_start_m: float, metres_per_column: float) 
             merged[-1] = (merged[-1][0], b)
         else:
             merged.append((a, b))
-    min_run = MIN_RUN_M / metres_per_column
+    min_run, min_border_run = MIN_RUN_M / metres_per_column, MIN_BORDER_RUN_M / metres_per_column
     window = round(EDGE_WINDOW_M / metres_per_column)
     extents = []
     for a, b in merged:
-        if b - a < min_run:
+        if b - a < min_border_run or b <= first or a >= last:
             continue
-        start_col, start_score = _peak(scores.start_edge, a - window, a + window)
-        end_col, end_score = _peak(scores.end_edge, b - window, b + window)
-        start_beyond = a <= BORDER_COLUMNS and start_score < EDGE_PRESENT
-        end_beyond = b >= width - BORDER_COLUMNS and end_score < EDGE_PRESENT
+        start_col, start_score = _peak(scores.start_edge, max(a - window, first), a + window)
+        end_col, end_score = _peak(scores.end_edge, b - window, min(b + window, last))
+        start_beyond = a <= first + BORDER_COLUMNS and start_score < EDGE_PRESENT
+        end_beyond = b >= last - BORDER_COLUMNS and end_score < EDGE_PRESENT
+        if b - a < min_run and not (
+            (start_beyond and end_score >= EDGE_PRESENT) or (end_beyond and start_score >= EDGE_PRESENT)
+        ):
+            continue
         start_col = 0.0 if start_beyond else (start_col if start_score >= EDGE_PRESENT else float(a))
         end_col = float(width) if end_beyond else (end_col if end_score >= EDGE_PRESENT else float(b))
         if end_col <= start_col:

@@ -216,7 +216,7 @@ class OpenVinoLpe:
         out = request.get_output_tensor(0).data
         for slot, (index, geometry) in enumerate(zip(chunk, geometries, strict=True)):
             self._results[index] = decode(
-                _scores(out[slot]), geometry.view_start_m, geometry.metres_per_column
+                _scores(out[slot]), geometry.view_start_m, geometry.metres_per_column, geometry.seen_columns
             )
         self.times.add_decode(time.perf_counter() - t0)
 

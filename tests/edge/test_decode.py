@@ -175,3 +175,39 @@ def test_positions_and_confidence_are_rounded_to_three_decimals() -> None:
     assert (ext.start_m, ext.end_m, ext.confidence) == (12.0, 20.0, 0.912)
     [ext] = decode(ColumnScores(occupancy, _edge({}), _edge({})), 10.0004, M_PER_COL)
     assert (ext.start_m, ext.end_m) == (12.0, 20.0)
+
+
+SEEN = (20, 230)
+
+
+def test_a_run_reaching_the_unseen_columns_runs_on_to_the_view_border_beyond_view() -> None:
+    # The image shows no locomotive side past the seen columns: an end peak there is not read.
+    [ext] = decode(scores([(5, 240)], starts=[6.0], ends=[239.0]), VIEW_START, M_PER_COL, SEEN)
+    assert ext.start_beyond_view and ext.end_beyond_view
+    assert (ext.start_m, ext.end_m) == (VIEW_START, VIEW_START + WIDTH * M_PER_COL)
+
+
+def test_an_end_peak_inside_the_seen_columns_is_placed_there() -> None:
+    [ext] = decode(scores([(30, 240)], starts=[30.0], ends=[228.0]), VIEW_START, M_PER_COL, SEEN)
+    assert not ext.start_beyond_view and not ext.end_beyond_view
+    assert ext.end_m == pytest.approx(VIEW_START + 228.0 * M_PER_COL, abs=0.02)
+
+
+def test_occupancy_only_in_the_unseen_columns_is_no_locomotive() -> None:
+    assert decode(scores([(232, 256)], starts=[232.0]), VIEW_START, M_PER_COL, SEEN) == []
+
+
+def test_a_locomotive_reaching_into_the_seen_columns_by_less_than_a_run_is_still_seen() -> None:
+    # 1.8 m occupied, of which 0.5 m in the seen columns: a locomotive running out of the view.
+    [ext] = decode(scores([(220, 256)], starts=[220.0]), VIEW_START, M_PER_COL, SEEN)
+    assert not ext.start_beyond_view and ext.end_beyond_view
+    assert ext.start_m == pytest.approx(VIEW_START + 220.0 * M_PER_COL, abs=0.02)
+
+
+def test_a_short_run_at_the_seen_border_is_a_locomotive_only_with_an_inner_end() -> None:
+    # 0.5 m entering the view, its inner end seen: a locomotive; the same without an end: noise.
+    [ext] = decode(scores([(20, 30)], ends=[30.0]), VIEW_START, M_PER_COL, SEEN)
+    assert ext.start_beyond_view and not ext.end_beyond_view
+    assert decode(scores([(20, 30)]), VIEW_START, M_PER_COL, SEEN) == []
+    # Away from the border a run that short is noise even with end peaks.
+    assert decode(scores([(100, 110)], starts=[100.0], ends=[110.0]), VIEW_START, M_PER_COL, SEEN) == []

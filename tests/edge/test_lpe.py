@@ -96,9 +96,9 @@ def test_async_batches_return_results_in_frame_order(
     frames = [(cid, image) for cid, image, _ in fresh_frames[:11]]  # not a multiple of the batch
     strips = np.stack([lpe.geometries[cid].rectify(image) for cid, image in frames])
     expected = [
-        decode(scores, lpe.geometries[cid].view_start_m, lpe.geometries[cid].metres_per_column)
-        for (cid, _), scores in zip(
-            frames,
+        decode(scores, g.view_start_m, g.metres_per_column, g.seen_columns)
+        for g, scores in zip(
+            [lpe.geometries[cid] for cid, _ in frames],
             lpe.infer_strips(strips, *lpe.geometry_inputs([lpe.geometries[c] for c, _ in frames])),
             strict=True,
         )

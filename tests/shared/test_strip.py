@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from shared.layout import Camera, Facility, parse_facility
-from shared.strip import STRIP_HEIGHT, STRIP_WIDTH, StripGeometry
+from shared.strip import SEEN_SHARE, STRIP_HEIGHT, STRIP_WIDTH, StripGeometry
 from sim.placement import DEPOT_ENVELOPE, draw_placements, placement_layout
 
 
@@ -65,3 +65,20 @@ def test_a_camera_that_sees_the_strip_only_in_part_has_both_values(facility: Fac
     assert geometry.valid[:, STRIP_WIDTH // 2].all()
     strip = geometry.rectify(np.full((720, 1280, 3), 255, np.uint8))
     assert np.array_equal(strip[..., 0] == 255, geometry.valid == 1)
+
+
+def test_the_seen_columns_run_from_the_first_to_the_last_column_showing_enough_plane(
+    facility: Facility,
+) -> None:
+    narrowed = 0
+    for camera_id, camera in _cameras(facility):
+        geometry = StripGeometry.for_camera(camera_id, camera)
+        share = geometry.valid.mean(axis=0)
+        first, last = geometry.seen_columns
+        assert share[first] >= SEEN_SHARE and share[last - 1] >= SEEN_SHARE, camera_id
+        assert (share[:first] < SEEN_SHARE).all() and (share[last:] < SEEN_SHARE).all(), camera_id
+        lo, hi = geometry.seen_m
+        assert camera.view.start_m <= lo < hi <= camera.view.end_m
+        narrowed += hi - lo < camera.view.end_m - camera.view.start_m - 0.5
+    # The image's edges cut the plane before the centreline for most mountings, the example's too.
+    assert narrowed >= 10

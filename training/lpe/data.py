@@ -45,6 +45,9 @@ HELD_OUT_SEED = 901
 # Width of the end-marker bumps in the targets, in columns (≈ 8 cm each).
 EDGE_SIGMA_COLUMNS = 1.5
 CHUNK = 32
+# Bumped when what the truth says changes, so that strips cached under an older rule are rendered
+# again (2: ends outside the camera's seen columns are beyond view, shared.strip.SEEN_SHARE).
+TRUTH_VERSION = 2
 
 # What the model is trained on: clock-driven day and night, noise, some blur, workers in view.
 TRAIN_CONDITIONS = Conditions(
@@ -86,12 +89,15 @@ class Samples:
             camera_ids=np.array(self.camera_ids),
             truth=np.array([_extents_json(ts) for ts in self.truth]),
             neighbours=np.array([_extents_json(ts) for ts in self.neighbours]),
+            truth_version=np.array(TRUTH_VERSION),
         )
 
     @classmethod
     def load(cls, path: Path) -> Samples:
         """Read a file written by `save`."""
         data = np.load(path)
+        if "truth_version" not in data or int(data["truth_version"]) != TRUTH_VERSION:
+            raise KeyError(f"truth version {TRUTH_VERSION}")
         return cls(
             data["strips"],
             data["valid"],

@@ -1,0 +1,44 @@
+"""Where the LPE can place a locomotive's end: each camera's seen stretch (its strip's seen columns,
+shared.strip.SEEN_SHARE), and the stretches of a track's stations that no camera sees, which
+`layout check` names (an end standing there is reported by every camera as beyond its view)."""
+
+from __future__ import annotations
+
+from shared.layout import Facility
+from shared.strip import StripGeometry
+
+Span = tuple[float, float]
+
+
+def seen_stretches(facility: Facility, track_id: str) -> dict[str, Span]:
+    """Per camera on the track, the track metres where it sees a locomotive's side."""
+    cameras = facility.cameras_on_track(track_id)
+    return {cid: StripGeometry.for_camera(cid, cam).seen_m for cid, cam in cameras.items()}
+
+
+def union(spans: list[Span]) -> list[Span]:
+    """The spans merged where they overlap or touch, by increasing metres."""
+    merged: list[Span] = []
+    for lo, hi in sorted(spans):
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def unseen_at_stations(facility: Facility, track_id: str, seen: list[Span]) -> list[Span]:
+    """The stretches of the track's stations outside every span of `seen`, by increasing metres."""
+    covered = union(seen)
+    unseen: list[Span] = []
+    for station in facility.stations_on_track(track_id).values():
+        reach = station.start_m
+        for lo, hi in covered:
+            if hi <= reach or lo >= station.end_m:
+                continue
+            if lo > reach:
+                unseen.append((reach, lo))
+            reach = max(reach, hi)
+        if reach < station.end_m:
+            unseen.append((reach, station.end_m))
+    return unseen
