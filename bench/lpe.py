@@ -31,7 +31,7 @@ from bench.lpe_placements import (
     placements_table,
 )
 from bench.lpe_scoring import Tally
-from edge.lpe.decode import decode
+from edge.lpe.decode import decode_strip
 from edge.lpe.model_files import Precision, model_path
 from edge.lpe.openvino_lpe import INPUT_SHAPE, OpenVinoLpe
 from shared.envelope import ENVELOPE_FILE, load_envelope
@@ -74,7 +74,7 @@ def accuracy_table(model_dir: Path, held_out: dict[str, Samples]) -> dict[str, d
                 samples.camera_ids, scores, samples.truth, samples.neighbours, strict=True
             ):
                 g = lpe.geometries[cid]
-                estimate = decode(column_scores, g.view_start_m, g.metres_per_column, g.seen_columns)
+                estimate = decode_strip(column_scores, g)
                 for t in (tally, overall):
                     t.add((g.view_start_m, g.view_end_m), truth, estimate, neighbours)
             results[precision][name] = tally.summary()

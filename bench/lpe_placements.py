@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.lpe_scoring import Tally
-from edge.lpe.decode import decode
+from edge.lpe.decode import decode_strip
 from edge.lpe.model_files import Precision
 from edge.lpe.openvino_lpe import OpenVinoLpe
 from shared.layout import Camera, load_facility
@@ -89,7 +89,7 @@ def placements_table(
             for column_scores, truth, neighbours in zip(
                 scores, s.samples.truth, s.samples.neighbours, strict=True
             ):
-                estimate = decode(column_scores, g.view_start_m, g.metres_per_column, g.seen_columns)
+                estimate = decode_strip(column_scores, g)
                 tally.add((g.view_start_m, g.view_end_m), truth, estimate, neighbours)
             results[precision][s.camera_id] = tally.summary()
     return results

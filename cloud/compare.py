@@ -16,6 +16,7 @@ import numpy.typing as npt
 from cloud.fse import GRID_M, Loco, TrackState
 from cloud.identities import Identities
 from shared.layout import Facility
+from shared.seen import seen_stretches
 
 # Two locomotives are the same one when they overlap at least this much, metres.
 MIN_OVERLAP_M = 2.0
@@ -173,5 +174,5 @@ def _occupied(locos: Iterable[Seen], length_m: float) -> npt.NDArray[np.bool_]:
 
 
 def _covered(facility: Facility, track_id: str, length_m: float) -> npt.NDArray[np.bool_]:
-    views = facility.cameras_on_track(track_id).values()
-    return _mask(((cam.view.start_m, cam.view.end_m) for cam in views), length_m)
+    # What the estimators know of at all: where a camera can place an end (shared.seen).
+    return _mask(seen_stretches(facility, track_id).values(), length_m)

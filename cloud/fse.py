@@ -27,7 +27,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
@@ -39,6 +39,7 @@ from pydantic import ConfigDict, Field
 from cloud.fse_match import Pending, pair_runs
 from cloud.locomotive import LocoKept
 from shared.layout import Facility
+from shared.seen import seen_stretches
 from shared.strict import StrictModel
 
 GRID_M = 0.1
@@ -58,6 +59,13 @@ class FseSettings(StrictModel):
     )
     bridge_m: float = Field(
         0.8, ge=0, le=10, description="Occupied runs closer than this are one locomotive (gangways)."
+    )
+    unseen_bridge_m: float = Field(
+        3.0,
+        ge=0,
+        le=20,
+        description="Occupied runs this close are one locomotive when no camera sees the gap between "
+        "them (between two cameras' seen stretches, say): nobody saw it free.",
     )
     min_run_m: float = Field(2.0, gt=0, le=30, description="Shorter occupied runs are noise.")
     min_overlap_m: float = Field(
@@ -112,7 +120,7 @@ class FseSettings(StrictModel):
 class Cell(IntEnum):
     """What is known of a stretch of track."""
 
-    UNCOVERED = 0  # no camera of the layout sees it
+    UNCOVERED = 0  # no camera of the layout sees it (a view's borders included: shared.seen)
     UNKNOWN = 1  # cameras see it, but none has vouched for it lately
     FREE = 2
     OCCUPIED = 3
@@ -212,7 +220,11 @@ class FacilityStateEstimator:
         facility: Facility,
         new_id: Callable[[], str] | None = None,
         settings: FseSettings | None = None,
+        vouched: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
+        """`vouched`: the track metres each camera's observations vouch for, by camera id; by
+        default where its LPE can place an end (its seen stretch, shared.seen), not all of its view:
+        towards the view's borders the image shows no locomotive's side."""
         self.facility = facility
         self.settings = settings or FseSettings()
         self._new_id = new_id or _new_ids()
@@ -228,10 +240,13 @@ class FacilityStateEstimator:
         for tid, track in facility.tracks.items():
             cells = int(np.ceil(track.length_m / GRID_M))
             covered = np.zeros(cells, dtype=bool)
-            views = {}
-            for cid, cam in facility.cameras_on_track(tid).items():
-                views[cid] = (cam.view.start_m, cam.view.end_m)
-                covered[self._cell(cam.view.start_m) : self._cell(cam.view.end_m)] = True
+            views = (
+                dict(seen_stretches(facility, tid))
+                if vouched is None
+                else {cid: vouched[cid] for cid in facility.cameras_on_track(tid)}
+            )
+            for lo, hi in views.values():
+                covered[self._cell(lo) : self._cell(hi)] = True
             self._tracks[tid] = _Track(tid, track.length_m, views, covered)
 
     @staticmethod
@@ -346,8 +361,13 @@ class FacilityStateEstimator:
         edges = np.flatnonzero(occupied[1:] != occupied[:-1])
         runs: list[tuple[int, int]] = []
         bridge = round(self.settings.bridge_m / GRID_M)
+        unseen_bridge = round(self.settings.unseen_bridge_m / GRID_M)
         for a, b in zip(edges[::2], edges[1::2], strict=True):
-            if runs and a - runs[-1][1] <= bridge:
+            gap = a - runs[-1][1] if runs else 0
+            if runs and (
+                gap <= bridge
+                or (gap <= unseen_bridge and bool(np.all(cells[runs[-1][1] : a] == Cell.UNCOVERED)))
+            ):
                 runs[-1] = (runs[-1][0], int(b))
             else:
                 runs.append((int(a), int(b)))

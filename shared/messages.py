@@ -111,10 +111,10 @@ class LocoExtent(TrackSpan):
     view's borders, where the image's edges cut the locomotive's side before the centreline)."""
 
     start_beyond_view: bool = Field(
-        description="The lower end lies outside what the camera can place; start_m is the view's border."
+        description="The lower end lies outside what the camera can place; start_m is that border."
     )
     end_beyond_view: bool = Field(
-        description="The upper end lies outside what the camera can place; end_m is the view's border."
+        description="The upper end lies outside what the camera can place; end_m is that border."
     )
     confidence: Confidence
 

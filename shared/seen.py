@@ -4,16 +4,28 @@ shared.strip.SEEN_SHARE), and the stretches of a track's stations that no camera
 
 from __future__ import annotations
 
-from shared.layout import Facility
+from functools import lru_cache
+
+from shared.layout import Camera, Facility
 from shared.strip import StripGeometry
 
 Span = tuple[float, float]
 
 
+def seen_stretch(camera: Camera) -> Span:
+    """The track metres where the camera sees a locomotive's side."""
+    # Estimators are built per flow and per past state asked for: the geometry once per camera.
+    return _seen_of(camera.model_dump_json())
+
+
+@lru_cache(maxsize=1024)
+def _seen_of(camera_json: str) -> Span:
+    return StripGeometry.for_camera("", Camera.model_validate_json(camera_json)).seen_m
+
+
 def seen_stretches(facility: Facility, track_id: str) -> dict[str, Span]:
     """Per camera on the track, the track metres where it sees a locomotive's side."""
-    cameras = facility.cameras_on_track(track_id)
-    return {cid: StripGeometry.for_camera(cid, cam).seen_m for cid, cam in cameras.items()}
+    return {cid: seen_stretch(cam) for cid, cam in facility.cameras_on_track(track_id).items()}
 
 
 def union(spans: list[Span]) -> list[Span]:

@@ -4,11 +4,10 @@ locomotive (in track metres, ends beyond the view flagged) and the state of the 
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import lru_cache
 
-from shared.layout import Camera, Facility
+from shared.layout import Facility
+from shared.seen import seen_stretch
 from shared.strict import StrictModel
-from shared.strip import StripGeometry
 from sim.neighbours import Neighbour
 from sim.world import LocoState, World
 
@@ -16,7 +15,7 @@ from sim.world import LocoState, World
 class TruthExtent(StrictModel):
     """The part of one locomotive inside a camera's view. An end the camera cannot place (outside the
     view, or in the part of it where the image shows no locomotive side: shared.strip.SEEN_SHARE) is
-    beyond view, and the extent runs on to the view's border."""
+    beyond view, and the extent ends at the border of what it sees."""
 
     plate: str
     series: str
@@ -46,17 +45,11 @@ class TruthLoco(StrictModel):
     moving: bool
 
 
-@lru_cache(maxsize=1024)
-def _seen_m(camera_json: str) -> tuple[float, float]:
-    return StripGeometry.for_camera("", Camera.model_validate_json(camera_json)).seen_m
-
-
 def visible_extents(facility: Facility, camera_id: str, locos: list[LocoState]) -> list[TruthExtent]:
     """What of each locomotive on the camera's track the camera can see, by increasing metres: the
     locomotives that reach into the seen part of its view."""
     cam = facility.cameras[camera_id]
-    lo, hi = cam.view.start_m, cam.view.end_m
-    seen_lo, seen_hi = _seen_m(cam.model_dump_json())
+    seen_lo, seen_hi = seen_stretch(cam)
     out = []
     for state in locos:
         if state.track_id != cam.track or state.end_m <= seen_lo or state.start_m >= seen_hi:
@@ -66,8 +59,8 @@ def visible_extents(facility: Facility, camera_id: str, locos: list[LocoState]) 
             TruthExtent(
                 plate=state.loco.plate,
                 series=state.loco.series.name,
-                start_m=lo if start_beyond else state.start_m,
-                end_m=hi if end_beyond else state.end_m,
+                start_m=seen_lo if start_beyond else state.start_m,
+                end_m=seen_hi if end_beyond else state.end_m,
                 start_beyond_view=start_beyond,
                 end_beyond_view=end_beyond,
                 moving=state.moving,

@@ -4,8 +4,9 @@ The model scores each strip column for occupancy and for being a locomotive's lo
 Runs of occupied columns become extents; each end is placed at the end-score peak near the run's
 border, or flagged beyond the view when the run reaches the border of the seen columns (where the
 strip still shows the plane: shared.strip.SEEN_SHARE) without an end peak inside them. Past the seen
-columns the image shows no locomotive side: no end is placed there, so a run reaching them runs on to
-the view's border, beyond view, and a run lying only there is no locomotive this camera can place.
+columns the image shows no locomotive side: no end is placed there, so a run reaching them ends at the
+seen border, beyond view (the facility estimator takes the unseen rest as unknown, not free), and a
+run lying only there is no locomotive this camera can place.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shared.messages import LocoExtent
+from shared.strip import StripGeometry
 
 # A column is occupied above this probability.
 OCCUPIED = 0.5
@@ -97,8 +99,8 @@ def decode(
             (start_beyond and end_score >= EDGE_PRESENT) or (end_beyond and start_score >= EDGE_PRESENT)
         ):
             continue
-        start_col = 0.0 if start_beyond else (start_col if start_score >= EDGE_PRESENT else float(a))
-        end_col = float(width) if end_beyond else (end_col if end_score >= EDGE_PRESENT else float(b))
+        start_col = float(first) if start_beyond else (start_col if start_score >= EDGE_PRESENT else float(a))
+        end_col = float(last) if end_beyond else (end_col if end_score >= EDGE_PRESENT else float(b))
         if end_col <= start_col:
             start_col, end_col = float(a), float(b)
         extents.append(
@@ -111,3 +113,8 @@ def decode(
             )
         )
     return extents
+
+
+def decode_strip(scores: ColumnScores, geometry: StripGeometry) -> list[LocoExtent]:
+    """`decode` for a strip of `geometry`: its view, scale and seen columns."""
+    return decode(scores, geometry.view_start_m, geometry.metres_per_column, geometry.seen_columns)

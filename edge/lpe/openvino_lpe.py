@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import openvino as ov
 
-from edge.lpe.decode import ColumnScores, decode
+from edge.lpe.decode import ColumnScores, decode_strip
 from edge.lpe.model_files import PerformanceHint as PerformanceHint
 from edge.lpe.model_files import Precision as Precision
 from edge.lpe.model_files import model_path as model_path
@@ -215,9 +215,7 @@ class OpenVinoLpe:
         chunk, geometries = userdata
         out = request.get_output_tensor(0).data
         for slot, (index, geometry) in enumerate(zip(chunk, geometries, strict=True)):
-            self._results[index] = decode(
-                _scores(out[slot]), geometry.view_start_m, geometry.metres_per_column, geometry.seen_columns
-            )
+            self._results[index] = decode_strip(_scores(out[slot]), geometry)
         self.times.add_decode(time.perf_counter() - t0)
 
 

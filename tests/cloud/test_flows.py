@@ -18,6 +18,7 @@ from shared.codec import encode
 from shared.layout import Facility
 from shared.messages import LocoExtent, ModelRef, TrackSpan
 from shared.mqtt import BrokerConfig, MqttConnection
+from shared.seen import seen_stretches
 from shared.topics import Topic, TopicKind
 from tests import factories
 from tests.browser import browser_page, needs_chromium
@@ -124,8 +125,10 @@ def test_two_flows_keep_separate_comparable_states(server: Server, mqtt_url: str
     assert comparison["end_error_median_m"] == pytest.approx(2.0, abs=0.15)  # ends 0 and 4 m apart
     assert comparison["only_a"] == comparison["only_b"] == comparison["id_switches"] == 0
     assert comparison["numbers_compared"] == comparison["matched"] and comparison["number_differences"] == 0
-    # Only T1-C2's view (13.4-27.3 m) is known to both; they disagree on the 4 m between the ends.
-    assert comparison["occupancy_agreement"] == pytest.approx(1 - 4.0 / 13.9, abs=0.02)
+    # Only what T1-C2 vouches for (its seen stretch, about 14.2-25.0 m) is known to both; they
+    # disagree on the 4 m between the ends.
+    seen_lo, seen_hi = seen_stretches(facility, "T1")["T1-C2"]
+    assert comparison["occupancy_agreement"] == pytest.approx(1 - 4.0 / (seen_hi - seen_lo), abs=0.02)
     assert server.call(f"/api/flows/compare?{query.replace('+', '%2B')}&step_s=0.0001", viewer)[0] == 422
     assert (
         server.call(
@@ -184,12 +187,12 @@ def test_each_flow_runs_its_own_estimator_settings(
                 topic = Topic(TopicKind.DETECTION, facility.site, "edge-bay1", flow=flow, camera=camera_id)
                 assert link.publish(str(topic), encode(d)) is not None
 
-        c2 = facility.cameras["T1-C2"].view
+        c2_end = seen_stretches(facility, "T1")["T1-C2"][1]  # what it vouches for ends there
 
         def c2_unknown(flow: str) -> bool:
             """Whether the stretch T1-C2 alone saw free, past the locomotive, is unknown."""
             track = server.call(f"/api/state?flow={flow}", viewer)[1]["tracks"][0]
-            return any(lo <= 20.0 and c2.end_m <= hi for lo, hi in track["unknown"])
+            return any(lo <= 20.0 and c2_end - 0.1 <= hi for lo, hi in track["unknown"])
 
         wait_until(lambda: _stored(server) == 2 * len(reports), 10, "every detection stored")
         wait_until(lambda: c2_unknown("short"), 5, "T1-C2's view unknown in short")

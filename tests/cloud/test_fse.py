@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from cloud.fse import Event, EventKind, FacilityStateEstimator, Loco, Observation, SeenExtent
+from cloud.fse import Event, EventKind, FacilityStateEstimator, FseSettings, Loco, Observation, SeenExtent
 from shared.layout import Facility
+from shared.seen import seen_stretches
 from sim.scenario import Scenario
 from sim.truth import visible_extents
 from sim.world import LocoState, World
@@ -190,8 +191,9 @@ def test_a_camera_loss_makes_its_segment_unknown_and_keeps_the_locomotive(facili
     track = next(ts for ts in fse.state() if ts.track_id == state.track_id)
     assert during is not None and during.loco_id == before.loco_id
     assert (during.start_m, during.end_m) == pytest.approx((before.start_m, before.end_m), abs=0.2)
-    view = facility.cameras[cams[0]].view
-    assert any(lo <= view.start_m + 0.5 and hi >= view.end_m - 0.5 for lo, hi in track.unknown)
+    # What the camera vouched for (where it sees a locomotive's side) is unknown while it is down.
+    seen_lo, seen_hi = seen_stretches(facility, state.track_id)[cams[0]]
+    assert any(lo <= seen_lo + 0.5 and hi >= seen_hi - 0.5 for lo, hi in track.unknown)
     kinds = [e.kind for e in events]
     assert EventKind.CAMERA_UNSEEN in kinds
     assert EventKind.DEPARTED not in kinds and EventKind.ARRIVED not in kinds
@@ -406,8 +408,59 @@ def test_a_view_older_than_max_age_is_unknown_from_just_past_the_boundary(facili
 
     events, locos, unknown = t1(fse.update(START + max_age + timedelta(microseconds=1)))
     assert events == [(EventKind.CAMERA_UNSEEN, "T1-C2")]
-    # Only T1-C2 sees 15.3-25.4 m (T1-C1 ends at 15.3, T1-C3 starts at 25.4).
-    assert unknown == [(15.3, 25.4)], "past max_age the stretch only T1-C2 sees is unknown"
+    # Only T1-C2 sees its seen stretch (about 14.2-25.0 m: the neighbours' seen stretches end before).
+    seen_lo, seen_hi = seen_stretches(facility, "T1")["T1-C2"]
+    assert unknown == [(round(seen_lo, 1), round(seen_hi, 1))], "past max_age only T1-C2's stretch is unknown"
     assert [(lo.loco_id, lo.start_m, lo.end_m, lo.last_seen) for lo in locos] == [
         (loco.loco_id, loco.start_m, loco.end_m, START + max_age)
     ], "the locomotive stays where it was last seen, and is not seen since"
+
+
+def test_a_locomotive_across_the_gap_between_two_cameras_seen_stretches_is_one(facility: Facility) -> None:
+    """The example's T1-C1 and T1-C2 see a locomotive's side up to about 13.0 m and from about 14.2 m:
+    a locomotive across that gap shows as two runs, one ending at each border beyond view. Nobody saw
+    the gap free, so it is one locomotive; when it leaves, the unseen gap does not keep it."""
+    seen = seen_stretches(facility, "T1")
+    c1_end, c2_start = seen["T1-C1"][1], seen["T1-C2"][0]
+    assert c2_start - c1_end > FseSettings().bridge_m  # wider than a gangway
+    fse = FacilityStateEstimator(facility)
+    others = ("T1-C3", "T1-C4")
+    reports = {
+        "T1-C1": (SeenExtent(5.0, c1_end, False, True, 0.9),),
+        "T1-C2": (SeenExtent(c2_start, 20.0, True, False, 0.9),),
+    }
+    for cid in others:
+        fse.observe(Observation(cid, START, ()))
+    for cid, extents in reports.items():
+        fse.observe(Observation(cid, START, extents))
+    fse.update(START)
+    [loco] = fse.locos()
+    assert (loco.start_m, loco.end_m) == pytest.approx((5.0, 20.0), abs=0.1)
+    assert loco.start_seen and loco.end_seen
+    later = START + timedelta(seconds=5)
+    for cid in (*others, *reports):
+        fse.observe(Observation(cid, later, ()))
+    events = fse.update(later)
+    assert fse.locos() == []
+    assert EventKind.DEPARTED in [e.kind for e in events if e.loco_id == loco.loco_id]
+
+
+def test_two_locomotives_with_a_seen_free_gap_between_them_stay_two(facility: Facility) -> None:
+    seen = seen_stretches(facility, "T1")
+    lo, _ = seen["T1-C2"]
+    fse = FacilityStateEstimator(facility)
+    for cid in ("T1-C1", "T1-C3", "T1-C4"):
+        fse.observe(Observation(cid, START, ()))
+    # 2 m apart, both ends in T1-C2's seen stretch: the gap between them is seen free.
+    fse.observe(
+        Observation(
+            "T1-C2",
+            START,
+            (
+                SeenExtent(lo + 0.5, lo + 4.0, False, False, 0.9),
+                SeenExtent(lo + 6.0, lo + 9.0, False, False, 0.9),
+            ),
+        )
+    )
+    fse.update(START)
+    assert len(fse.locos()) == 2

@@ -15,6 +15,13 @@ START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 T1 = ("T1-C1", "T1-C2", "T1-C3", "T1-C4")
 
 
+def _on_views(facility: Facility, *args: object, **kwargs: object) -> FacilityStateEstimator:
+    """An estimator whose cameras vouch for their whole views: these are the fusion's rules, on the
+    views the layout states (what the example's LPE can place is less: tests/cloud/test_fse.py)."""
+    views = {cid: (cam.view.start_m, cam.view.end_m) for cid, cam in facility.cameras.items()}
+    return FacilityStateEstimator(facility, *args, vouched=views, **kwargs)  # type: ignore[arg-type]
+
+
 def at(s: float) -> datetime:
     return START + timedelta(seconds=s)
 
@@ -68,7 +75,7 @@ def stored(loco_id: str, start: float, end: float, **fields: object) -> Loco:
 
 
 def test_restored_views_count_until_the_cameras_report_again(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     older = Observation("T1-C2", at(-5), (SeenExtent(20.0, 26.0, False, False),))
     newer = Observation("T1-C2", at(-2), (SeenExtent(14.0, 22.0, False, False),))
     elsewhere = Observation("T9-C1", at(-1), (SeenExtent(1.0, 9.0, False, False),))
@@ -81,7 +88,7 @@ def test_restored_views_count_until_the_cameras_report_again(facility: Facility)
 
 
 def test_restored_views_at_one_instant_keep_the_first(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     first = Observation("T1-C2", at(-2), (SeenExtent(14.0, 22.0, False, False),))
     second = Observation("T1-C2", at(-2), (SeenExtent(16.0, 26.0, False, False),))
     fse.restore_views([first, second])
@@ -90,7 +97,7 @@ def test_restored_views_at_one_instant_keep_the_first(facility: Facility) -> Non
 
 
 def test_a_restored_view_older_than_the_current_one_is_ignored(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     assert fse.observe(Observation("T1-C2", at(0), (SeenExtent(14.0, 22.0, False, False),)))
     fse.update(at(0))
     fse.restore_views([Observation("T1-C2", at(-10), (SeenExtent(16.0, 26.0, False, False),))])
@@ -99,7 +106,7 @@ def test_a_restored_view_older_than_the_current_one_is_ignored(facility: Facilit
 
 
 def test_restored_locomotives_keep_their_ids_and_depart_by_them(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     fse.restore([stored("L00042", 14.0, 22.0), stored("L00043", 14.0, 22.0, track_id="T9")])
     assert [lo.loco_id for lo in fse.locos()] == ["L00042"]
     events = see(fse, 0, [(14.2, 22.0)])
@@ -116,7 +123,7 @@ def test_restored_locomotives_keep_their_ids_and_depart_by_them(facility: Facili
 
 
 def test_camera_events_name_the_camera_and_its_view(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     see(fse, 0, [])
     assert see(fse, 1, [], offline=("T1-C2",)) == [
         Event(at(1), EventKind.CAMERA_UNSEEN, "T1", camera_id="T1-C2", detail="13.4–27.3 m")
@@ -127,7 +134,7 @@ def test_camera_events_name_the_camera_and_its_view(facility: Facility) -> None:
 
 
 def test_arrival_station_and_departure_events_are_whole(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility, settings=FseSettings(confirm_s=0))
+    fse = _on_views(facility, settings=FseSettings(confirm_s=0))
     see(fse, 0, [])
     assert see(fse, 1, [(30.0, 40.0)]) == [
         Event(at(1), EventKind.ARRIVED, "T1", "L00001", "T1-B"),
@@ -140,7 +147,7 @@ def test_arrival_station_and_departure_events_are_whole(facility: Facility) -> N
 
 
 def test_a_move_between_stations_frees_one_and_occupies_the_other(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     see(fse, 0, [(10.0, 20.0)])
     events = see(fse, 1, [(14.0, 24.0)])
     events += see(fse, 2, [(18.0, 28.0)])
@@ -155,26 +162,26 @@ def test_a_move_between_stations_frees_one_and_occupies_the_other(facility: Faci
 
 
 def test_a_run_exactly_min_run_long_is_a_locomotive_and_a_shorter_one_is_not(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     see(fse, 0, [(20.0, 22.0), (30.0, 31.9)])
     assert spans(fse) == [(20.0, 22.0)]
 
 
 def test_runs_a_gap_of_exactly_bridge_m_apart_are_one_locomotive(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     see(fse, 0, [(10.0, 14.0), (14.8, 20.0), (30.0, 34.0), (34.9, 40.0)])
     assert spans(fse) == [(10.0, 20.0), (30.0, 34.0), (34.9, 40.0)]
 
 
 def test_runs_first_along_the_track_bridge_too(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     see(fse, 0, [(1.4, 5.0), (5.5, 9.0)])
     [loco] = fse.locos()
     assert (loco.start_m, loco.end_m, loco.start_seen, loco.end_seen) == (1.4, 9.0, False, True)
 
 
 def test_confidence_is_the_mean_over_the_run(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     see(fse, 0, [(20.0, 24.0)], confidence=0.8)
     [loco] = fse.locos()
     assert loco.confidence == pytest.approx(0.8)
@@ -187,7 +194,7 @@ def test_confidence_is_the_mean_over_the_run(facility: Facility) -> None:
 
 
 def test_a_new_locomotive_seen_whole_has_its_length(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     see(fse, 0, [(10.0, 20.0), (45.0, 60.0)])
     first = {"first_seen": at(0), "last_seen": at(0), "still_since": at(0), "confidence": pytest.approx(0.9)}
     assert sorted(fse.locos(), key=lambda lo: lo.start_m) == [
@@ -206,7 +213,7 @@ def test_a_new_locomotive_seen_whole_has_its_length(facility: Facility) -> None:
 
 
 def test_an_end_out_of_sight_keeps_the_known_length_as_it_moves(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     see(fse, 0, [(10.0, 20.0)])
     # T1-C2 goes down: 15.3–25.4 m is unknown; T1-C1 sees the start, the end beyond its view.
     see(fse, 1, [(12.0, 22.0)], offline=("T1-C2",))
@@ -216,7 +223,7 @@ def test_an_end_out_of_sight_keeps_the_known_length_as_it_moves(facility: Facili
 
 
 def test_a_start_out_of_sight_keeps_the_known_length_as_it_moves(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     see(fse, 0, [(30.0, 40.0)])
     # T1-C3 goes down: 27.3–37.4 m is unknown; T1-C4 sees the end, the start beyond its view.
     see(fse, 1, [(32.0, 42.0)], offline=("T1-C3",))
@@ -230,7 +237,7 @@ def test_ends_out_of_sight_of_a_locomotive_of_unknown_length_stay_where_they_wer
 ) -> None:
     """A restored locomotive never seen whole and never settled: its hidden ends keep their places."""
     unsettled = {"settled": (0.0, 0.0), "length_m": None}
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     fse.restore(
         [
             stored("L00007", 10.0, 20.0, end_seen=False, **unsettled),
@@ -246,14 +253,14 @@ def test_ends_out_of_sight_of_a_locomotive_of_unknown_length_stay_where_they_wer
 
 def test_ends_out_of_sight_of_a_locomotive_seen_whole_keep_its_length(facility: Facility) -> None:
     seen_whole = {"settled": (0.0, 0.0)}
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     fse.restore([stored("L00007", 10.0, 20.0, **seen_whole), stored("L00008", 30.0, 40.0, **seen_whole)])
     see(fse, 0, [(12.0, 22.0), (32.0, 42.0)], offline=("T1-C2", "T1-C3"))
     assert spans(fse) == [(12.0, 22.0), (32.0, 42.0)]
 
 
 def test_a_locomotive_hidden_entirely_stays_and_one_seen_free_departs(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     see(fse, 0, [(17.0, 24.0)])
     assert see(fse, 1, [], offline=("T1-C2",))[0].kind is EventKind.CAMERA_UNSEEN
     assert spans(fse) == [(17.0, 24.0)]
@@ -265,7 +272,7 @@ def test_a_locomotive_hidden_entirely_stays_and_one_seen_free_departs(facility: 
 
 
 def test_a_move_is_reported_once_the_locomotive_has_stood_settle_s(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     see(fse, 0, [(10.0, 20.0)])
     assert see(fse, 1, [(11.5, 21.5)]) == []
     [loco] = fse.locos()
@@ -283,7 +290,7 @@ def test_a_move_is_reported_once_the_locomotive_has_stood_settle_s(facility: Fac
 
 
 def test_a_step_just_over_still_m_restarts_the_settling(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     see(fse, 0, [(10.0, 20.0)])
     see(fse, 1, [(11.2, 21.2)])
     see(fse, 2, [(11.6, 21.6)])
@@ -294,7 +301,7 @@ def test_a_step_just_over_still_m_restarts_the_settling(facility: Facility) -> N
 
 
 def test_a_drift_of_exactly_moved_m_is_no_move(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     see(fse, 0, [(10.0, 20.0)])
     see(fse, 1, [(10.5, 20.5)])
     see(fse, 2, [(11.0, 21.0)])
@@ -304,7 +311,7 @@ def test_a_drift_of_exactly_moved_m_is_no_move(facility: Facility) -> None:
 
 
 def test_a_locomotive_that_moves_and_comes_back_reports_no_move(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     see(fse, 0, [(10.0, 20.0)])
     see(fse, 1, [(12.0, 22.0)])
     see(fse, 2, [(10.0, 20.0)])
@@ -314,7 +321,7 @@ def test_a_locomotive_that_moves_and_comes_back_reports_no_move(facility: Facili
 
 
 def test_positions_are_rounded_to_the_centimetre(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     unsettled = {"settled": (0.0, 0.0), "length_m": None}
     fse.restore(
         [
@@ -358,7 +365,7 @@ def test_the_best_overlap_pairs_first() -> None:
 
 
 def test_an_observation_not_newer_than_the_latest_waiting_one_is_refused(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     for s in (1, 2, 3):
         assert fse.observe(Observation("T1-C2", at(s), ()))
     assert not fse.observe(Observation("T1-C2", at(3), ()))
@@ -368,7 +375,7 @@ def test_an_observation_not_newer_than_the_latest_waiting_one_is_refused(facilit
 
 
 def test_an_update_takes_the_latest_observation_due(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     assert fse.observe(Observation("T1-C2", at(1), (SeenExtent(20.0, 26.0, False, False),)))
     assert fse.observe(Observation("T1-C2", at(2), (SeenExtent(14.0, 22.0, False, False),)))
     assert fse.observe(Observation("T1-C2", at(3), ()))
@@ -388,41 +395,41 @@ def wide(facility: Facility) -> Facility:
 
 
 def test_a_locomotive_at_the_track_s_ends_is_not_seen_beyond_them(facility: Facility) -> None:
-    fse = FacilityStateEstimator(wide(facility))
+    fse = _on_views(wide(facility))
     see(fse, 0, [(0.0, 8.0), (60.0, 70.0)])
     assert [(lo.start_m, lo.end_m, lo.start_seen, lo.end_seen) for lo in fse.locos()] == [
         (0.0, 8.0, False, True),
         (60.0, 70.0, True, False),
     ]
     # Alone on the track, with its far end seen free.
-    fse = FacilityStateEstimator(wide(facility))
+    fse = _on_views(wide(facility))
     see(fse, 0, [(0.0, 8.0)])
     assert [(lo.start_m, lo.start_seen) for lo in fse.locos()] == [(0.0, False)]
 
 
 def test_a_locomotive_a_cell_from_the_track_s_start_is_seen_whole(facility: Facility) -> None:
-    fse = FacilityStateEstimator(wide(facility))
+    fse = _on_views(wide(facility))
     see(fse, 0, [(0.1, 8.0)])
     [loco] = fse.locos()
     assert (loco.start_m, loco.start_seen, loco.length_m) == (0.1, True, 7.9)
 
 
 def test_a_start_next_to_the_edge_of_coverage_is_seen(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     see(fse, 0, [(1.5, 8.0)])
     [loco] = fse.locos()
     assert (loco.start_m, loco.start_seen) == (1.5, True)
 
 
 def test_every_unseen_stretch_is_reported(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     see(fse, 0, [], offline=("T1-C2", "T1-C4"))
     [t1] = [s for s in fse.state() if s.track_id == "T1"]
     assert t1.unknown == ((15.3, 25.4), (39.3, 51.3))
 
 
 def test_a_restored_locomotive_of_no_length_stays_only_while_its_cell_is_unknown(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     fse.restore([stored("L00001", 15.2, 15.2), stored("L00002", 20.0, 20.0)])
     # T1-C2 down: 15.3–25.4 m is unknown; 15.2 m is T1-C1's, seen free.
     events = see(fse, 0, [], offline=("T1-C2",))
@@ -433,7 +440,7 @@ def test_a_restored_locomotive_of_no_length_stays_only_while_its_cell_is_unknown
 
 
 def test_the_length_follows_a_locomotive_seen_whole(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     see(fse, 0, [(10.0, 20.5)])
     [loco] = fse.locos()
     assert loco.length_m == 10.5
@@ -443,7 +450,7 @@ def test_the_length_follows_a_locomotive_seen_whole(facility: Facility) -> None:
 
 
 def test_a_move_back_to_exactly_moved_m_from_where_it_stood_is_no_move(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     see(fse, 0, [(20.0, 30.0)])
     see(fse, 1, [(21.5, 31.5)])
     see(fse, 2, [(21.0, 31.0)])
@@ -453,7 +460,7 @@ def test_a_move_back_to_exactly_moved_m_from_where_it_stood_is_no_move(facility:
 
 
 def test_a_step_of_exactly_still_m_is_standing_still(facility: Facility) -> None:
-    fse = FacilityStateEstimator(facility, settings=FseSettings(still_m=0.5))
+    fse = _on_views(facility, settings=FseSettings(still_m=0.5))
     see(fse, 0, [(10.0, 20.0)])
     see(fse, 1, [(12.0, 22.0)])
     see(fse, 2, [(12.5, 22.5)])
@@ -470,7 +477,7 @@ def test_the_length_is_known_once_the_locomotive_has_stood(
     facility: Facility, settled: tuple[float, float], ends: tuple[float, ...]
 ) -> None:
     """Of a restored locomotive never seen whole, the length is known once it has stood (settled)."""
-    fse = FacilityStateEstimator(facility)
+    fse = _on_views(facility)
     fse.restore(
         [
             stored("L00007", 10.0, 20.0, end_seen=False, settled=settled, length_m=None),

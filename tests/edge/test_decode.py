@@ -180,11 +180,11 @@ def test_positions_and_confidence_are_rounded_to_three_decimals() -> None:
 SEEN = (20, 230)
 
 
-def test_a_run_reaching_the_unseen_columns_runs_on_to_the_view_border_beyond_view() -> None:
+def test_a_run_reaching_the_unseen_columns_ends_at_the_seen_border_beyond_view() -> None:
     # The image shows no locomotive side past the seen columns: an end peak there is not read.
     [ext] = decode(scores([(5, 240)], starts=[6.0], ends=[239.0]), VIEW_START, M_PER_COL, SEEN)
     assert ext.start_beyond_view and ext.end_beyond_view
-    assert (ext.start_m, ext.end_m) == (VIEW_START, VIEW_START + WIDTH * M_PER_COL)
+    assert (ext.start_m, ext.end_m) == (VIEW_START + SEEN[0] * M_PER_COL, VIEW_START + SEEN[1] * M_PER_COL)
 
 
 def test_an_end_peak_inside_the_seen_columns_is_placed_there() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench.lpe_scoring import Tally
-from edge.lpe.decode import decode
+from edge.lpe.decode import decode_strip
 from edge.lpe.openvino_lpe import LpeModelError, OpenVinoLpe
 from shared.layout import Facility
 from shared.strip import FrameError
@@ -96,7 +96,7 @@ def test_async_batches_return_results_in_frame_order(
     frames = [(cid, image) for cid, image, _ in fresh_frames[:11]]  # not a multiple of the batch
     strips = np.stack([lpe.geometries[cid].rectify(image) for cid, image in frames])
     expected = [
-        decode(scores, g.view_start_m, g.metres_per_column, g.seen_columns)
+        decode_strip(scores, g)
         for g, scores in zip(
             [lpe.geometries[cid] for cid, _ in frames],
             lpe.infer_strips(strips, *lpe.geometry_inputs([lpe.geometries[c] for c, _ in frames])),

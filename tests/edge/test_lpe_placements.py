@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.lpe_scoring import Tally
-from edge.lpe.decode import decode
+from edge.lpe.decode import decode_strip
 from edge.lpe.openvino_lpe import OpenVinoLpe
 from shared.layout import load_facility
 from tests.edge.test_lpe import MODEL_DIR, PREVIOUS_DIR
@@ -64,7 +64,7 @@ def _summary(model_dir: Path, layout: Path, samples: Samples, precision: str) ->
     tally = Tally()
     scores = lpe.infer_strips(samples.strips, samples.valid, samples.metres_per_column)
     for column_scores, truth, neighbours in zip(scores, samples.truth, samples.neighbours, strict=True):
-        estimate = decode(column_scores, geometry.view_start_m, geometry.metres_per_column)
+        estimate = decode_strip(column_scores, geometry)
         tally.add((geometry.view_start_m, geometry.view_end_m), truth, estimate, neighbours)
     return tally.summary()
 

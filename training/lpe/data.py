@@ -46,8 +46,8 @@ HELD_OUT_SEED = 901
 EDGE_SIGMA_COLUMNS = 1.5
 CHUNK = 32
 # Bumped when what the truth says changes, so that strips cached under an older rule are rendered
-# again (2: ends outside the camera's seen columns are beyond view, shared.strip.SEEN_SHARE).
-TRUTH_VERSION = 2
+# again (3: an end outside the camera's seen columns is beyond view, at their border; SEEN_SHARE).
+TRUTH_VERSION = 3
 
 # What the model is trained on: clock-driven day and night, noise, some blur, workers in view.
 TRAIN_CONDITIONS = Conditions(
