@@ -120,7 +120,7 @@ class FseSettings(StrictModel):
 class Cell(IntEnum):
     """What is known of a stretch of track."""
 
-    UNCOVERED = 0  # no camera of the layout sees it (a view's borders included: shared.seen)
+    UNCOVERED = 0  # no camera sees it: no view covers it, or only a view's unseen borders (shared.seen)
     UNKNOWN = 1  # cameras see it, but none has vouched for it lately
     FREE = 2
     OCCUPIED = 3

@@ -32,7 +32,7 @@ MAX_GAP_M = 0.4
 EDGE_WINDOW_M = 1.0
 # A run border within this many columns of the seen columns' border may be the view border.
 BORDER_COLUMNS = 2
-# Below this end score at the strip border the end is beyond the view.
+# Below this end score at the seen border the end is beyond the view.
 EDGE_PRESENT = 0.3
 
 FloatArray = npt.NDArray[np.float32]
