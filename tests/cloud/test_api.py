@@ -29,6 +29,7 @@ from shared.codec import encode
 from shared.layout import Facility, load_facility
 from shared.messages import CommandRequest, Detection, LocoExtent, TrackSpan
 from shared.mqtt import BrokerConfig, MqttConnection
+from shared.seen import seen_stretches
 from shared.topics import Topic, TopicKind
 from tests import factories
 from tests.conftest import EXAMPLE_LAYOUT, DatabaseFactory
@@ -260,10 +261,11 @@ def test_state_survives_a_restart(database: str, mqtt_url: str, facility: Facili
         second.stop()
     assert [loco["loco_id"] for loco in after] == [loco["loco_id"] for loco in before]
     assert state["tracks"][0]["locos"][0]["loco_id"] == before[0]["loco_id"]
-    # What the cameras saw moments before the restart still counts: their views are not unknown.
-    seen_by = [facility.cameras[c].view for c in ("T1-C2", "T1-C3")]
+    # What the cameras saw moments before the restart still counts: what they vouch for (their seen
+    # stretches) is not unknown.
+    seen = seen_stretches(facility, "T1")
     for a, b in state["tracks"][0]["unknown"]:
-        assert all(b <= view.start_m or a >= view.end_m for view in seen_by), (a, b)
+        assert all(b <= lo or a >= hi for lo, hi in (seen["T1-C2"], seen["T1-C3"])), (a, b)
     assert past[0] == 200 and past[1]["tracks"][0]["locos"][0]["loco_id"] == before[0]["loco_id"]
     assert too_early[0] == 404
 
