@@ -10,13 +10,19 @@ from cloud.auth import Role, create_key, revoke_key
 from cloud.config import load_cloud_config
 from cloud.db.engine import open_database
 from cloud.service import CloudService
+from cloud.webhooks import unknown_tracks
+from shared.errors import ConfigError
 from shared.layout import load_facility
 
 
 def run_cloud(config_path: Path) -> None:
     """Ingest, estimate and serve until SIGTERM (uvicorn handles the signal, the lifespan stops all)."""
     config = load_cloud_config(config_path)
-    service = CloudService.open(config, load_facility(config.layout))
+    facility = load_facility(config.layout)
+    unknown = unknown_tracks(config.webhooks, set(facility.tracks))
+    if unknown:
+        raise ConfigError(str(config_path), unknown)
+    service = CloudService.open(config, facility)
     make_server(create_app(service), config.api.host, config.api.port).run()
 
 

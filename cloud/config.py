@@ -7,17 +7,26 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import SettingsConfigDict
 
 from cloud.db.urls import check_database_url
-from cloud.fse import FseSettings
+from cloud.fse import EventKind, FseSettings
 from cloud.recognition.check_digits import CheckDigit
 from shared.envelope import load_envelope
 from shared.errors import ConfigError, ConfigIssue
 from shared.ids import Identifier
 from shared.messages import PROD_FLOW
-from shared.mqtt import BrokerConfig
+from shared.mqtt import PLACEHOLDER_SECRETS, BrokerConfig
 from shared.strict import StrictModel
 from shared.yaml_config import FileSettings, load_settings
 
@@ -212,6 +221,45 @@ class FlowConfig(StrictModel):
 
 
 MODEL_KEYS = set(RecognitionModels.model_fields)
+# A webhook's signing key is at least this long: a short one can be guessed from signed bodies.
+MIN_SECRET_CHARS = 16
+
+
+class WebhookConfig(StrictModel):
+    """A system that receives the events as signed JSON POSTs (docs/webhooks.md), each retried with
+    backoff until it is answered 2xx, in order."""
+
+    url: AnyHttpUrl = Field(description="Where each event is POSTed (http:// or https://).")
+    secret: SecretStr = Field(
+        description="Key of the HMAC-SHA256 signature in X-Depotwatch-Signature; at least "
+        f"{MIN_SECRET_CHARS} characters, placeholders refused (set it via the environment)."
+    )
+    kinds: list[EventKind] = Field(default_factory=list, description="The kinds sent; empty: every kind.")
+    tracks: list[Identifier] = Field(
+        default_factory=list,
+        description="The tracks whose events are sent; empty: every track. Events of no track (an edge "
+        "node's node_online, node_offline) are sent whatever this says.",
+    )
+    flow: Identifier = Field(PROD_FLOW, description="The flow whose events are sent.")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="How long one POST may take.")
+    first_retry_s: float = Field(1.0, gt=0, le=600, description="Wait before the first retry; doubles.")
+    max_retry_s: float = Field(300.0, gt=0, le=3600, description="The longest wait between retries.")
+    give_up_after_h: float = Field(
+        72.0,
+        gt=0,
+        description="An event still refused this long after it happened is given up (counted, logged) "
+        "so that one the receiver will never take does not hold up the rest for good.",
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _real_secret(cls, secret: SecretStr) -> SecretStr:
+        value = secret.get_secret_value()
+        if value.lower() in PLACEHOLDER_SECRETS:
+            raise ValueError("is a placeholder; set the real one (e.g. via the environment)")
+        if len(value) < MIN_SECRET_CHARS:
+            raise ValueError(f"must be at least {MIN_SECRET_CHARS} characters")
+        return secret
 
 
 class CloudConfig(FileSettings):
@@ -251,6 +299,11 @@ class CloudConfig(FileSettings):
         default_factory=lambda: {PROD_FLOW: FlowConfig()},
         description="The flows estimated here, each with its own estimator and stored state; must hold prod.",
     )
+    webhooks: dict[Identifier, WebhookConfig] = Field(
+        default_factory=dict,
+        description="Receivers of the events by name (the name keeps each one's place in the events "
+        "across restarts); none by default.",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -263,6 +316,9 @@ class CloudConfig(FileSettings):
             raise ValueError(f"flows must include {PROD_FLOW!r}: the API, the map and Grafana default to it")
         if self.flows[PROD_FLOW].recognition is not None:
             raise ValueError(f"flows.{PROD_FLOW}.recognition: prod's models are the `recognition` section's")
+        for name, hook in self.webhooks.items():
+            if hook.flow not in self.flows:
+                raise ValueError(f"webhooks.{name}.flow: {hook.flow!r} is not one of the flows")
         return self
 
     def reading_flows(self, flow: str) -> list[str]:

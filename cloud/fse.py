@@ -127,7 +127,7 @@ class Cell(IntEnum):
 
 
 class EventKind(StrEnum):
-    """What the estimator reports."""
+    """What the estimator reports, and (the last two, stored by the ingest) an edge node's lifecycle."""
 
     ARRIVED = "arrived"
     DEPARTED = "departed"
@@ -139,6 +139,8 @@ class EventKind(StrEnum):
     IDENTIFIED = "identified"
     IDENTITY_CONFLICT = "identity_conflict"
     REIDENTIFIED = "reidentified"
+    NODE_ONLINE = "node_online"
+    NODE_OFFLINE = "node_offline"
 
 
 @dataclass(frozen=True)

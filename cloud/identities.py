@@ -2,7 +2,9 @@
 
 A Recognition names a track, the span of track metres its thumbnail shows and when; it counts for the
 tracked locomotive covering most of that span. The votes (cloud.recognition.voting) settle a series
-and a number per locomotive id; what settles, conflicts or is overturned becomes an event.
+and a number per locomotive id; what settles, conflicts or is overturned becomes an event. A number is
+in one place: one that settles while another locomotive present has it settled is an identity conflict
+too (an event naming the other), never two locomotives silently sharing it.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ class Identities:
                 return None  # delivered again
             votes = self._votes.get(loco.loco_id, IdentityVotes()).copy()
             before = self._identities.get(loco.loco_id, Identity())
+            others = {o.loco_id: o for o in locos if o.loco_id != loco.loco_id}
         verdicts = [
             votes.vote("series", recognition.series, recognition.series_confidence),
             votes.vote("plate", recognition.plate, recognition.plate_confidence),
@@ -131,12 +134,19 @@ class Identities:
             self._votes[loco.loco_id] = votes
             self._identities[loco.loco_id] = identity
             self._events.extend(_event(v, recognition, loco) for v in verdicts if v is not None)
+            if plate is not None and plate != before.plate:
+                sharing = [o for i, o in others.items() if self._plate(i) == plate]
+                self._events.extend(_shared(plate, recognition, loco, other) for other in sharing)
         return loco.loco_id
 
     def get(self, loco_id: str) -> Identity | None:
         """The identity of locomotive `loco_id`, or None while no recognition of it has counted."""
         with self._lock:
             return self._identities.get(loco_id)
+
+    def _plate(self, loco_id: str) -> str | None:
+        identity = self._identities.get(loco_id)
+        return None if identity is None else identity.plate
 
     def drain_events(self) -> list[Event]:
         """Events since the last call."""
@@ -160,6 +170,18 @@ def _shown(recognition: Recognition, locos: list[Loco]) -> Loco | None:
         if cover >= best_cover:
             best, best_cover = loco, cover
     return best
+
+
+def _shared(plate: str, recognition: Recognition, loco: Loco, other: Loco) -> Event:
+    return Event(
+        recognition.captured_at,
+        EventKind.IDENTITY_CONFLICT,
+        loco.track_id,
+        loco.loco_id,
+        loco.station,
+        recognition.camera_id,
+        f"number {plate} is also settled on {other.loco_id} ({other.track_id})",
+    )
 
 
 def _event(verdict: Verdict, recognition: Recognition, loco: Loco) -> Event:

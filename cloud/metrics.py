@@ -1,5 +1,5 @@
 """The cloud service's Prometheus metrics: the ingest's counters read when scraped, the estimator's
-update times and the events it emitted, per flow."""
+update times and the events it emitted, per flow, and each webhook's deliveries and failures."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from cloud.ingest import Ingest
+from cloud.webhooks import Webhooks, WebhookStatus
 
 
 class CloudMetrics:
     """Prometheus metrics of the service, in a registry of its own."""
 
-    def __init__(self, ingest: Ingest) -> None:
+    def __init__(self, ingest: Ingest, webhooks: Webhooks) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         for name, help_text, field in (
@@ -44,6 +45,23 @@ class CloudMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
         )
         self.events = Counter("depotwatch_cloud_events", "Events emitted", ["flow", "kind"], registry=r)
+        for name, help_text, field in (
+            ("delivered", "Events a webhook's receiver took", "delivered"),
+            ("failed_attempts", "POSTs a webhook's receiver refused or did not answer", "failed_attempts"),
+            ("given_up", "Events given up after give_up_after_h of failures", "given_up"),
+        ):
+            gauge = Gauge(f"depotwatch_cloud_webhook_{name}", help_text, ["webhook"], registry=r)
+            for sender in webhooks.senders:
+                gauge.labels(sender.name).set_function(_reader(sender.status, field))
+        retrying = Gauge(
+            "depotwatch_cloud_webhook_retrying", "1 while a webhook retries an event", ["webhook"], registry=r
+        )
+        for sender in webhooks.senders:
+            retrying.labels(sender.name).set_function(_retrying(sender.status))
+
+
+def _retrying(status: WebhookStatus) -> Callable[[], float]:
+    return lambda: float(status.retrying is not None)
 
 
 def _reader(counts: object, field: str) -> Callable[[], float]:

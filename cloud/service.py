@@ -31,6 +31,7 @@ from cloud.readiness import notify_ready
 from cloud.state_store import StateStore, Update
 from cloud.state_writer import StateWriter
 from cloud.thumbnail_asks import ThumbnailAsks
+from cloud.webhooks import Webhooks
 from shared.codec import encode
 from shared.layout import Facility
 from shared.messages import PROD_FLOW, Command, CommandRequest, Recognition
@@ -57,7 +58,7 @@ RecentObservation = tuple[str, str, int, uuid.UUID, Observation]
 
 
 class CloudService:
-    """Owns the ingest, the update loop, the state writer and their threads."""
+    """Owns the ingest, the update loop, the state writer, the webhooks and their threads."""
 
     def __init__(
         self,
@@ -88,7 +89,8 @@ class CloudService:
         self.state_writer = StateWriter(engine)
         self.database = DatabaseWatch(config.database_url)
         self.keys = KeyRoles(engine)
-        self.metrics = CloudMetrics(self.ingest)
+        self.webhooks = Webhooks(config.webhooks, engine)
+        self.metrics = CloudMetrics(self.ingest, self.webhooks)
         self._connected_at: float | None = None
         self.link = MqttConnection(
             config.broker,
@@ -185,6 +187,7 @@ class CloudService:
         self.link.start()
         self._updater.start()
         self._announcer.start()
+        self.webhooks.start()
         log.info(
             "cloud service for %s started (%d locomotives restored)",
             self.facility.site,
@@ -195,6 +198,7 @@ class CloudService:
         """Stop and join every thread started, writing what the ingest took first; then close the
         database."""
         self._stop.set()
+        self.webhooks.stop()
         self._updater.join(10)
         self._announcer.join(5)
         self.link.stop(drain=lambda: self.ingest.flush(5))
@@ -243,6 +247,8 @@ class CloudService:
             problems.append("estimator: the update loop has stopped")
         elif silent > stall:
             problems.append(f"estimator: no update for {silent:.0f} s")
+        stopped = [w.name for w in self.webhooks.senders if not w.alive]
+        problems += [f"webhook {name}: its thread has stopped" for name in stopped]
         if not self.database.available:
             problems.append(
                 f"database: not answering for {self.database.away_s():.0f} s ({self.database.reason})"

@@ -26,6 +26,7 @@ from cloud.api.routes import (
     snapshots,
     state,
     thumbnails,
+    webhooks,
 )
 from cloud.db.failures import reason
 from cloud.service import CloudService
@@ -82,6 +83,7 @@ def create_app(service: CloudService) -> FastAPI:
         thumbnails,
         calibration,
         snapshots,
+        webhooks,
     ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -3,6 +3,9 @@ public models of `cloud.api.schemas`, for the routes that answer with them and t
 
 from __future__ import annotations
 
+import itertools
+from collections import defaultdict
+
 from cloud.api.schemas import EventPublic, LocoPublic, StationPublic, TrackPublic
 from cloud.fse import Event, TrackState
 from cloud.identities import Identities
@@ -13,14 +16,28 @@ def tracks_public(
     facility: Facility, states: list[TrackState], identities: Identities | None = None
 ) -> list[TrackPublic]:
     """Each track of `states` that `facility` has, with its locomotives (identified where the
-    recognisers settled who they are) and its stations' occupancy."""
-    out = []
-    for t in states:
-        locos = [
+    recognisers settled who they are, each number settled on more than one marked on each) and its
+    stations' occupancy."""
+    identified = {
+        t.track_id: [
             LocoPublic.model_validate(loco, from_attributes=True).identified(
                 identities.get(loco.loco_id) if identities else None
             )
             for loco in t.locos
+        ]
+        for t in states
+    }
+    holders: dict[str, list[str]] = defaultdict(list)
+    for loco in itertools.chain.from_iterable(identified.values()):
+        if loco.number:
+            holders[loco.number].append(loco.loco_id)
+    out = []
+    for t in states:
+        locos = [
+            loco.model_copy(update={"number_also_on": [i for i in holders[loco.number] if i != loco.loco_id]})
+            if loco.number and len(holders[loco.number]) > 1
+            else loco
+            for loco in identified[t.track_id]
         ]
         track = facility.tracks.get(t.track_id)
         if track is None:  # a state of another layout (swapped meanwhile): the next one matches

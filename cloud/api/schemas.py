@@ -21,6 +21,11 @@ class LocoPublic(LocoBase):
     number: str | None = Field(None, description="Painted number, once settled.")
     number_confidence: float = Field(0.0, description="Share of the votes behind `number`.")
     thumbnail_url: str | None = Field(None, description="The thumbnail the number was read from.")
+    number_also_on: list[str] = Field(
+        default_factory=list,
+        description="Other locomotives present with the same settled number: an identity conflict "
+        "(an `identity_conflict` event told it), until the votes or a departure resolve it.",
+    )
 
     def identified(self, identity: Identity | None) -> LocoPublic:
         """This locomotive with what the recognisers settled about it."""
@@ -87,6 +92,7 @@ class EventPublic(BaseModel):
     loco_id: str | None
     station: str | None
     camera_id: str | None
+    node_id: str | None = Field(None, description="The edge node, for node_online and node_offline.")
     detail: str
 
 
@@ -95,6 +101,25 @@ class EventPage(BaseModel):
 
     total: int
     items: list[EventPublic]
+
+
+class WebhookPublic(BaseModel):
+    """A webhook's deliveries since the service started, and where it stands."""
+
+    name: str
+    url: str = Field(description="Where it POSTs (without any user name or password).")
+    flow: str
+    kinds: list[str] = Field(description="The kinds it is sent; empty: every kind.")
+    tracks: list[str] = Field(description="The tracks whose events it is sent; empty: every track.")
+    delivered: int = Field(description="Events its receiver took (answered 2xx).")
+    failed_attempts: int = Field(description="POSTs refused, unanswered or not reaching the receiver.")
+    given_up: int = Field(description="Events given up after `give_up_after_h` of failures.")
+    cursor: int | None = Field(description="The id of the last event it is done with.")
+    retrying: int | None = Field(description="The id of the event being retried, if one is.")
+    waiting: int | None = Field(description="The flow's events stored after its cursor.")
+    last_error: str
+    last_error_at: datetime | None
+    last_delivered_at: datetime | None
 
 
 class NodePublic(BaseModel):

@@ -13,6 +13,7 @@ truth. Each function is one transaction; the ingest writer calls them in arrival
   outrank anything.
 - A node that has said nothing (birth, status) for a while is `silent`, whatever its last birth
   claimed, until it speaks again.
+- A node going online or offline (born, died, silent) is also an event of the prod flow, of no track.
 - A camera's snapshot replaces the one kept unless that one was captured later (a late or redelivered
   older snapshot replaces nothing).
 """
@@ -24,8 +25,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
-from cloud.db.models import CameraRow, CameraSnapshotRow, DeadLetterRow, NodeRow, ThumbnailRow
+from cloud.db.models import CameraRow, CameraSnapshotRow, DeadLetterRow, EventRow, NodeRow, ThumbnailRow
+from cloud.fse import EventKind
 from shared.messages import (
+    PROD_FLOW,
     CameraStatus,
     NodeLifecycle,
     NodeState,
@@ -115,12 +118,14 @@ def apply_lifecycle(engine: Engine, *, message: NodeLifecycle, now: datetime) ->
             row.software_version = message.software_version or row.software_version
             row.reason = ""
             done = f"born (bdSeq {message.bd_seq})"
+            session.add(_node_event(message.node_id, EventKind.NODE_ONLINE, now, done))
         else:
             current = row.bd_seq if row is not None and row.state != NodeState.OFFLINE.value else None
             if row is None or not death_applies(current, message):
                 return f"ignored a death of another session (bdSeq {message.bd_seq}, current {current})"
             row.state, row.changed_at, row.reason = NodeState.OFFLINE.value, now, message.reason or "died"
             done = f"died (bdSeq {message.bd_seq}): {row.reason}"
+            session.add(_node_event(message.node_id, EventKind.NODE_OFFLINE, now, done))
         row.last_seen_at = now
         session.add(row)
         session.commit()
@@ -137,6 +142,7 @@ def apply_node_status(engine: Engine, *, message: NodeStatus, now: datetime, ske
             row = NodeRow(node_id=message.node_id, state="online", bd_seq=0, changed_at=now)
         if row.state == SILENT:
             row.state, row.changed_at, row.reason = "online", now, ""
+            session.add(_node_event(message.node_id, EventKind.NODE_ONLINE, now, "heard again"))
         row.spool_depth = message.spool_depth
         row.cameras_online, row.cameras_total = message.cameras_online, message.cameras_total
         row.last_seen_at = now
@@ -173,8 +179,13 @@ def mark_silent(engine: Engine, *, heard_before: datetime, now: datetime) -> lis
             row.state, row.changed_at = SILENT, now
             row.reason = f"nothing heard since {row.last_seen_at.isoformat() if row.last_seen_at else '?'}"
             session.add(row)
+            session.add(_node_event(row.node_id, EventKind.NODE_OFFLINE, now, f"silent: {row.reason}"))
         session.commit()
         return [row.node_id for row in rows]
+
+
+def _node_event(node_id: str, kind: EventKind, at: datetime, detail: str) -> EventRow:
+    return EventRow(flow=PROD_FLOW, at=at, kind=kind.value, track_id="", node_id=node_id, detail=detail[:300])
 
 
 def _text(value: str, limit: int) -> str:

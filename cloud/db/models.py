@@ -125,7 +125,8 @@ class PositionRow(SQLModel, table=True):
 
 
 class EventRow(SQLModel, table=True):
-    """What the estimator reported."""
+    """What the estimator reported, and what the edge nodes' lifecycle told (an event of no track: its
+    `track_id` is empty, its `node_id` set)."""
 
     __tablename__ = "events"
     __table_args__ = (
@@ -142,7 +143,18 @@ class EventRow(SQLModel, table=True):
     loco_id: str | None = Field(default=None, max_length=32)
     station: str | None = Field(default=None, max_length=64)
     camera_id: str | None = Field(default=None, max_length=64)
+    node_id: str | None = Field(default=None, max_length=64)
     detail: str = Field(default="", max_length=300)
+
+
+class WebhookCursorRow(SQLModel, table=True):
+    """How far each webhook has delivered its flow's events: the id of the last one it is done with."""
+
+    __tablename__ = "webhook_cursors"
+
+    name: str = Field(primary_key=True, max_length=64)
+    event_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_at: datetime = _utc(nullable=False)
 
 
 class SnapshotRow(SQLModel, table=True):

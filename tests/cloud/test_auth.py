@@ -36,6 +36,7 @@ MINIMUM_ROLE: dict[tuple[str, str], Role | None] = {
     ("GET", "/api/layout"): Role.VIEWER,
     ("GET", "/api/thumbnails/{thumbnail_id}"): Role.VIEWER,
     ("GET", "/api/dead-letters"): Role.OPERATOR,
+    ("GET", "/api/webhooks"): Role.OPERATOR,
     ("POST", "/api/nodes/{node_id}/commands"): Role.OPERATOR,
     ("DELETE", "/api/dead-letters"): Role.ADMIN,
     ("PUT", "/api/layout"): Role.ADMIN,

@@ -26,16 +26,18 @@ from tests import factories
 from tests.conftest import DatabaseFactory
 
 NOW = factories.NOW
-RECOGNISED = {"model", "model_confidence", "number", "number_confidence", "thumbnail_url"}
-# What GET /api/state answered for these two locomotives before their fields were declared once.
+RECOGNISED = {"model", "model_confidence", "number", "number_confidence", "thumbnail_url", "number_also_on"}
+# What GET /api/state answered for these two locomotives before their fields were declared once (and
+# `number_also_on`, added since).
 SHOWN = (
     '[{"loco_id":"L00001","track_id":"T1","start_m":14.0,"end_m":22.5,"start_seen":true,"end_seen":true,'
     '"station":null,"moving":false,"first_seen":"2026-03-02T09:00:00Z","last_seen":"2026-03-02T10:00:00Z",'
     '"confidence":0.9,"model":null,"model_confidence":0.0,"number":null,"number_confidence":0.0,'
-    '"thumbnail_url":null},{"loco_id":"L00002","track_id":"T1","start_m":30.0,"end_m":41.0,'
+    '"thumbnail_url":null,"number_also_on":[]},{"loco_id":"L00002","track_id":"T1","start_m":30.0,"end_m":41.0,'
     '"start_seen":true,"end_seen":true,"station":"T1-A","moving":true,"first_seen":"2026-03-02T09:00:00Z",'
     '"last_seen":"2026-03-02T10:00:00Z","confidence":0.9,"model":"TE33A","model_confidence":0.8,'
-    '"number":"TE33A-2251","number_confidence":0.9,"thumbnail_url":"/api/thumbnails/abc"}]'
+    '"number":"TE33A-2251","number_confidence":0.9,"thumbnail_url":"/api/thumbnails/abc",'
+    '"number_also_on":[]}]'
 )
 # A snapshot's locomotive as written while Loco was a dataclass (asdict, times by isoformat).
 OLD_SNAPSHOT_LOCO = {

@@ -10,6 +10,7 @@ import re
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,8 +61,9 @@ SCENE = (
     Placed("T2", 3.0, 39.0, "2TE116", "2TE116-1204"),
     Placed("T2", 44.0, 60.0, "TEM2", "TEM2-7410"),  # runs out of the cameras' sight at 51.3 m
     Placed("T3", 5.0, 27.0, "TE33A", "TE33A-2251"),
-    # Two short runs side by side: their labels fit neither locomotive nor each other's place.
-    Placed("T3", 30.0, 36.0, "CHME3", "CHME3-3051"),
+    # Two short runs side by side: their labels fit neither locomotive nor each other's place. The
+    # first is read as T1's CHME3: one number on two locomotives, an identity conflict marked on both.
+    Placed("T3", 30.0, 36.0, "CHME3", "CHME3-5123"),
     Placed("T3", 37.0, 43.0, "2TE25A", "2TE25A-017"),
     Placed("T4", 4.0, 21.0, "2M62"),  # series settled, number not read yet
     Placed("T4", 24.0, 34.0),  # nothing recognised yet
@@ -163,8 +165,8 @@ def _locos(server: Server, key: str) -> list[dict[str, Any]]:
 
 
 def _identified(server: Server, key: str) -> bool:
-    shown = {(loco["model"], loco["number"]) for loco in _locos(server, key)}
-    return shown == {(p.series, p.number) for p in SCENE}
+    shown = Counter((loco["model"], loco["number"]) for loco in _locos(server, key))
+    return shown == Counter((p.series, p.number) for p in SCENE)
 
 
 def _uncovered(facility: Facility) -> dict[str, list[tuple[float, float]]]:
@@ -232,6 +234,7 @@ MEASURE = """() => {
       const label = (LABEL)(g);
       const body = g.querySelector(".body") || g.querySelector("path");
       return { id: g.dataset.locoId, title: g.querySelector("title")?.textContent || "",
+        conflict: g.classList.contains("conflict"),
         label: label?.textContent || "", placement: label?.dataset.placement || "",
         label_box: label ? box(label) : null, body: box(body) };
     }),
@@ -324,6 +327,9 @@ def test_the_map_is_readable_at_every_width(
             assert label == loco["loco_id"]
         if series:
             assert label.count(series) <= 1 and drawn["title"].count(series) <= 1, f"series repeated: {label}"
+        assert drawn["conflict"] == bool(loco["number_also_on"]), drawn
+        for other in loco["number_also_on"]:
+            assert f"identity conflict: the number is also on {other}" in drawn["title"]
         assert loco["loco_id"] in drawn["title"]
         if drawn["placement"] == "inside":
             assert _within(drawn["label_box"], drawn["body"]), f"{label} overflows its locomotive"
@@ -351,6 +357,24 @@ def test_the_map_is_readable_at_every_width(
         drawn_px = s["box"][2] - s["box"][0]
         assert drawn_px == pytest.approx((s["end"] - s["start"]) * m["metre_px"], abs=1.5), s
     assert details_title == f"TEM2-7410 ({short['loco_id']})", "the details name it once"
+
+
+def test_one_number_settled_on_two_locomotives_is_a_conflict_told_and_shown_on_both(
+    depot: tuple[Server, str],
+) -> None:
+    server, key = depot
+    holders = {loco["loco_id"]: loco for loco in _locos(server, key) if loco["number"] == "CHME3-5123"}
+    assert len(holders) == 2
+    first, second = holders
+    assert holders[first]["number_also_on"] == [second] and holders[second]["number_also_on"] == [first]
+    others = [loco for loco in _locos(server, key) if loco["loco_id"] not in holders]
+    assert all(loco["number_also_on"] == [] for loco in others)
+    events = server.call("/api/events?kind=identity_conflict", key)[1]["items"]
+    told = [(e["loco_id"], e["detail"]) for e in events if "also settled on" in e["detail"]]
+    # Told once, by whichever of the two settled second, naming the other and its track.
+    [(loco_id, detail)] = told
+    other = second if loco_id == first else first
+    assert detail == f"number CHME3-5123 is also settled on {other} ({holders[other]['track_id']})"
 
 
 # The header's clock, how long ago the state was updated, and that state's time.

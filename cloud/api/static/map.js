@@ -194,6 +194,11 @@ function fullName(loco) {
   return loco.model ? `${loco.model} (${loco.loco_id})` : loco.loco_id;
 }
 
+// A number settled on more than one locomotive present: said wherever the locomotive is named.
+function sharedNumber(loco) {
+  return loco.number_also_on.length ? ` (identity conflict: the number is also on ${loco.number_also_on.join(", ")})` : "";
+}
+
 function drawState() {
   const unknown = $("unknown"), locos = $("locos"), labels = $("loco-labels");
   unknown.textContent = "";
@@ -207,7 +212,7 @@ function drawState() {
     for (const loco of t.locos) {
       count++;
       const g = el("g", {
-        class: `loco ${loco.moving ? "moving" : "standing"}${selected === loco.loco_id ? " selected" : ""}`,
+        class: `loco ${loco.moving ? "moving" : "standing"}${loco.number_also_on.length ? " conflict" : ""}${selected === loco.loco_id ? " selected" : ""}`,
         "data-loco-id": loco.loco_id, "data-track": t.track_id, "data-start": loco.start_m, "data-end": loco.end_m,
       }, locos);
       const s0 = Math.max(loco.start_m, 0), s1 = Math.max(Math.min(loco.end_m, track.length_m), s0); // drawn on its track
@@ -219,7 +224,7 @@ function drawState() {
       const label = el("text", { class: `loco-label${loco.moving ? " moving" : ""}`, "data-loco-id": loco.loco_id, "dominant-baseline": "central" }, labels);
       Object.assign(label, { _texts: names(loco), _track: track, _from: s0, _to: s1, _body: body._box });
       label.addEventListener("click", () => select(loco.loco_id)); // one under its locomotive takes clicks
-      el("title", {}, g).textContent = `${fullName(loco)} on ${t.track_id}: ${loco.start_m.toFixed(1)}–${loco.end_m.toFixed(1)} m${loco.station ? " at " + loco.station : ""}`;
+      el("title", {}, g).textContent = `${fullName(loco)} on ${t.track_id}: ${loco.start_m.toFixed(1)}–${loco.end_m.toFixed(1)} m${loco.station ? " at " + loco.station : ""}${sharedNumber(loco)}`;
       g.addEventListener("click", () => select(loco.loco_id));
     }
     for (const station of t.stations) {
@@ -347,7 +352,7 @@ async function showDetails(locoId, withHistory) {
   $("details").hidden = false;
   $("loco-title").textContent = fullName(loco);
   const share = (value, confidence) => (value ? `${value} (${Math.round(confidence * 100)} % of the votes)` : "not read yet");
-  const facts = { series: share(loco.model, loco.model_confidence), number: share(loco.number, loco.number_confidence), track: loco.track_id, station: loco.station || "—", from: `${loco.start_m.toFixed(1)} m${loco.start_seen ? "" : " (beyond view)"}`, to: `${loco.end_m.toFixed(1)} m${loco.end_seen ? "" : " (beyond view)"}`, state: loco.moving ? "moving" : "standing", "first seen": new Date(loco.first_seen).toLocaleString(), confidence: loco.confidence.toFixed(2) };
+  const facts = { series: share(loco.model, loco.model_confidence), number: share(loco.number, loco.number_confidence) + sharedNumber(loco), track: loco.track_id, station: loco.station || "—", from: `${loco.start_m.toFixed(1)} m${loco.start_seen ? "" : " (beyond view)"}`, to: `${loco.end_m.toFixed(1)} m${loco.end_seen ? "" : " (beyond view)"}`, state: loco.moving ? "moving" : "standing", "first seen": new Date(loco.first_seen).toLocaleString(), confidence: loco.confidence.toFixed(2) };
   const dl = $("loco-facts");
   dl.textContent = "";
   for (const [k, v] of Object.entries(facts)) {

@@ -1,0 +1,263 @@
+"""Event webhooks against a real HTTP receiver (a local server standing for a depot's MES): signed
+bodies checked with an HMAC computed here, retries through refusals and an outage, nothing lost across
+a restart of the sender, filters, giving up, and the service's wiring (API, metrics)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from cloud.auth import Role, create_key
+from cloud.config import CloudConfig, WebhookConfig
+from cloud.db.engine import open_database
+from cloud.db.ingest_rows import apply_lifecycle, mark_silent
+from cloud.db.models import EventRow, IdentityRow
+from cloud.fse import Event, EventKind
+from cloud.state_store import StateStore, Update
+from cloud.webhooks import ATTEMPT_HEADER, EVENT_HEADER, SIGNATURE_HEADER, WebhookSender, unknown_tracks
+from depotwatch.embedded_broker import free_port
+from shared.layout import Facility
+from shared.messages import NodeState
+from tests import factories
+from tests.cloud.test_api import Server, _publish_locomotive
+from tests.conftest import EXAMPLE_LAYOUT, DatabaseFactory
+from tests.waiting import wait_until
+
+SECRET = "s3cr3t-of-the-depot-mes"
+
+
+class Receiver:
+    """Records every POST it takes; refuses the next `refuse` with a 503; can be taken down and up on
+    the same port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/depotwatch"
+        self.taken: list[tuple[dict[str, str], bytes]] = []
+        self.refused = 0
+        self.refuse = 0
+        self.lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    def up(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver.lock:
+                    refuse = receiver.refuse > 0
+                    if refuse:
+                        receiver.refuse -= 1
+                        receiver.refused += 1
+                    else:
+                        receiver.taken.append((dict(self.headers), body))
+                self.send_response(503 if refuse else 204)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def down(self) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+        self._server = None
+
+    def bodies(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [json.loads(body) for _, body in self.taken]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    r.up()
+    yield r
+    if r._server is not None:
+        r.down()
+
+
+@pytest.fixture
+def engine(database_factory: DatabaseFactory) -> Iterator[Engine]:
+    e = open_database(database_factory())
+    yield e
+    e.dispose()
+
+
+def _hook(url: str, **overrides: Any) -> WebhookConfig:
+    fields: dict[str, Any] = {"url": url, "secret": SECRET, "first_retry_s": 0.05, "max_retry_s": 0.2}
+    return WebhookConfig.model_validate(fields | overrides)
+
+
+def _save(store: StateStore, *events: Event) -> None:
+    store.save_updates([Update(at=events[-1].at, locos=[], events=list(events))])
+
+
+def _event(kind: EventKind, loco: str | None, track: str = "T1", minutes: float = 0.0) -> Event:
+    at = datetime.now(UTC) + timedelta(minutes=minutes)
+    return Event(at, kind, track, loco, "S1" if loco else None, None, f"{kind} of {loco}")
+
+
+def _sender(name: str, hook: WebhookConfig, engine: Engine) -> WebhookSender:
+    sender = WebhookSender(name, hook, engine)
+    sender.start()
+    wait_until(lambda: sender.status.cursor is not None, 10, "the sender to read its cursor")
+    return sender
+
+
+def test_events_arrive_signed_in_order_through_refusals_an_outage_and_a_restart(
+    engine: Engine, receiver: Receiver
+) -> None:
+    store = StateStore(engine)
+    _save(store, _event(EventKind.ARRIVED, "L1"))  # before the webhook existed: never sent
+    hook = _hook(receiver.url, tracks=["T1"], kinds=["arrived", "moved", "departed", "node_offline"])
+    with Session(engine) as session:
+        session.add(IdentityRow(loco_id="L7", series="TEM2", plate="TEM2-0412", updated_at=datetime.now(UTC)))
+        session.commit()
+    receiver.refuse = 2
+    sender = _sender("mes", hook, engine)
+    _save(store, _event(EventKind.ARRIVED, "L7"), _event(EventKind.CAMERA_UNSEEN, None))
+    _save(store, _event(EventKind.ARRIVED, "L8", track="T2"), _event(EventKind.MOVED, "L7"))
+    wait_until(lambda: len(receiver.taken) == 2, 10, "the first two events past two refusals")
+
+    receiver.down()
+    _save(store, _event(EventKind.MOVED, "L7"), _event(EventKind.DEPARTED, "L7"))
+    wait_until(lambda: sender.status.failed_attempts >= 4, 10, "attempts failing while the receiver is down")
+    assert sender.status.retrying is not None
+    assert "not reached" in sender.status.last_error
+    receiver.up()
+    wait_until(lambda: len(receiver.taken) == 4, 10, "the events sent while it was down")
+    sender.signal_stop()
+    sender.join(5)
+
+    # Events stored while no sender ran are sent by the next one, from where the last one stopped.
+    apply_lifecycle(engine, message=factories.node_birth(node_id="edge-bay3"), now=datetime.now(UTC))
+    death = factories.node_birth(node_id="edge-bay3", state=NodeState.OFFLINE, reason="power cut")
+    apply_lifecycle(engine, message=death, now=datetime.now(UTC))
+    _save(store, _event(EventKind.ARRIVED, "L9"))
+    again = _sender("mes", hook, engine)
+    wait_until(lambda: len(receiver.taken) == 6, 10, "the events stored while no sender ran")
+    again.signal_stop()
+    again.join(5)
+
+    bodies = receiver.bodies()
+    assert [(b["kind"], b["loco_id"]) for b in bodies] == [
+        ("arrived", "L7"),
+        ("moved", "L7"),
+        ("moved", "L7"),
+        ("departed", "L7"),
+        ("node_offline", None),
+        ("arrived", "L9"),
+    ]
+    ids = [b["id"] for b in bodies]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert (
+        bodies[0]["series"] == "TEM2" and bodies[0]["number"] == "TEM2-0412" and bodies[0]["flow"] == "prod"
+    )
+    assert bodies[4]["node_id"] == "edge-bay3" and "power cut" in bodies[4]["detail"]
+    for headers, body in receiver.taken:
+        expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(headers[SIGNATURE_HEADER], f"sha256={expected}")
+        assert headers[EVENT_HEADER] == str(json.loads(body)["id"])
+        assert headers["Content-Type"] == "application/json"
+    assert receiver.taken[0][0][ATTEMPT_HEADER] == "3"  # after the two refusals
+    assert receiver.refused == 2
+    assert sender.status.delivered == 4 and again.status.delivered == 2
+
+
+def test_an_event_refused_for_longer_than_the_limit_is_given_up_and_the_next_sent(
+    engine: Engine, receiver: Receiver
+) -> None:
+    store = StateStore(engine)
+    sender = _sender("erp", _hook(receiver.url, give_up_after_h=1), engine)
+    receiver.refuse = 1
+    _save(store, _event(EventKind.ARRIVED, "L1", minutes=-120), _event(EventKind.ARRIVED, "L2"))
+    wait_until(lambda: receiver.taken, 10, "the second event")
+    sender.signal_stop()
+    sender.join(5)
+    assert [b["loco_id"] for b in receiver.bodies()] == ["L2"]
+    assert sender.status.given_up == 1 and sender.status.retrying is None
+
+
+def test_a_node_going_online_offline_and_silent_is_an_event_of_no_track(engine: Engine) -> None:
+    now = datetime.now(UTC)
+    apply_lifecycle(engine, message=factories.node_birth(node_id="edge-bay1"), now=now)
+    assert mark_silent(engine, heard_before=now + timedelta(seconds=1), now=now) == ["edge-bay1"]
+    with Session(engine) as session:
+        rows = session.exec(select(EventRow).order_by(EventRow.id)).all()
+    assert [(r.kind, r.node_id, r.track_id, r.flow) for r in rows] == [
+        ("node_online", "edge-bay1", "", "prod"),
+        ("node_offline", "edge-bay1", "", "prod"),
+    ]
+    assert rows[1].detail.startswith("silent: nothing heard since")
+
+
+def test_the_service_sends_its_events_and_shows_each_webhook(
+    database_factory: DatabaseFactory, mqtt_url: str, facility: Facility, receiver: Receiver
+) -> None:
+    hooks = {"mes": _hook(receiver.url, kinds=["arrived"]), "dead": _hook(f"http://127.0.0.1:{free_port()}/")}
+    server = Server(database_factory(), mqtt_url, facility, webhooks=hooks)
+    try:
+        operator = create_key(server.service.engine, Role.OPERATOR, "shift lead")
+        viewer = create_key(server.service.engine, Role.VIEWER, "map")
+        wait_until(
+            lambda: all(s.cursor is not None for s in server.service.webhooks.statuses()), 10, "cursors"
+        )
+        _publish_locomotive(mqtt_url, facility)
+        [arrived] = wait_until(receiver.bodies, 10, "the arrival")
+        assert arrived["kind"] == "arrived" and arrived["track_id"] == "T1"
+
+        assert server.call("/api/webhooks", viewer)[0] == 403
+        status, hooks_shown = server.call("/api/webhooks", operator)
+        assert status == 200
+        shown = {h["name"]: h for h in hooks_shown}
+        assert shown["mes"]["delivered"] == 1 and shown["mes"]["kinds"] == ["arrived"]
+        assert shown["mes"]["url"] == receiver.url and "secret" not in json.dumps(hooks_shown)
+        assert shown["dead"]["failed_attempts"] >= 1 and shown["dead"]["retrying"] is not None
+        assert "not reached" in shown["dead"]["last_error"] and shown["dead"]["delivered"] == 0
+        metrics = server.call("/metrics")[1].decode()
+        assert 'depotwatch_cloud_webhook_delivered{webhook="mes"} 1.0' in metrics
+        assert 'depotwatch_cloud_webhook_retrying{webhook="dead"} 1.0' in metrics
+        assert server.call("/healthz")[0] == 200  # a dead receiver is not the service's ill health
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("hook", "key", "message"),
+    [
+        ({"url": "http://mes.local/in", "secret": "changeme"}, "webhooks.mes.secret", "placeholder"),
+        ({"url": "http://mes.local/in", "secret": "short"}, "webhooks.mes.secret", "at least 16"),
+        ({"url": "ftp://mes.local/in", "secret": SECRET}, "webhooks.mes.url", "URL scheme"),
+        ({"url": "http://mes.local/in", "secret": SECRET, "kinds": ["teleported"]}, "webhooks.mes.kinds", ""),
+        ({"url": "http://mes.local/in", "secret": SECRET, "flow": "dev"}, "webhooks.mes.flow", "not one of"),
+    ],
+)
+def test_a_bad_webhook_setting_is_refused_naming_its_key(
+    hook: dict[str, Any], key: str, message: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        CloudConfig(layout=EXAMPLE_LAYOUT, webhooks={"mes": hook})
+    text = str(caught.value)
+    assert key in text and message in text
+
+
+def test_a_webhook_track_the_layout_lacks_is_named(facility: Facility) -> None:
+    hooks = {"mes": _hook("http://mes.local/in", tracks=["T1", "T9"])}
+    [issue] = unknown_tracks(hooks, set(facility.tracks))
+    assert str(issue) == "webhooks.mes.tracks: 'T9' is not a track of the layout"
