@@ -201,6 +201,62 @@ class CalibrationConfig(StrictModel):
         return []
 
 
+class OpcUaConfig(StrictModel):
+    """The facility served read-only over OPC UA for a SCADA (docs/integrations.md)."""
+
+    enabled: bool = Field(False, description="Serve the facility over OPC UA.")
+    endpoint: str = Field(
+        "opc.tcp://0.0.0.0:4840/depotwatch", description="opc.tcp://host:port/path to listen on."
+    )
+    application_uri: str = Field(
+        "urn:depotwatch:cloud", description="The server's application URI; its certificate must carry it."
+    )
+    security: Literal["basic256sha256", "none"] = Field(
+        "basic256sha256",
+        description="basic256sha256: one endpoint, Basic256Sha256 SignAndEncrypt, for clients whose "
+        "certificate is in trusted_clients; none: no security and anonymous access (an isolated "
+        "network only; never the default).",
+    )
+    certificate_file: Path | None = Field(
+        None, description="The server's certificate (DER or PEM; `depotwatch cloud opcua-certificate`)."
+    )
+    private_key_file: Path | None = Field(None, description="The server's private key (PEM).")
+    trusted_clients: Path | None = Field(
+        None, description="A folder of the client certificates (DER or PEM) allowed to connect."
+    )
+    update_interval_s: float = Field(0.5, gt=0, le=60, description="How often the values follow the state.")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not re.fullmatch(r"opc\.tcp://[^/:]+:\d+(/.*)?", value):
+            raise ValueError(f"{value!r} is not opc.tcp://host:port/path")
+        return value
+
+    @model_validator(mode="after")
+    def _secured(self) -> Self:
+        if self.enabled and self.security == "basic256sha256":
+            for key in ("certificate_file", "private_key_file", "trusted_clients"):
+                if getattr(self, key) is None:
+                    raise ValueError(f"{key} is needed with security basic256sha256 (or set security: none)")
+        return self
+
+    def problems(self, key: str = "opcua") -> list[ConfigIssue]:
+        """The files it names that do not exist, as issues under `key`."""
+        if not self.enabled:
+            return []
+        named = {
+            "certificate_file": self.certificate_file,
+            "private_key_file": self.private_key_file,
+            "trusted_clients": self.trusted_clients,
+        }
+        return [
+            ConfigIssue(f"{key}.{name}", f"{path} does not exist")
+            for name, path in named.items()
+            if path is not None and not path.exists()
+        ]
+
+
 class FlowConfig(StrictModel):
     """One data flow's state estimator. Detections of a flow not listed here are stored, not fused."""
 
@@ -277,6 +333,7 @@ class CloudConfig(FileSettings):
     health: HealthConfig = Field(default_factory=HealthConfig)
     recognition: RecognitionConfig = Field(default_factory=RecognitionConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    opcua: OpcUaConfig = Field(default_factory=OpcUaConfig)
     update_interval_s: float = Field(
         0.1,
         gt=0,
@@ -358,7 +415,7 @@ def load_cloud_config(path: Path) -> CloudConfig:
     """Read and validate the service's YAML; raises ConfigError naming each bad key (a TLS file that
     does not exist, or an LPE model folder without a readable envelope, among them)."""
     config = load_settings(CloudConfig, path)
-    missing = config.broker.missing_files() + config.calibration.problems()
+    missing = config.broker.missing_files() + config.calibration.problems() + config.opcua.problems()
     if missing:
         raise ConfigError(str(path), missing)
     return config

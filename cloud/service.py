@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
+from cloud.api.public import tracks_public
 from cloud.auth import KeyRoles
 from cloud.config import CloudConfig
 from cloud.db.engine import open_database
@@ -27,6 +28,7 @@ from cloud.identities import Identities
 from cloud.ingest import Ingest, subscriptions
 from cloud.live import LiveFeed
 from cloud.metrics import CloudMetrics
+from cloud.opcua_server import DepotView, OpcUaServer
 from cloud.readiness import notify_ready
 from cloud.state_store import StateStore, Update
 from cloud.state_writer import StateWriter
@@ -90,6 +92,7 @@ class CloudService:
         self.database = DatabaseWatch(config.database_url)
         self.keys = KeyRoles(engine)
         self.webhooks = Webhooks(config.webhooks, engine)
+        self.opcua = OpcUaServer(config.opcua, self._depot_view) if config.opcua.enabled else None
         self.metrics = CloudMetrics(self.ingest, self.webhooks)
         self._connected_at: float | None = None
         self.link = MqttConnection(
@@ -167,6 +170,12 @@ class CloudService:
         runtime = self.flows.get(flow)
         return None if runtime is None else runtime.observe(observation, self._update_flow)
 
+    def _depot_view(self) -> DepotView:
+        """The prod flow's live state as the map shows it, for the OPC UA server."""
+        runtime = self.flows[PROD_FLOW]
+        facility = runtime.fse.facility
+        return DepotView(facility, tracks_public(facility, runtime.live.state, runtime.identities))
+
     def _resume_views(self, recent: Sequence[RecentObservation]) -> None:
         """Take the latest observations stored: their numbers are not fused again when redelivered,
         and each camera's latest resumes its view in the live flows."""
@@ -180,7 +189,10 @@ class CloudService:
                 runtime.fse.restore_views(mine)
 
     def start(self) -> None:
-        """Start the writers, the database watch, the MQTT link and the update loop."""
+        """Start the OPC UA server (first: one that cannot listen stops the start, naming the setting),
+        the writers, the database watch, the MQTT link, the update loop and the webhooks."""
+        if self.opcua is not None:
+            self.opcua.start()
         self.ingest.start()
         self.state_writer.start()
         self.database.start()
@@ -199,6 +211,8 @@ class CloudService:
         database."""
         self._stop.set()
         self.webhooks.stop()
+        if self.opcua is not None:
+            self.opcua.stop()
         self._updater.join(10)
         self._announcer.join(5)
         self.link.stop(drain=lambda: self.ingest.flush(5))
@@ -247,6 +261,8 @@ class CloudService:
             problems.append("estimator: the update loop has stopped")
         elif silent > stall:
             problems.append(f"estimator: no update for {silent:.0f} s")
+        if self.opcua is not None and not self.opcua.alive:
+            problems.append("OPC UA: its server has stopped")
         stopped = [w.name for w in self.webhooks.senders if not w.alive]
         problems += [f"webhook {name}: its thread has stopped" for name in stopped]
         if not self.database.available:

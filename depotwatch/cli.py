@@ -262,6 +262,24 @@ def cloud_recognise(config: CloudConfigOpt) -> None:
         run_recognition(config)
 
 
+@cloud_app.command("opcua-certificate")
+def cloud_opcua_certificate(
+    out: Annotated[Path, typer.Option(help="Folder to write <name>.der and <name>.key.pem into.")],
+    host: Annotated[str, typer.Option(help="The host name clients reach the server by.")] = "localhost",
+    uri: Annotated[
+        str, typer.Option(help="Application URI, as opcua.application_uri.")
+    ] = "urn:depotwatch:cloud",
+    name: Annotated[str, typer.Option(help="File name of the pair.")] = "opcua-server",
+    client: Annotated[bool, typer.Option(help="A client's certificate (to put in trusted_clients).")] = False,
+) -> None:
+    """Make a self-signed OPC UA application certificate and its key (opcua.certificate_file and
+    opcua.private_key_file of the cloud's config, or a client's)."""
+    from cloud.opcua_certificates import write_certificate
+
+    cert, key = write_certificate(out, name, uri, host, "client" if client else "server")
+    console.print(f"certificate {cert}, private key {key}")
+
+
 @keys_app.command("create")
 def keys_create(
     role: Annotated[str, typer.Option(help="viewer, operator or admin.")],

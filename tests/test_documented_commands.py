@@ -56,6 +56,8 @@ DOCUMENTED: dict[str, str] = {
     "depotwatch cloud keys create --role admin --name workbench --config examples/cloud.yaml": "run",
     "depotwatch cloud keys revoke PREFIX --config examples/cloud.yaml": "run",
     "depotwatch cloud keys revoke PREFIX": "options",
+    "depotwatch cloud opcua-certificate --out var/opcua": "run",
+    "depotwatch cloud opcua-certificate --out DIR --host HOST": "options",
     "depotwatch grafana export": "run",
     "depotwatch edge snapshot --config FILE --camera ID --out snap.jpg": "options",
     "depotwatch calibrate fit --image out/frames/T2-C3_day.jpg --points examples/calibration/T2-C3.yaml "
