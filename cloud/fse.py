@@ -84,6 +84,14 @@ class FseSettings(StrictModel):
     still_m: float = Field(
         0.3, ge=0, le=10, description="A locomotive whose ends move less than this per update is still."
     )
+    station_margin_m: float = Field(
+        0.5,
+        ge=0,
+        le=10,
+        description="A locomotive keeps its station until another overlaps it by more than this: one "
+        "standing astride two stations does not flip between them (and their events) with measurement "
+        "noise.",
+    )
     settle_s: float = Field(
         10.0, gt=0, le=600, description="A moving locomotive still this long is standing again."
     )
@@ -454,7 +462,7 @@ class FacilityStateEstimator:
         if moving and now - still_since >= settings.settle:
             moving = False
             if drift > settings.moved_m:
-                station = self.facility.station_at(track.track_id, start, end)
+                station = self._station(track, start, end, loco.station)
                 event = Event(
                     now,
                     EventKind.MOVED,
@@ -470,7 +478,7 @@ class FacilityStateEstimator:
                 "end_m": round(end, 2),
                 "start_seen": start_seen,
                 "end_seen": end_seen,
-                "station": self.facility.station_at(track.track_id, start, end),
+                "station": self._station(track, start, end, loco.station),
                 "moving": moving,
                 "last_seen": now,
                 "confidence": float(confidence[run[0] : run[1]].mean()),
@@ -480,6 +488,10 @@ class FacilityStateEstimator:
             }
         )
         return updated, event
+
+    def _station(self, track: _Track, start: float, end: float, kept: str | None) -> str | None:
+        margin = self.settings.station_margin_m
+        return self.facility.station_at(track.track_id, start, end, kept, margin)
 
     def _start(
         self,
@@ -498,7 +510,7 @@ class FacilityStateEstimator:
             end_m=round(end, 2),
             start_seen=start_seen,
             end_seen=end_seen,
-            station=self.facility.station_at(track.track_id, start, end),
+            station=self._station(track, start, end, None),
             moving=False,
             first_seen=first_seen,
             last_seen=now,

@@ -229,13 +229,18 @@ class Facility(StrictModel):
         found = [(sid, st) for sid, st in self.stations.items() if st.track == track_id]
         return dict(sorted(found, key=lambda item: item[1].start_m))
 
-    def station_at(self, track_id: str, start_m: float, end_m: float) -> str | None:
-        """The station of a track that overlaps [start_m, end_m] the most, or None."""
+    def station_at(
+        self, track_id: str, start_m: float, end_m: float, kept: str | None = None, margin_m: float = 0.0
+    ) -> str | None:
+        """The station of a track that overlaps [start_m, end_m] the most, or None. The `kept` station
+        (where the locomotive was) stays while it overlaps and no other overlaps it by more than
+        `margin_m`: one standing astride two stations does not flip between them with each centimetre
+        its measured ends move."""
         span = Interval(start_m=max(start_m, 0.0), end_m=max(end_m, start_m + 1e-6, 1e-6))
-        best = max(
-            ((st.overlap(span), sid) for sid, st in self.stations_on_track(track_id).items()),
-            default=(0.0, None),
-        )
+        overlaps = {sid: st.overlap(span) for sid, st in self.stations_on_track(track_id).items()}
+        best = max(((o, sid) for sid, o in overlaps.items()), default=(0.0, None))
+        if kept is not None and overlaps.get(kept, 0.0) > 0 and best[0] <= overlaps[kept] + margin_m:
+            return kept
         return best[1] if best[0] > 0 else None
 
 

@@ -23,6 +23,7 @@ from cloud.api.routes import (
     layout,
     live,
     locomotives,
+    reports,
     snapshots,
     state,
     thumbnails,
@@ -84,6 +85,7 @@ def create_app(service: CloudService) -> FastAPI:
         calibration,
         snapshots,
         webhooks,
+        reports,
     ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from cloud.db.models import CameraSnapshotBase
 from cloud.fse import FseSettings
@@ -101,6 +101,51 @@ class EventPage(BaseModel):
 
     total: int
     items: list[EventPublic]
+
+
+class StationFiguresPublic(BaseModel):
+    """How busy a station was over the period."""
+
+    station_id: str
+    name: str
+    track_id: str
+    occupied_share: float = Field(description="Share of the period any locomotive stood at it (0–1).")
+    visits: int = Field(description="Visits that overlap the period.")
+    mean_dwell_s: float | None = Field(description="Their mean dwell (a visit going on: until `to`).")
+    max_dwell_s: float | None = Field(description="Their longest dwell.")
+
+
+class StationReport(BaseModel):
+    """Per station over [from, to)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    start: datetime = Field(alias="from")
+    end: datetime = Field(alias="to")
+    stations: list[StationFiguresPublic]
+
+
+class VisitPublic(BaseModel):
+    """A locomotive's stay at a station."""
+
+    station: str
+    track_id: str
+    loco_id: str
+    series: str | None = Field(description="Its series, once the votes settled it.")
+    number: str | None = Field(description="Its number, once settled.")
+    arrived: datetime
+    left: datetime | None = Field(description="When it left; null while it is still there at `to`.")
+    dwell_s: float = Field(description="How long it stood there (until `to` while it is still there).")
+
+
+class DwellReport(BaseModel):
+    """Each visit to a station that overlaps [from, to), oldest first."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    start: datetime = Field(alias="from")
+    end: datetime = Field(alias="to")
+    visits: list[VisitPublic]
 
 
 class WebhookPublic(BaseModel):

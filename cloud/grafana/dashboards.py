@@ -54,6 +54,58 @@ LOCOMOTIVE_COLUMNS = (
     "first_seen",
 )
 
+# A locomotive's visits to the stations in the dashboard's time range, as GET /api/reports/dwell has them
+# (cloud.reports): runs of its recorded positions at one station, each to the position that took it
+# elsewhere or its departure; stays under a minute are passing through. `left` is null, and the dwell
+# runs to the range's end, while it is still there.
+_VISITS = """
+WITH period AS (SELECT $__timeFrom()::timestamptz AS t0, $__timeTo()::timestamptz AS t1),
+marked AS (
+  SELECT loco_id, track_id, station, at, ROW_NUMBER() OVER (PARTITION BY loco_id ORDER BY at, id) AS n,
+         LAG(station) OVER (PARTITION BY loco_id ORDER BY at, id) AS before
+  FROM positions, period WHERE flow = '${flow}' AND at < period.t1
+), runs AS (
+  SELECT loco_id, track_id, station, at, LEAD(at) OVER (PARTITION BY loco_id ORDER BY at) AS next_at
+  FROM marked WHERE n = 1 OR station IS DISTINCT FROM before
+), gone AS (
+  SELECT loco_id, MIN(at) AS at FROM events, period
+  WHERE flow = '${flow}' AND kind = 'departed' AND at < period.t1 GROUP BY loco_id
+), visits AS (
+  SELECT r.station, r.track_id, r.loco_id, r.at AS arrived,
+         CASE WHEN g.at IS NULL OR r.next_at < g.at THEN r.next_at ELSE g.at END AS left_at
+  FROM runs r LEFT JOIN gone g ON g.loco_id = r.loco_id
+  WHERE r.station IS NOT NULL AND (g.at IS NULL OR r.at < g.at)
+), v AS (
+  SELECT v.station, v.track_id, v.loco_id, i.series, i.plate AS number, v.arrived, v.left_at AS "left",
+         EXTRACT(EPOCH FROM COALESCE(v.left_at, period.t1) - v.arrived) AS dwell_s
+  FROM visits v CROSS JOIN period LEFT JOIN identities i ON i.loco_id = v.loco_id
+  WHERE v.arrived < period.t1 AND (v.left_at IS NULL OR v.left_at > period.t0)
+    AND COALESCE(v.left_at, period.t1) - v.arrived >= INTERVAL '60 seconds'
+)
+""".strip()
+VISITS_SQL = _VISITS + "\nSELECT * FROM v ORDER BY arrived, station, loco_id"
+VISIT_COLUMNS = ("station", "track_id", "loco_id", "series", "number", "arrived", "left", "dwell_s")
+# Per station over the time range, as GET /api/reports/stations has it (the stations visited): the share
+# of the range any visit held it (the union of its visits, clipped to the range), its visits and their
+# dwell. Built of constants only.
+STATIONS_SQL = (
+    _VISITS  # noqa: S608
+    + """,
+held AS (
+  SELECT station, unnest(range_agg(tstzrange(
+           GREATEST(arrived, period.t0), LEAST(COALESCE("left", period.t1), period.t1)))) AS span
+  FROM v, period GROUP BY station
+), share AS (
+  SELECT station, EXTRACT(EPOCH FROM SUM(upper(span) - lower(span))) AS held_s FROM held GROUP BY station
+)
+SELECT v.station AS station_id, COUNT(*) AS visits,
+       MAX(s.held_s) / MAX(EXTRACT(EPOCH FROM period.t1 - period.t0)) AS occupied_share,
+       AVG(v.dwell_s) AS mean_dwell_s, MAX(v.dwell_s) AS max_dwell_s
+FROM v JOIN share s ON s.station = v.station CROSS JOIN period
+GROUP BY v.station ORDER BY v.station"""
+)
+STATION_COLUMNS = ("station_id", "visits", "occupied_share", "mean_dwell_s", "max_dwell_s")
+
 FACILITY = [
     Panel(
         "Facility map (track metres; one row per track)",
@@ -82,6 +134,8 @@ ORDER BY at
 """.strip(),
         ("time", "metric", "value"),
     ),
+    Panel("Stations over the time range", "table", STATIONS_SQL, STATION_COLUMNS),
+    Panel("Visits to the stations", "table", VISITS_SQL, VISIT_COLUMNS),
     Panel(
         "Events",
         "table",

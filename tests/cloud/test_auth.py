@@ -35,6 +35,8 @@ MINIMUM_ROLE: dict[tuple[str, str], Role | None] = {
     ("GET", "/api/cameras"): Role.VIEWER,
     ("GET", "/api/layout"): Role.VIEWER,
     ("GET", "/api/thumbnails/{thumbnail_id}"): Role.VIEWER,
+    ("GET", "/api/reports/stations"): Role.VIEWER,
+    ("GET", "/api/reports/dwell"): Role.VIEWER,
     ("GET", "/api/dead-letters"): Role.OPERATOR,
     ("GET", "/api/webhooks"): Role.OPERATOR,
     ("POST", "/api/nodes/{node_id}/commands"): Role.OPERATOR,

@@ -47,6 +47,9 @@ def _expand(sql: str, start: datetime, end: datetime) -> str:
     """Grafana's PostgreSQL macros and the dashboard's flow variable (at its default), as Grafana
     expands them."""
     sql = sql.replace("${flow}", "prod")
+    sql = sql.replace("$__timeFrom()", f"'{start.isoformat()}'").replace(
+        "$__timeTo()", f"'{end.isoformat()}'"
+    )
     sql = re.sub(
         r"\$__timeFilter\((\w+)\)", rf"\1 BETWEEN '{start.isoformat()}' AND '{end.isoformat()}'", sql
     )

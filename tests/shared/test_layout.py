@@ -57,6 +57,17 @@ def test_station_at_picks_the_largest_overlap(facility: Facility) -> None:
     assert facility.station_at("T1", 60.0, 69.0) is None
 
 
+def test_a_locomotive_astride_two_stations_keeps_the_one_it_had_until_the_other_clearly_wins(
+    facility: Facility,
+) -> None:
+    # T1-A is 2.5-26.0 m, T1-B 27.0-50.5 m: 18-35 m overlaps each by 8 m.
+    assert facility.station_at("T1", 18.2, 35.2, kept="T1-A", margin_m=0.5) == "T1-A"
+    assert facility.station_at("T1", 17.8, 34.8, kept="T1-B", margin_m=0.5) == "T1-B"
+    assert facility.station_at("T1", 18.8, 35.8, kept="T1-A", margin_m=0.5) == "T1-B"
+    assert facility.station_at("T1", 27.5, 45.0, kept="T1-A", margin_m=0.5) == "T1-B"  # A no longer under it
+    assert facility.station_at("T1", 18.2, 35.2) == "T1-B"
+
+
 def test_site_point_follows_the_polyline() -> None:
     data = copy.deepcopy(RAW)
     data["tracks"]["T1"] |= {"length_m": 20.0, "polyline": [[0, 0], [10, 0], [10, 10]]}

@@ -1,0 +1,226 @@
+"""Station reports against the simulator's ground truth: a simulated day of the example depot fused by
+the estimator and stored as the service stores it (a restart at noon: the estimator restored from the
+database, as the service does), then the reports API's visits and station figures compared with where
+the simulator had each locomotive."""
+
+from __future__ import annotations
+
+import csv
+import io
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine, text
+
+from cloud.auth import Role, create_key
+from cloud.db.engine import open_database
+from cloud.fse import FacilityStateEstimator, FseSettings
+from cloud.grafana.dashboards import STATIONS_SQL, VISITS_SQL
+from cloud.state_store import StateStore, Update
+from shared.layout import Facility
+from sim.scenario import Scenario
+from sim.world import World
+from tests.cloud.test_api import Server
+from tests.cloud.test_fse import START, STEP_S, observations, visible_truth
+from tests.cloud.test_grafana import _expand
+from tests.conftest import DatabaseFactory
+
+HOURS = 24
+MIN_DWELL_S = 60.0
+# The reports' target: each visit's dwell within this of the simulator's.
+DWELL_TOLERANCE_S = 30.0
+MARGIN_M = FseSettings().station_margin_m
+
+
+@dataclass
+class TrueVisit:
+    plate: str
+    station: str
+    arrived: datetime
+    left: datetime | None
+
+
+def _fuse_a_day(facility: Facility, engine: Engine) -> list[TrueVisit]:
+    """Fuse and store a simulated day (restarting the estimator from the database at noon); returns
+    the simulator's visits of the stations (where each visible locomotive's true extent put it)."""
+    world = World(facility, Scenario(seed=12, horizon_h=HOURS))
+    rng = np.random.default_rng(3)
+    store = StateStore(engine)
+    fse = FacilityStateEstimator(facility, store.id_factory())
+    open_runs: dict[str, TrueVisit] = {}
+    done: list[TrueVisit] = []
+    batch: list[Update] = []
+    steps = int(HOURS * 3600 / STEP_S)
+    for k in range(steps):
+        at = START + timedelta(seconds=k * STEP_S)
+        if k == steps // 2:  # a restart: what was saved is all the new estimator knows
+            store.save_updates(batch)
+            batch = []
+            store = StateStore(engine)
+            fse = FacilityStateEstimator(facility, store.id_factory())
+            fse.restore(store.present())
+        locos = world.locos_at(k * STEP_S)
+        for observation in observations(facility, locos, at, rng):
+            fse.observe(observation)
+        batch.append(Update(at, fse.locos(), fse.update(at)))
+        if len(batch) >= 500:
+            store.save_updates(batch)
+            batch = []
+        now_at: dict[str, str] = {}
+        for state in visible_truth(facility, locos):
+            # The estimator's rule on the true extent: a station kept until another overlaps it more.
+            kept = open_runs[state.loco.plate].station if state.loco.plate in open_runs else None
+            station = facility.station_at(state.track_id, state.start_m, state.end_m, kept, MARGIN_M)
+            if station is not None:
+                now_at[state.loco.plate] = station
+        for plate, run in list(open_runs.items()):
+            if now_at.get(plate) != run.station:
+                run.left = at
+                done.append(open_runs.pop(plate))
+        for plate, station in now_at.items():
+            open_runs.setdefault(plate, TrueVisit(plate, station, at, None))
+    store.save_updates(batch)
+    end = START + timedelta(hours=HOURS)
+    visits = done + list(open_runs.values())
+    return [v for v in visits if ((v.left or end) - v.arrived).total_seconds() >= MIN_DWELL_S]
+
+
+@pytest.fixture(scope="module")
+def reported_day(
+    database_factory: DatabaseFactory, mqtt_url: str, facility: Facility
+) -> Iterator[tuple[Server, str, list[TrueVisit]]]:
+    url = database_factory()
+    engine = open_database(url)
+    truth = _fuse_a_day(facility, engine)
+    engine.dispose()
+    # The simulated day is months ago: kept, not purged as older than the retention.
+    server = Server(url, mqtt_url, facility, retention_days=3650)
+    try:
+        yield server, create_key(server.service.engine, Role.VIEWER), truth
+    finally:
+        server.stop()
+
+
+def _period(hours: float = HOURS) -> str:
+    end = START + timedelta(hours=hours)
+    return f"from={START.isoformat().replace('+00:00', 'Z')}&to={end.isoformat().replace('+00:00', 'Z')}"
+
+
+def _seconds(visit: dict[str, Any] | TrueVisit, key: str) -> float:
+    value = getattr(visit, key) if isinstance(visit, TrueVisit) else visit[key]
+    if value is None:
+        return (START + timedelta(hours=HOURS)).timestamp()
+    return (value if isinstance(value, datetime) else datetime.fromisoformat(value)).timestamp()
+
+
+def test_each_visit_of_a_simulated_day_is_reported_with_its_dwell(
+    reported_day: tuple[Server, str, list[TrueVisit]], facility: Facility
+) -> None:
+    server, key, truth = reported_day
+    status, report = server.call(f"/api/reports/dwell?{_period()}", key)
+    assert status == 200
+    reported = report["visits"]
+    assert len(truth) >= 30, "a day of the example depot has visits to report"
+    for station in facility.stations:
+        mine = sorted((v for v in reported if v["station"] == station), key=lambda v: v["arrived"])
+        true = sorted((v for v in truth if v.station == station), key=lambda v: v.arrived)
+        assert len(mine) == len(true), f"{station}: {len(mine)} visits reported, {len(true)} true"
+        for got, want in zip(mine, true, strict=True):
+            for end in ("arrived", "left"):
+                assert abs(_seconds(got, end) - _seconds(want, end)) <= DWELL_TOLERANCE_S, (
+                    station,
+                    got,
+                    want,
+                )
+            true_dwell = _seconds(want, "left") - _seconds(want, "arrived")
+            assert got["dwell_s"] == pytest.approx(true_dwell, abs=DWELL_TOLERANCE_S)
+    # One locomotive's visit across the restart at noon is one visit, not two.
+    noon = (START + timedelta(hours=HOURS / 2)).timestamp()
+    across = [v for v in truth if _seconds(v, "arrived") < noon < _seconds(v, "left")]
+    assert across, "some locomotive stood through the restart"
+
+
+def test_each_station_is_as_busy_as_the_simulator_had_it(
+    reported_day: tuple[Server, str, list[TrueVisit]], facility: Facility
+) -> None:
+    server, key, truth = reported_day
+    status, report = server.call(f"/api/reports/stations?{_period()}", key)
+    assert status == 200
+    period = HOURS * 3600.0
+    for figures in report["stations"]:
+        true = [v for v in truth if v.station == figures["station_id"]]
+        spans = sorted((_seconds(v, "arrived"), _seconds(v, "left")) for v in true)
+        held, reach = 0.0, START.timestamp()
+        for a, b in spans:
+            a = max(a, reach)
+            if b > a:
+                held, reach = held + b - a, b
+        assert figures["visits"] == len(true), figures
+        assert figures["occupied_share"] == pytest.approx(held / period, abs=0.01), figures
+        if true:
+            longest = max(b - a for a, b in spans)
+            assert figures["max_dwell_s"] == pytest.approx(longest, abs=DWELL_TOLERANCE_S), figures
+
+
+def test_the_reports_come_as_csv_and_refuse_a_bad_period(
+    reported_day: tuple[Server, str, list[TrueVisit]],
+) -> None:
+    server, key, _ = reported_day
+    status, body = server.call(f"/api/reports/dwell?{_period(6)}&format=csv", key)
+    assert status == 200
+    rows = list(csv.DictReader(io.StringIO(body.decode())))
+    json_rows = server.call(f"/api/reports/dwell?{_period(6)}", key)[1]["visits"]
+    assert [r["loco_id"] for r in rows] == [v["loco_id"] for v in json_rows] and rows
+    assert float(rows[0]["dwell_s"]) == json_rows[0]["dwell_s"]
+    stations = server.call(f"/api/reports/stations?{_period(6)}&format=csv", key)[1].decode().splitlines()
+    assert stations[0] == "station_id,name,track_id,occupied_share,visits,mean_dwell_s,max_dwell_s"
+    asked = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}/api/reports/stations?{_period(6)}",
+        headers={"X-API-Key": key, "Accept": "text/csv"},
+    )
+    with urllib.request.urlopen(asked, timeout=10) as answer:
+        assert answer.headers["Content-Type"].startswith("text/csv")
+        assert answer.read().decode().splitlines() == stations
+    status, _ = server.call(f"/api/reports/stations?{_period(0)}", key)
+    assert status == 422
+    assert (
+        server.call("/api/reports/stations?from=2026-03-02T06:00:00&to=2026-03-03T06:00:00Z", key)[0] == 422
+    )
+    assert server.call(f"/api/reports/stations?{_period()}")[0] == 401
+
+
+def test_the_grafana_panels_show_the_figures_the_api_reports(
+    reported_day: tuple[Server, str, list[TrueVisit]],
+) -> None:
+    server, key, _ = reported_day
+    engine = server.service.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("dashboards query PostgreSQL; set DEPOTWATCH_TEST_DATABASE_URL (CI's second pass does)")
+    end = START + timedelta(hours=HOURS)
+    with engine.connect() as connection:
+        shown = connection.execute(text(_expand(VISITS_SQL, START, end))).mappings().all()
+        busy = connection.execute(text(_expand(STATIONS_SQL, START, end))).mappings().all()
+    reported = server.call(f"/api/reports/dwell?{_period()}", key)[1]["visits"]
+    assert [(r["station"], r["loco_id"], r["arrived"].timestamp()) for r in shown] == [
+        (v["station"], v["loco_id"], _seconds(v, "arrived")) for v in reported
+    ]
+    for row, visit in zip(shown, reported, strict=True):
+        assert (row["left"].timestamp() if row["left"] else None) == (
+            _seconds(visit, "left") if visit["left"] else None
+        )
+        assert float(row["dwell_s"]) == pytest.approx(visit["dwell_s"], abs=0.1)
+    figures = {
+        f["station_id"]: f for f in server.call(f"/api/reports/stations?{_period()}", key)[1]["stations"]
+    }
+    assert busy and {r["station_id"] for r in busy} == {s for s, f in figures.items() if f["visits"]}
+    for row in busy:
+        api = figures[row["station_id"]]
+        assert row["visits"] == api["visits"]
+        assert float(row["occupied_share"]) == pytest.approx(api["occupied_share"], abs=1e-3)
+        assert float(row["mean_dwell_s"]) == pytest.approx(api["mean_dwell_s"], abs=0.1)
+        assert float(row["max_dwell_s"]) == pytest.approx(api["max_dwell_s"], abs=0.1)
