@@ -179,3 +179,27 @@ def test_a_secured_server_without_its_files_is_refused_naming_the_key(tmp_path: 
         "opcua.certificate_file",
         "opcua.private_key_file",
     ]
+
+
+def test_with_security_none_an_anonymous_client_reads_the_depot(
+    database_factory: DatabaseFactory, mqtt_url: str, facility: Facility
+) -> None:
+    url = f"opc.tcp://127.0.0.1:{free_port()}/depotwatch"
+    opcua = OpcUaConfig(enabled=True, endpoint=url, security="none", update_interval_s=0.2)
+    server = Server(database_factory(), mqtt_url, facility, opcua=opcua)
+
+    async def read() -> tuple[list[str], str]:
+        async with Client(url, timeout=5) as client:
+            idx = await client.get_namespace_index(namespace_uri(facility.site))
+            stations = await client.nodes.objects.get_child([f"{idx}:Depot", f"{idx}:Stations"])
+            names = [(await s.read_browse_name()).Name for s in await stations.get_children()]
+            track = await client.nodes.objects.get_child(
+                [f"{idx}:Depot", f"{idx}:Stations", f"{idx}:T1-A", f"{idx}:Track"]
+            )
+            return names, await track.read_value()
+
+    try:
+        names, track = asyncio.run(read())
+        assert sorted(names) == sorted(facility.stations) and track == "T1"
+    finally:
+        server.stop()

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,7 +42,8 @@ class Receiver:
     """Records every POST it takes; refuses the next `refuse` with a 503; can be taken down and up on
     the same port."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s  # before answering: a slow receiver
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/depotwatch"
         self.taken: list[tuple[dict[str, str], bytes]] = []
@@ -56,6 +58,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(receiver.delay_s)
                 with receiver.lock:
                     refuse = receiver.refuse > 0
                     if refuse:
@@ -210,7 +213,13 @@ def test_a_node_going_online_offline_and_silent_is_an_event_of_no_track(engine: 
 def test_the_service_sends_its_events_and_shows_each_webhook(
     database_factory: DatabaseFactory, mqtt_url: str, facility: Facility, receiver: Receiver
 ) -> None:
-    hooks = {"mes": _hook(receiver.url, kinds=["arrived"]), "dead": _hook(f"http://127.0.0.1:{free_port()}/")}
+    slow = Receiver(delay_s=30.0)  # answers long after the webhook's timeout
+    slow.up()
+    hooks = {
+        "mes": _hook(receiver.url, kinds=["arrived"]),
+        "dead": _hook(f"http://127.0.0.1:{free_port()}/"),
+        "slow": _hook(slow.url, timeout_s=0.5),
+    }
     server = Server(database_factory(), mqtt_url, facility, webhooks=hooks)
     try:
         operator = create_key(server.service.engine, Role.OPERATOR, "shift lead")
@@ -230,12 +239,18 @@ def test_the_service_sends_its_events_and_shows_each_webhook(
         assert shown["mes"]["url"] == receiver.url and "secret" not in json.dumps(hooks_shown)
         assert shown["dead"]["failed_attempts"] >= 1 and shown["dead"]["retrying"] is not None
         assert "not reached" in shown["dead"]["last_error"] and shown["dead"]["delivered"] == 0
+        # The slow receiver holds up its own events only: the arrival reached the others meanwhile.
+        wait_until(
+            lambda: server.service.webhooks.statuses()[2].failed_attempts, 10, "the slow one timing out"
+        )
+        assert "no answer within 0.5 s" in server.service.webhooks.statuses()[2].last_error
         metrics = server.call("/metrics")[1].decode()
         assert 'depotwatch_cloud_webhook_delivered{webhook="mes"} 1.0' in metrics
         assert 'depotwatch_cloud_webhook_retrying{webhook="dead"} 1.0' in metrics
         assert server.call("/healthz")[0] == 200  # a dead receiver is not the service's ill health
     finally:
         server.stop()
+        slow.down()
 
 
 @pytest.mark.parametrize(
