@@ -42,6 +42,8 @@ USER_AGENT = "depotwatch-webhooks/1"
 # Events read from the database at once, and how often it is looked at when nothing waits.
 BATCH = 200
 POLL_S = 0.5
+# A gap in the event ids is a transaction not yet committed for this long at most; then a rolled back one.
+GAP_WAIT_S = 30.0
 # While the database is away, the sender looks again this often.
 DATABASE_RETRY_S = 2.0
 # A receiver's answer is kept (for the reason of a failure) up to this many bytes.
@@ -124,6 +126,7 @@ class WebhookSender:
         self._secret = config.secret.get_secret_value()
         self._opener = urllib.request.build_opener(_NoRedirects)
         self._stop = threading.Event()
+        self._gap_since: float | None = None  # since when the next id has been missing
         self._thread = threading.Thread(target=self._loop, name=f"webhook-{name}", daemon=True)
 
     def start(self) -> None:
@@ -150,26 +153,52 @@ class WebhookSender:
         cursor = self._cursor()
         while cursor is not None and not self._stop.is_set():
             try:
-                rows = events_after(self.engine, self.config.flow, cursor, BATCH)
+                rows = events_after(self.engine, cursor, BATCH)
             except Exception as exc:
                 self._failed(f"reading the events: {reason(exc)}")
                 self._stop.wait(DATABASE_RETRY_S)
                 continue
+            rows = self._committed(cursor, rows)
             if not rows:
                 self._stop.wait(POLL_S)
                 continue
             for row in rows:
-                if wanted(self.config, row) and not self._deliver(row):
+                mine = row.flow == self.config.flow and wanted(self.config, row)
+                if mine and not self._deliver(row):
                     return  # stopping
                 cursor = int(row.id or cursor)
                 self.status.cursor = cursor
-                if wanted(self.config, row) or row is rows[-1]:
+                if mine or row is rows[-1]:
                     self._save_cursor(cursor)
+
+    def _committed(self, cursor: int, rows: list[EventRow]) -> list[EventRow]:
+        """The rows up to the first gap in the ids after `cursor`. Ids are drawn when a row is inserted
+        and seen when its transaction commits, so with two writers (the state writer, the ingest's) a
+        later id can be seen first: the gap is a transaction still open, waited for, unless it lasts
+        GAP_WAIT_S (rolled back: PostgreSQL's sequence never gives its ids again)."""
+        expected = cursor + 1
+        for k, row in enumerate(rows):
+            if row.id != expected:
+                if self._gap_since is None:
+                    self._gap_since = time.monotonic()
+                if time.monotonic() - self._gap_since < GAP_WAIT_S:
+                    return rows[:k]
+                log.info(
+                    "webhook %s: events #%d-#%d never came (rolled back)",
+                    self.name,
+                    expected,
+                    (row.id or 1) - 1,
+                )
+                self._gap_since = None
+                expected = int(row.id or expected)
+            expected += 1
+        self._gap_since = None
+        return rows
 
     def _cursor(self) -> int | None:
         while not self._stop.is_set():
             try:
-                cursor = load_cursor(self.engine, self.name, self.config.flow, datetime.now(UTC))
+                cursor = load_cursor(self.engine, self.name, datetime.now(UTC))
             except Exception as exc:
                 self._failed(f"reading its cursor: {reason(exc)}")
                 self._stop.wait(DATABASE_RETRY_S)

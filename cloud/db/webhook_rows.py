@@ -10,14 +10,14 @@ from sqlmodel import Session, col, func, select
 from cloud.db.models import EventRow, IdentityRow, WebhookCursorRow
 
 
-def load_cursor(engine: Engine, name: str, flow: str, now: datetime) -> int:
-    """Webhook `name`'s cursor; a webhook seen for the first time starts after the flow's latest event
-    (it is sent what happens from now on, not the whole history)."""
+def load_cursor(engine: Engine, name: str, now: datetime) -> int:
+    """Webhook `name`'s cursor; a webhook seen for the first time starts after the latest event (it is
+    sent what happens from now on, not the whole history)."""
     with Session(engine) as session:
         row = session.get(WebhookCursorRow, name)
         if row is not None:
             return row.event_id
-        latest = session.exec(select(func.max(EventRow.id)).where(EventRow.flow == flow)).one()
+        latest = session.exec(select(func.max(EventRow.id))).one()
         row = WebhookCursorRow(name=name, event_id=latest or 0, updated_at=now)
         session.add(row)
         session.commit()
@@ -31,10 +31,10 @@ def save_cursor(engine: Engine, name: str, event_id: int, now: datetime) -> None
         session.commit()
 
 
-def events_after(engine: Engine, flow: str, after: int, limit: int) -> list[EventRow]:
-    """The flow's events stored after event `after`, oldest first."""
+def events_after(engine: Engine, after: int, limit: int) -> list[EventRow]:
+    """The events (of every flow) stored after event `after`, in the order of their ids."""
     with Session(engine) as session:
-        query = select(EventRow).where(EventRow.flow == flow, col(EventRow.id) > after)
+        query = select(EventRow).where(col(EventRow.id) > after)
         return list(session.exec(query.order_by(col(EventRow.id)).limit(limit)))
 
 
