@@ -250,11 +250,14 @@ class OpcUaConfig(StrictModel):
             "private_key_file": self.private_key_file,
             "trusted_clients": self.trusted_clients,
         }
-        return [
+        issues = [
             ConfigIssue(f"{key}.{name}", f"{path} does not exist")
             for name, path in named.items()
             if path is not None and not path.exists()
         ]
+        if self.trusted_clients is not None and self.trusted_clients.is_file():
+            issues.append(ConfigIssue(f"{key}.trusted_clients", f"{self.trusted_clients} is not a folder"))
+        return issues
 
 
 class FlowConfig(StrictModel):
@@ -282,7 +285,7 @@ MIN_SECRET_CHARS = 16
 
 
 class WebhookConfig(StrictModel):
-    """A system that receives the events as signed JSON POSTs (docs/webhooks.md), each retried with
+    """A system that receives the events as signed JSON POSTs (docs/integrations.md), each retried with
     backoff until it is answered 2xx, in order."""
 
     url: AnyHttpUrl = Field(description="Where each event is POSTed (http:// or https://).")

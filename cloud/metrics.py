@@ -3,12 +3,14 @@ update times and the events it emitted, per flow, and each webhook's deliveries 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from cloud.ingest import Ingest
-from cloud.webhooks import Webhooks, WebhookStatus
+from cloud.webhooks import Webhooks
 
 
 class CloudMetrics:
@@ -45,23 +47,34 @@ class CloudMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
         )
         self.events = Counter("depotwatch_cloud_events", "Events emitted", ["flow", "kind"], registry=r)
-        for name, help_text, field in (
-            ("delivered", "Events a webhook's receiver took", "delivered"),
-            ("failed_attempts", "POSTs a webhook's receiver refused or did not answer", "failed_attempts"),
-            ("given_up", "Events given up after give_up_after_h of failures", "given_up"),
-        ):
-            gauge = Gauge(f"depotwatch_cloud_webhook_{name}", help_text, ["webhook"], registry=r)
-            for sender in webhooks.senders:
-                gauge.labels(sender.name).set_function(_reader(sender.status, field))
-        retrying = Gauge(
-            "depotwatch_cloud_webhook_retrying", "1 while a webhook retries an event", ["webhook"], registry=r
+        r.register(_WebhookCollector(webhooks))
+
+
+class _WebhookCollector(Collector):
+    """Each webhook's deliveries, failed attempts and events given up (counters since start), and
+    whether it is retrying, read when scraped."""
+
+    COUNTERS = (
+        ("delivered", "Events a webhook's receiver took"),
+        ("failed_attempts", "POSTs a webhook's receiver refused or did not answer"),
+        ("given_up", "Events given up after give_up_after_h of failures"),
+    )
+
+    def __init__(self, webhooks: Webhooks) -> None:
+        self.webhooks = webhooks
+
+    def collect(self) -> Iterator[Metric]:
+        for field, help_text in self.COUNTERS:
+            counter = CounterMetricFamily(f"depotwatch_cloud_webhook_{field}", help_text, labels=["webhook"])
+            for status in self.webhooks.statuses():
+                counter.add_metric([status.name], getattr(status, field))
+            yield counter
+        retrying = GaugeMetricFamily(
+            "depotwatch_cloud_webhook_retrying", "1 while a webhook retries an event", labels=["webhook"]
         )
-        for sender in webhooks.senders:
-            retrying.labels(sender.name).set_function(_retrying(sender.status))
-
-
-def _retrying(status: WebhookStatus) -> Callable[[], float]:
-    return lambda: float(status.retrying is not None)
+        for status in self.webhooks.statuses():
+            retrying.add_metric([status.name], float(status.retrying is not None))
+        yield retrying
 
 
 def _reader(counts: object, field: str) -> Callable[[], float]:

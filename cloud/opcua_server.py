@@ -28,9 +28,12 @@ from typing import Any
 
 from asyncua import ua
 from asyncua.common.node import Node
+from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 from asyncua.server.server import Server
+from asyncua.server.user_managers import UserManager
+from cryptography import x509
 
 from cloud.api.schemas import TrackPublic
 from cloud.config import OpcUaConfig
@@ -82,6 +85,8 @@ class OpcUaServer:
             raise Unavailable(
                 "opcua.endpoint", f"the OPC UA server did not start within {START_TIMEOUT_S:g} s"
             )
+        if isinstance(self._error, _Misconfigured):
+            raise Unavailable(self._error.setting, self._error.problem)
         if self._error is not None:
             raise Unavailable("opcua.endpoint", f"cannot serve {self.config.endpoint}: {self._error}")
         log.info("OPC UA: serving the facility at %s (%s)", self.config.endpoint, self.config.security)
@@ -126,24 +131,40 @@ class OpcUaServer:
 
     async def _server(self) -> Server:
         config = self.config
-        server = Server()
+        secure = config.security != "none"
+        # asyncua accepts an unsecured channel even when no endpoint offers one, so a session is let in
+        # only over a channel whose client certificate the validator trusted; no session is ever an
+        # administrator's (one could write and add nodes); and the only identity is the channel's.
+        users = _Users()
+        server = Server(user_manager=users)
         await server.init()
+        server.allow_remote_admin(False)
+        server.set_identity_tokens([ua.AnonymousIdentityToken])
         server.set_endpoint(config.endpoint)
         server.set_server_name("depotwatch")
         await server.set_application_uri(config.application_uri)
-        if config.security == "none":
+        if not secure:
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-            server.set_identity_tokens([ua.AnonymousIdentityToken])
-        else:
-            if not (config.certificate_file and config.private_key_file and config.trusted_clients):
-                raise ValueError("certificate_file, private_key_file and trusted_clients are needed")
-            server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+            return server
+        if not (config.certificate_file and config.private_key_file and config.trusted_clients):
+            raise ValueError("certificate_file, private_key_file and trusted_clients are needed")
+        server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+        try:
             await server.load_certificate(str(config.certificate_file))
+        except Exception as exc:
+            raise _Misconfigured("opcua.certificate_file", f"cannot be read: {exc}") from exc
+        try:
             await server.load_private_key(str(config.private_key_file))
-            trust = TrustStore([config.trusted_clients], [])
+        except Exception as exc:
+            raise _Misconfigured("opcua.private_key_file", f"cannot be read: {exc}") from exc
+        trust = TrustStore([config.trusted_clients], [])
+        try:
             await trust.load()
-            options = CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT
-            server.set_certificate_validator(CertificateValidator(options, trust))
+        except Exception as exc:
+            raise _Misconfigured("opcua.trusted_clients", f"cannot be read: {exc}") from exc
+        options = CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT
+        server.set_certificate_validator(CertificateValidator(options, trust))
+        users.trust = trust
         return server
 
     async def _follow(self, server: Server, view: DepotView) -> None:
@@ -245,6 +266,41 @@ class OpcUaServer:
             _node_id(node_id, self._idx), ua.DataValue(ua.Variant(value, variant))
         )
         self._values[node_id] = value
+
+
+class _Misconfigured(Exception):
+    """A file the config names cannot be used: which setting, and why."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting, self.problem = setting, problem
+
+
+class _Users(UserManager):
+    """A session's user: a plain one (reads and subscribes; the variables are not writable), never an
+    administrator. With a trust store, only a session whose channel carries a client certificate the
+    store trusts has one (an unsecured channel carries none), so every other session is refused."""
+
+    def __init__(self) -> None:
+        self.trust: TrustStore | None = None
+
+    def get_user(
+        self,
+        iserver: Any,
+        username: str | None = None,
+        password: str | None = None,
+        certificate: Any = None,
+    ) -> User | None:
+        if self.trust is not None:
+            if not certificate:
+                return None
+            try:
+                trusted = self.trust.validate(x509.load_der_x509_certificate(certificate))
+            except ValueError:
+                return None
+            if not trusted:
+                return None
+        return User(role=UserRole.User)
 
 
 def _node_id(name: str, idx: int) -> ua.NodeId:

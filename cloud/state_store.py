@@ -29,7 +29,7 @@ from cloud.history import PastInputs, moved_to
 from cloud.identities import Vote
 from shared.messages import PROD_FLOW
 
-# A locomotive's position is written again once an end moved this far.
+# A locomotive's position is written again once an end moved this far (or its station changed).
 POSITION_STEP_M = 0.2
 # A locomotive that did not change is rewritten this often (its last_seen, for a restart).
 LAST_SEEN_REFRESH = timedelta(seconds=10)
@@ -65,7 +65,7 @@ class StateStore:
     def __init__(self, engine: Engine, flow: str = PROD_FLOW) -> None:
         self.engine = engine
         self.flow = flow
-        self._written: dict[str, tuple[float, float]] = {}
+        self._written: dict[str, tuple[float, float, str | None]] = {}
         self._saved: dict[str, Loco] = {}
 
     def present(self) -> list[Loco]:
@@ -74,7 +74,7 @@ class StateStore:
             rows = session.exec(
                 select(LocomotiveRow).where(LocomotiveRow.present, LocomotiveRow.flow == self.flow)
             ).all()
-        self._written = {r.loco_id: (r.start_m, r.end_m) for r in rows}
+        self._written = {r.loco_id: (r.start_m, r.end_m, r.station) for r in rows}
         locos = [from_row(r) for r in rows]
         self._saved = {loco.loco_id: loco for loco in locos}
         return locos
@@ -110,7 +110,7 @@ class StateStore:
         session: Session,
         update: Update,
         saved: dict[str, Loco],
-        written: dict[str, tuple[float, float]],
+        written: dict[str, tuple[float, float, str | None]],
     ) -> None:
         now = update.at
         for loco in update.locos:
@@ -120,7 +120,13 @@ class StateStore:
                 session.merge(to_row(loco, self.flow))
                 saved[loco.loco_id] = loco
             last = written.get(loco.loco_id)
-            if last is None or max(abs(last[0] - loco.start_m), abs(last[1] - loco.end_m)) > POSITION_STEP_M:
+            # A new station is always a new position, however little the ends moved: the reports'
+            # visits are read from the positions.
+            if (
+                last is None
+                or last[2] != loco.station
+                or max(abs(last[0] - loco.start_m), abs(last[1] - loco.end_m)) > POSITION_STEP_M
+            ):
                 session.add(
                     PositionRow(
                         loco_id=loco.loco_id,
@@ -132,7 +138,7 @@ class StateStore:
                         station=loco.station,
                     )
                 )
-                written[loco.loco_id] = (loco.start_m, loco.end_m)
+                written[loco.loco_id] = (loco.start_m, loco.end_m, loco.station)
         for event in update.events:
             session.add(
                 EventRow(

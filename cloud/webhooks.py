@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import logging
 import threading
 import time
@@ -83,12 +84,13 @@ def unknown_tracks(hooks: dict[str, WebhookConfig], tracks: set[str]) -> list[Co
 
 
 def shown_url(url: str) -> str:
-    """A URL without the user name and password it may carry, for logs and the API."""
+    """A URL without the user name, password and query it may carry (a receiver's token often rides
+    there), for logs and the API."""
     parts = urlsplit(url)
     netloc = parts.hostname or ""
     if parts.port:
         netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    return urlunsplit((parts.scheme, netloc, parts.path, "…" if parts.query else "", ""))
 
 
 @dataclass
@@ -126,7 +128,7 @@ class WebhookSender:
         self._secret = config.secret.get_secret_value()
         self._opener = urllib.request.build_opener(_NoRedirects)
         self._stop = threading.Event()
-        self._gap_since: float | None = None  # since when the next id has been missing
+        self._gap: tuple[int, float] | None = None  # an id found missing, and since when
         self._thread = threading.Thread(target=self._loop, name=f"webhook-{name}", daemon=True)
 
     def start(self) -> None:
@@ -153,23 +155,33 @@ class WebhookSender:
         cursor = self._cursor()
         while cursor is not None and not self._stop.is_set():
             try:
-                rows = events_after(self.engine, cursor, BATCH)
-            except Exception as exc:
-                self._failed(f"reading the events: {reason(exc)}")
+                cursor = self._pass(cursor)
+            except Exception as exc:  # a bug here must cost a retry, never the thread
+                log.exception("webhook %s: failed; retrying", self.name)
+                self._failed(f"failed: {exc}")
                 self._stop.wait(DATABASE_RETRY_S)
-                continue
-            rows = self._committed(cursor, rows)
-            if not rows:
-                self._stop.wait(POLL_S)
-                continue
-            for row in rows:
-                mine = row.flow == self.config.flow and wanted(self.config, row)
-                if mine and not self._deliver(row):
-                    return  # stopping
-                cursor = int(row.id or cursor)
-                self.status.cursor = cursor
-                if mine or row is rows[-1]:
-                    self._save_cursor(cursor)
+
+    def _pass(self, cursor: int) -> int | None:
+        """Send what is stored after `cursor`; the new cursor, or None when stopping."""
+        try:
+            rows = events_after(self.engine, cursor, BATCH)
+        except Exception as exc:
+            self._failed(f"reading the events: {reason(exc)}")
+            self._stop.wait(DATABASE_RETRY_S)
+            return cursor
+        rows = self._committed(cursor, rows)
+        if not rows:
+            self._stop.wait(POLL_S)
+            return cursor
+        for row in rows:
+            mine = row.flow == self.config.flow and wanted(self.config, row)
+            if mine and not self._deliver(row):
+                return None  # stopping
+            cursor = int(row.id or cursor)
+            self.status.cursor = cursor
+            if mine or row is rows[-1]:
+                self._save_cursor(cursor)
+        return cursor
 
     def _committed(self, cursor: int, rows: list[EventRow]) -> list[EventRow]:
         """The rows up to the first gap in the ids after `cursor`. Ids are drawn when a row is inserted
@@ -179,20 +191,14 @@ class WebhookSender:
         expected = cursor + 1
         for k, row in enumerate(rows):
             if row.id != expected:
-                if self._gap_since is None:
-                    self._gap_since = time.monotonic()
-                if time.monotonic() - self._gap_since < GAP_WAIT_S:
+                if self._gap is None or self._gap[0] != expected:
+                    self._gap = (expected, time.monotonic())  # the timer is this missing id's own
+                if time.monotonic() - self._gap[1] < GAP_WAIT_S:
                     return rows[:k]
-                log.info(
-                    "webhook %s: events #%d-#%d never came (rolled back)",
-                    self.name,
-                    expected,
-                    (row.id or 1) - 1,
-                )
-                self._gap_since = None
+                last = (row.id or 1) - 1
+                log.info("webhook %s: events #%d-#%d never came (rolled back)", self.name, expected, last)
                 expected = int(row.id or expected)
             expected += 1
-        self._gap_since = None
         return rows
 
     def _cursor(self) -> int | None:
@@ -249,7 +255,8 @@ class WebhookSender:
                     failure,
                 )
                 return True
-            self._stop.wait(min(self.config.max_retry_s, self.config.first_retry_s * 2 ** (attempt - 1)))
+            doubled = self.config.first_retry_s * 2 ** min(attempt - 1, 30)
+            self._stop.wait(min(self.config.max_retry_s, doubled))
         return False
 
     def _body(self, row: EventRow) -> bytes:
@@ -290,8 +297,8 @@ class WebhookSender:
             return f"not reached: {exc.reason}"
         except TimeoutError:
             return f"no answer within {self.config.timeout_s:g} s"
-        except OSError as exc:
-            return f"failed: {exc}"
+        except (OSError, http.client.HTTPException) as exc:  # reset, or not HTTP at all
+            return f"failed: {type(exc).__name__}: {exc}"
 
     def _failed(self, what: str) -> None:
         self.status.last_error = what

@@ -271,12 +271,17 @@ def cloud_opcua_certificate(
     ] = "urn:depotwatch:cloud",
     name: Annotated[str, typer.Option(help="File name of the pair.")] = "opcua-server",
     client: Annotated[bool, typer.Option(help="A client's certificate (to put in trusted_clients).")] = False,
+    force: Annotated[bool, typer.Option(help="Replace a pair already there.")] = False,
 ) -> None:
     """Make a self-signed OPC UA application certificate and its key (opcua.certificate_file and
     opcua.private_key_file of the cloud's config, or a client's)."""
     from cloud.opcua_certificates import write_certificate
 
-    cert, key = write_certificate(out, name, uri, host, "client" if client else "server")
+    try:
+        cert, key = write_certificate(out, name, uri, host, "client" if client else "server", force)
+    except FileExistsError as exc:
+        errors.print(str(exc), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
     console.print(f"certificate {cert}, private key {key}")
 
 

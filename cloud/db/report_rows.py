@@ -28,11 +28,14 @@ def report_inputs(engine: Engine, flow: str, start: datetime, end: datetime) -> 
     position recorded before `end`."""
     with Session(engine) as session:
         departed = session.exec(
-            select(EventRow.loco_id, EventRow.at).where(
-                EventRow.flow == flow, EventRow.kind == EventKind.DEPARTED.value, col(EventRow.at) < end
-            )
+            select(EventRow.loco_id, EventRow.at)
+            .where(EventRow.flow == flow, EventRow.kind == EventKind.DEPARTED.value, col(EventRow.at) < end)
+            .order_by(col(EventRow.at), col(EventRow.id))
         ).all()
-        departures = {loco_id: at for loco_id, at in departed if loco_id is not None}
+        departures: dict[str, datetime] = {}
+        for loco_id, at in departed:
+            if loco_id is not None:
+                departures.setdefault(loco_id, at)  # its first departure ends its stay
         candidates = session.exec(
             select(LocomotiveRow.loco_id).where(
                 LocomotiveRow.flow == flow, col(LocomotiveRow.first_seen) < end

@@ -65,7 +65,7 @@ marked AS (
          LAG(station) OVER (PARTITION BY loco_id ORDER BY at, id) AS before
   FROM positions, period WHERE flow = '${flow}' AND at < period.t1
 ), runs AS (
-  SELECT loco_id, track_id, station, at, LEAD(at) OVER (PARTITION BY loco_id ORDER BY at) AS next_at
+  SELECT loco_id, track_id, station, at, LEAD(at) OVER (PARTITION BY loco_id ORDER BY at, n) AS next_at
   FROM marked WHERE n = 1 OR station IS DISTINCT FROM before
 ), gone AS (
   SELECT loco_id, MIN(at) AS at FROM events, period

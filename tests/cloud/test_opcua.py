@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from cloud.auth import Role, create_key
 from cloud.config import CloudConfig, OpcUaConfig, load_cloud_config
 from cloud.opcua_certificates import write_certificate
-from cloud.opcua_server import namespace_uri
+from cloud.opcua_server import DepotView, OpcUaServer, namespace_uri
 from depotwatch.embedded_broker import free_port
-from shared.errors import ConfigError
+from shared.errors import ConfigError, Unavailable
 from shared.layout import Facility
 from tests.cloud.test_api import Server
 from tests.cloud.test_reliability import Edge
@@ -52,7 +52,11 @@ async def _secure_client(url: str, cert: Path, key: Path) -> Client:
 
 
 def test_a_scada_browses_subscribes_and_cannot_write_and_strangers_are_refused(
-    database_factory: DatabaseFactory, mqtt_url: str, facility: Facility, tmp_path: Path
+    database_factory: DatabaseFactory,
+    mqtt_url: str,
+    facility: Facility,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server_cert, server_key = write_certificate(
         tmp_path / "server", "server", "urn:depotwatch:cloud", "localhost"
@@ -88,6 +92,18 @@ def test_a_scada_browses_subscribes_and_cannot_write_and_strangers_are_refused(
             asyncio.run(connect(asyncio.run(_secure_client(url, stranger_cert, stranger_key))))
         with pytest.raises(Exception, match=r"(?i)endpoint|security|bad|policy"):
             asyncio.run(connect(Client(url, timeout=5)))
+        # A client that does not check the endpoints (asyncua's does, before the server has a say)
+        # gets an unsecured channel, but no session on it.
+        with monkeypatch.context() as patched:
+            patched.setattr(Client, "find_endpoint", staticmethod(lambda endpoints, *_: endpoints[0]))
+            with pytest.raises(ua.UaStatusCodeError, match="BadUserAccessDenied"):
+                asyncio.run(connect(Client(url, timeout=5)))
+        # Nor is anyone an administrator by name (who could write and add nodes).
+        admin = asyncio.run(_secure_client(url, client_cert, client_key))
+        admin.set_user("admin")
+        admin.set_password("anything")
+        with pytest.raises(Exception, match=r"(?i)identity|token|user|bad"):
+            asyncio.run(connect(admin))
         assert server.call("/healthz")[0] == 200
     finally:
         edge.stop()
@@ -203,3 +219,34 @@ def test_with_security_none_an_anonymous_client_reads_the_depot(
         assert sorted(names) == sorted(facility.stations) and track == "T1"
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("broken", ["certificate_file", "private_key_file", "trusted_clients"])
+def test_a_file_the_server_cannot_use_is_named_at_start(
+    facility: Facility, tmp_path: Path, broken: str
+) -> None:
+    cert, key = write_certificate(tmp_path / "server", "server", "urn:depotwatch:cloud", "localhost")
+    trusted = tmp_path / "trusted"
+    trusted.mkdir()
+    shutil.copy(write_certificate(tmp_path / "scada", "scada", SCADA_URI, "localhost", "client")[0], trusted)
+    files = {"certificate_file": cert, "private_key_file": key, "trusted_clients": trusted}
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "not-a-certificate.der").write_bytes(b"not a certificate")
+    files[broken] = garbage / "not-a-certificate.der" if broken != "trusted_clients" else garbage
+    config = OpcUaConfig(enabled=True, endpoint=f"opc.tcp://127.0.0.1:{free_port()}/depotwatch", **files)
+    server = OpcUaServer(config, lambda: DepotView(facility, []))
+    with pytest.raises(Unavailable, match=rf"^opcua\.{broken}: cannot be read"):
+        server.start()
+    server.stop()
+
+
+def test_a_certificate_pair_is_kept_unless_replaced_and_its_key_is_the_owners_only(tmp_path: Path) -> None:
+    cert, key = write_certificate(tmp_path, "server", "urn:depotwatch:cloud", "localhost")
+    first = cert.read_bytes()
+    with pytest.raises(FileExistsError, match="--force"):
+        write_certificate(tmp_path, "server", "urn:depotwatch:cloud", "localhost")
+    assert cert.read_bytes() == first
+    key.chmod(0o644)
+    write_certificate(tmp_path, "server", "urn:depotwatch:cloud", "localhost", overwrite=True)
+    assert cert.read_bytes() != first and key.stat().st_mode & 0o777 == 0o600

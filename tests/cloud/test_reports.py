@@ -19,12 +19,14 @@ from sqlalchemy import Engine, text
 
 from cloud.auth import Role, create_key
 from cloud.db.engine import open_database
+from cloud.db.report_rows import report_inputs
 from cloud.fse import FacilityStateEstimator, FseSettings
 from cloud.grafana.dashboards import STATIONS_SQL, VISITS_SQL
 from cloud.state_store import StateStore, Update
 from shared.layout import Facility
 from sim.scenario import Scenario
 from sim.world import World
+from tests import factories
 from tests.cloud.test_api import Server
 from tests.cloud.test_fse import START, STEP_S, observations, visible_truth
 from tests.cloud.test_grafana import _expand
@@ -224,3 +226,20 @@ def test_the_grafana_panels_show_the_figures_the_api_reports(
         assert float(row["occupied_share"]) == pytest.approx(api["occupied_share"], abs=1e-3)
         assert float(row["mean_dwell_s"]) == pytest.approx(api["mean_dwell_s"], abs=0.1)
         assert float(row["max_dwell_s"]) == pytest.approx(api["max_dwell_s"], abs=0.1)
+
+
+def test_a_station_change_is_a_position_however_little_the_ends_moved(
+    database_factory: DatabaseFactory,
+) -> None:
+    engine = open_database(database_factory())
+    store = StateStore(engine)
+    at = factories.NOW
+    astride = factories.loco("L00001", "T1", 18.0, 35.0)
+    for k, station in enumerate(["T1-A", "T1-A", "T1-B"]):
+        moved = astride.model_copy(
+            update={"start_m": 18.0 + 0.05 * k, "end_m": 35.0 + 0.05 * k, "station": station}
+        )
+        store.save_updates([Update(at + timedelta(seconds=k), [moved], [])])
+    inputs = report_inputs(engine, "prod", at - timedelta(hours=1), at + timedelta(hours=1))
+    engine.dispose()
+    assert [(s.at, s.station) for s in inputs.stood] == [(at, "T1-A"), (at + timedelta(seconds=2), "T1-B")]

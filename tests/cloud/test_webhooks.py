@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +28,14 @@ from cloud.db.ingest_rows import apply_lifecycle, mark_silent
 from cloud.db.models import EventRow, IdentityRow
 from cloud.fse import Event, EventKind
 from cloud.state_store import StateStore, Update
-from cloud.webhooks import ATTEMPT_HEADER, EVENT_HEADER, SIGNATURE_HEADER, WebhookSender, unknown_tracks
+from cloud.webhooks import (
+    ATTEMPT_HEADER,
+    EVENT_HEADER,
+    SIGNATURE_HEADER,
+    WebhookSender,
+    shown_url,
+    unknown_tracks,
+)
 from depotwatch.embedded_broker import free_port
 from shared.layout import Facility
 from shared.messages import NodeState
@@ -246,7 +254,7 @@ def test_the_service_sends_its_events_and_shows_each_webhook(
         )
         assert "no answer within 0.5 s" in server.service.webhooks.statuses()[2].last_error
         metrics = server.call("/metrics")[1].decode()
-        assert 'depotwatch_cloud_webhook_delivered{webhook="mes"} 1.0' in metrics
+        assert 'depotwatch_cloud_webhook_delivered_total{webhook="mes"} 1.0' in metrics
         assert 'depotwatch_cloud_webhook_retrying{webhook="dead"} 1.0' in metrics
         assert server.call("/healthz")[0] == 200  # a dead receiver is not the service's ill health
     finally:
@@ -306,3 +314,43 @@ def test_an_event_committed_after_a_later_one_is_sent_first_and_a_rolled_back_on
     slow.close()
     sender.signal_stop()
     sender.join(5)
+
+
+def test_a_receiver_that_answers_garbage_is_retried_and_the_sender_goes_on(engine: Engine) -> None:
+    receiver = Receiver()
+    listener = socket.create_server(("127.0.0.1", receiver.port))
+    garbage = threading.Event()
+
+    def answer_garbage() -> None:
+        listener.settimeout(0.2)
+        while not garbage.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        listener.close()
+
+    thread = threading.Thread(target=answer_garbage)
+    thread.start()
+    sender = _sender("mes", _hook(receiver.url), engine)
+    try:
+        _save(StateStore(engine), _event(EventKind.ARRIVED, "L1"))
+        wait_until(lambda: sender.status.failed_attempts >= 2, 10, "the garbage answers counted")
+        assert sender.alive and "BadStatusLine" in sender.status.last_error
+        garbage.set()
+        thread.join(5)
+        receiver.up()
+        wait_until(lambda: receiver.taken, 10, "the event once the receiver speaks HTTP")
+        assert [b["loco_id"] for b in receiver.bodies()] == ["L1"]
+    finally:
+        sender.signal_stop()
+        sender.join(5)
+        receiver.down()
+
+
+def test_the_url_shown_leaves_out_credentials_and_the_query() -> None:
+    assert shown_url("https://user:pw@mes.depot:8443/in?token=abc") == "https://mes.depot:8443/in?…"
+    assert shown_url("http://mes.depot/in") == "http://mes.depot/in"
