@@ -306,8 +306,8 @@ class WebhookConfig(StrictModel):
     give_up_after_h: float = Field(
         72.0,
         gt=0,
-        description="An event still refused this long after it happened is given up (counted, logged) "
-        "so that one the receiver will never take does not hold up the rest for good.",
+        description="An event still refused this long after its first attempt is given up (counted, "
+        "logged) so that one the receiver will never take does not hold up the rest for good.",
     )
 
     @field_validator("secret")

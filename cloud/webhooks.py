@@ -7,7 +7,8 @@ once across restarts and outages of either side. An event is POSTed until the re
 retried after waits that double up to `max_retry_s`, and the cursor passes it only then; events go one
 at a time in the order stored, so a locomotive's events arrive in the order they happened. A receiver
 tells a redelivery by the event's id (also in the X-Depotwatch-Event-Id header). An event still refused
-`give_up_after_h` after it happened is given up (counted, logged, visible in the API) and the next sent.
+`give_up_after_h` after its first attempt is given up (counted, logged, visible in the API) and the next
+sent.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -231,6 +232,9 @@ class WebhookSender:
         """POST the event until it is taken or given up (True), or the sender stops (False)."""
         body = self._body(row)
         attempt = 0
+        # Counted from the first attempt, not the event's time: a replayed flow's events happened long
+        # ago, and an edge's backlog arrives late.
+        since = time.monotonic()
         while not self._stop.is_set():
             attempt += 1
             failure = self._post(body, int(row.id or 0), attempt)
@@ -242,7 +246,7 @@ class WebhookSender:
             self.status.failed_attempts += 1
             self.status.retrying = row.id
             self._failed(f"event #{row.id} ({row.kind}), attempt {attempt}: {failure}")
-            if datetime.now(UTC) - row.at > timedelta(hours=self.config.give_up_after_h):
+            if time.monotonic() - since > self.config.give_up_after_h * 3600:
                 self.status.given_up += 1
                 self.status.retrying = None
                 log.error(

@@ -196,9 +196,11 @@ def test_an_event_refused_for_longer_than_the_limit_is_given_up_and_the_next_sen
     engine: Engine, receiver: Receiver
 ) -> None:
     store = StateStore(engine)
-    sender = _sender("erp", _hook(receiver.url, give_up_after_h=1), engine)
-    receiver.refuse = 1
-    _save(store, _event(EventKind.ARRIVED, "L1", minutes=-120), _event(EventKind.ARRIVED, "L2"))
+    sender = _sender("erp", _hook(receiver.url, give_up_after_h=1 / 3600), engine)  # a second
+    receiver.refuse = 10**6
+    _save(store, _event(EventKind.ARRIVED, "L1"), _event(EventKind.ARRIVED, "L2"))
+    wait_until(lambda: sender.status.given_up == 1, 10, "the first event given up")
+    receiver.refuse = 0
     wait_until(lambda: receiver.taken, 10, "the second event")
     sender.signal_stop()
     sender.join(5)
