@@ -141,10 +141,12 @@ def test_each_visit_of_a_simulated_day_is_reported_with_its_dwell(
                 )
             true_dwell = _seconds(want, "left") - _seconds(want, "arrived")
             assert got["dwell_s"] == pytest.approx(true_dwell, abs=DWELL_TOLERANCE_S)
-    # One locomotive's visit across the restart at noon is one visit, not two.
+    # A visit across the restart at noon is one visit, not two: the same visits span it as in truth.
     noon = (START + timedelta(hours=HOURS / 2)).timestamp()
-    across = [v for v in truth if _seconds(v, "arrived") < noon < _seconds(v, "left")]
+    across = sorted(v.station for v in truth if _seconds(v, "arrived") < noon < _seconds(v, "left"))
     assert across, "some locomotive stood through the restart"
+    spanned = sorted(v["station"] for v in reported if _seconds(v, "arrived") < noon < _seconds(v, "left"))
+    assert spanned == across
 
 
 def test_each_station_is_as_busy_as_the_simulator_had_it(
