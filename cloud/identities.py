@@ -108,7 +108,6 @@ class Identities:
                 return None  # delivered again
             votes = self._votes.get(loco.loco_id, IdentityVotes()).copy()
             before = self._identities.get(loco.loco_id, Identity())
-            others = {o.loco_id: o for o in locos if o.loco_id != loco.loco_id}
         verdicts = [
             votes.vote("series", recognition.series, recognition.series_confidence),
             votes.vote("plate", recognition.plate, recognition.plate_confidence),
@@ -135,7 +134,7 @@ class Identities:
             self._identities[loco.loco_id] = identity
             self._events.extend(_event(v, recognition, loco) for v in verdicts if v is not None)
             if plate is not None and plate != before.plate:
-                sharing = [o for i, o in others.items() if self._plate(i) == plate]
+                sharing = [o for o in locos if o.loco_id != loco.loco_id and self._plate(o.loco_id) == plate]
                 self._events.extend(_shared(plate, recognition, loco, other) for other in sharing)
         return loco.loco_id
 

@@ -76,7 +76,6 @@ class OpcUaServer:
         self._facility: Facility | None = None
         self._depot: Node | None = None
         self._idx = 0  # the site's namespace index
-        self.updates = 0  # passes that followed the state
 
     def start(self) -> None:
         """Listen on the endpoint; raises Unavailable (opcua.endpoint or the file at fault)."""
@@ -123,7 +122,6 @@ class OpcUaServer:
             while not self._stopping.is_set():
                 try:
                     await self._follow(server, self._view())
-                    self.updates += 1
                 except Exception:  # one bad pass must not end the server
                     log.exception("OPC UA: following the state failed")
                 with contextlib.suppress(TimeoutError):
