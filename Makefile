@@ -21,8 +21,12 @@ $(RUNTIME): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(RUNTIME)
 
-$(STAMP): $(RUNTIME)
+# The tests' independent Sparkplug B decoder is Eclipse Tahu's JavaScript library (tests/sparkplug.py),
+# installed from the npm registry with the machine's Node.js, as its lock file pins it.
+$(STAMP): $(RUNTIME) tests/sparkplug_decoder/package-lock.json
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	command -v npm >/dev/null || { echo "npm (Node.js) is needed for the Sparkplug tests' decoder" >&2; exit 1; }
+	npm ci --prefix tests/sparkplug_decoder --silent --no-audit --no-fund
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -201,6 +201,20 @@ class CalibrationConfig(StrictModel):
         return []
 
 
+class SparkplugConfig(StrictModel):
+    """Sparkplug B 3.0 for the plant's SCADA (docs/integrations.md): the cloud as the primary host
+    application (its retained STATE, with a Will) and the facility as a Sparkplug edge node with a
+    device per track and per station, on the cloud's broker beside the system's own JSON contract."""
+
+    enabled: bool = Field(False, description="Publish the STATE and the facility under spBv1.0/.")
+    group_id: Identifier | None = Field(None, description="Sparkplug group id; the layout's site if unset.")
+    host_id: Identifier | None = Field(
+        None, description="The primary host id edge nodes wait for; depotwatch-<site> if unset."
+    )
+    node_id: Identifier = Field("facility", description="The facility's Sparkplug edge node id.")
+    interval_s: float = Field(1.0, gt=0, le=60, description="How often changes are looked for and sent.")
+
+
 class OpcUaConfig(StrictModel):
     """The facility served read-only over OPC UA for a SCADA (docs/integrations.md)."""
 
@@ -337,6 +351,7 @@ class CloudConfig(FileSettings):
     recognition: RecognitionConfig = Field(default_factory=RecognitionConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     opcua: OpcUaConfig = Field(default_factory=OpcUaConfig)
+    sparkplug: SparkplugConfig = Field(default_factory=SparkplugConfig)
     update_interval_s: float = Field(
         0.1,
         gt=0,

@@ -22,7 +22,6 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,8 +34,8 @@ from asyncua.server.server import Server
 from asyncua.server.user_managers import UserManager
 from cryptography import x509
 
-from cloud.api.schemas import TrackPublic
 from cloud.config import OpcUaConfig
+from cloud.depot_view import DepotView, StationNow, StationSince
 from shared.errors import Unavailable
 from shared.layout import Facility
 
@@ -44,14 +43,6 @@ log = logging.getLogger(__name__)
 
 # How long `start` waits for the server to listen.
 START_TIMEOUT_S = 30.0
-
-
-@dataclass(frozen=True)
-class DepotView:
-    """What the server shows: the layout, and its tracks as the API has them now."""
-
-    facility: Facility
-    tracks: list[TrackPublic]
 
 
 def namespace_uri(site: str) -> str:
@@ -72,7 +63,7 @@ class OpcUaServer:
         self._thread = threading.Thread(target=self._run, name="opcua", daemon=True)
         self._values: dict[str, Any] = {}  # node id -> the value last written
         self._locos: dict[str, Node] = {}  # "<track>.<loco id>" -> its object node
-        self._since: dict[str, tuple[str, datetime]] = {}  # station -> (occupant, since)
+        self._stations = StationSince()
         self._facility: Facility | None = None
         self._depot: Node | None = None
         self._idx = 0  # the site's namespace index
@@ -193,38 +184,28 @@ class OpcUaServer:
                 state = "moving" if loco.moving else "standing"
                 await self._set(server, f"{node_base}.State", state, ua.VariantType.String)
                 await self._set(server, f"{node_base}.Since", loco.first_seen, ua.VariantType.DateTime)
-            for station in track.stations:
-                await self._station(server, track, station.station_id, station.occupied_by)
         for key in [k for k in self._locos if k not in present]:
             await server.delete_nodes([self._locos.pop(key)], recursive=True)
             prefix = "Depot.Tracks.{}.Locomotives.{}.".format(*key.split(".", 1))
             self._values = {k: v for k, v in self._values.items() if not k.startswith(prefix)}
+        for station in self._stations.stations(view):
+            await self._station(server, station)
 
-    async def _station(
-        self, server: Server, track: TrackPublic, station_id: str, occupied_by: list[str]
-    ) -> None:
-        occupant = occupied_by[0] if occupied_by else ""
-        loco = next((lo for lo in track.locos if lo.loco_id == occupant), None)
-        before = self._since.get(station_id)
-        if before is None or before[0] != occupant:
-            # Taken (or freed) now; a station already taken when the server started was taken when its
-            # occupant was first seen at the latest.
-            since = datetime.now(UTC)
-            if before is None and loco is not None:
-                since = min(since, loco.first_seen)
-            self._since[station_id] = (occupant, since)
-        base = f"Depot.Stations.{station_id}"
-        await self._set(server, f"{base}.OccupiedBy", occupant, ua.VariantType.String)
+    async def _station(self, server: Server, station: StationNow) -> None:
+        base = f"Depot.Stations.{station.station_id}"
+        loco = station.occupant
+        await self._set(server, f"{base}.OccupiedBy", loco.loco_id if loco else "", ua.VariantType.String)
         await self._set(
             server, f"{base}.Number", (loco.number if loco else None) or "", ua.VariantType.String
         )
         await self._set(server, f"{base}.Series", (loco.model if loco else None) or "", ua.VariantType.String)
-        await self._set(server, f"{base}.Since", self._since[station_id][1], ua.VariantType.DateTime)
+        await self._set(server, f"{base}.Since", station.since, ua.VariantType.DateTime)
 
     async def _build(self, server: Server, facility: Facility) -> None:
         if self._depot is not None:
             await server.delete_nodes([self._depot], recursive=True)
-        self._values, self._locos, self._since = {}, {}, {}
+        self._values, self._locos = {}, {}
+        self._stations.forget()
         idx = self._idx = await server.register_namespace(namespace_uri(facility.site))
         depot = await self._object(server.nodes.objects, idx, "Depot", "Depot")
         tracks = await self._object(depot, idx, "Depot.Tracks", "Tracks")

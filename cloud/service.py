@@ -22,14 +22,17 @@ from cloud.config import CloudConfig
 from cloud.db.engine import open_database
 from cloud.db.ingest_rows import mark_silent
 from cloud.db.watch import DatabaseWatch
+from cloud.depot_view import DepotView
 from cloud.flows import FlowRuntime, on_grid, restore_flow
 from cloud.fse import Event, FacilityStateEstimator, Observation
 from cloud.identities import Identities
 from cloud.ingest import Ingest, subscriptions
 from cloud.live import LiveFeed
 from cloud.metrics import CloudMetrics
-from cloud.opcua_server import DepotView, OpcUaServer
+from cloud.opcua_server import OpcUaServer
 from cloud.readiness import notify_ready
+from cloud.sparkplug_facility import facility_node
+from cloud.sparkplug_host import PrimaryHost
 from cloud.state_store import StateStore, Update
 from cloud.state_writer import StateWriter
 from cloud.thumbnail_asks import ThumbnailAsks
@@ -38,6 +41,7 @@ from shared.codec import encode
 from shared.layout import Facility
 from shared.messages import PROD_FLOW, Command, CommandRequest, Recognition
 from shared.mqtt import MqttConnection
+from shared.sparkplug.topics import default_host_id
 from shared.topics import Topic, TopicKind, shared_subscription
 from shared.yaml_config import write_yaml_atomically
 
@@ -93,6 +97,28 @@ class CloudService:
         self.keys = KeyRoles(engine)
         self.webhooks = Webhooks(config.webhooks, engine)
         self.opcua = OpcUaServer(config.opcua, self._depot_view) if config.opcua.enabled else None
+        sparkplug = config.sparkplug
+        self.sparkplug_host = (
+            PrimaryHost(
+                config.broker,
+                sparkplug.host_id or default_host_id(facility.site),
+                f"{config.ingest.client_id}-sparkplug-host",
+            )
+            if sparkplug.enabled
+            else None
+        )
+        self.sparkplug_node = (
+            facility_node(
+                sparkplug,
+                site=facility.site,
+                broker=config.broker,
+                client_id=f"{config.ingest.client_id}-sparkplug-node",
+                view=self._depot_view,
+                engine=engine,
+            )
+            if sparkplug.enabled
+            else None
+        )
         self.metrics = CloudMetrics(self.ingest, self.webhooks)
         self._connected_at: float | None = None
         self.link = MqttConnection(
@@ -171,7 +197,7 @@ class CloudService:
         return None if runtime is None else runtime.observe(observation, self._update_flow)
 
     def _depot_view(self) -> DepotView:
-        """The prod flow's live state as the map shows it, for the OPC UA server."""
+        """The prod flow's live state as the map shows it, for OPC UA and Sparkplug."""
         runtime = self.flows[PROD_FLOW]
         facility = runtime.fse.facility
         return DepotView(facility, tracks_public(facility, runtime.live.state, runtime.identities))
@@ -200,6 +226,9 @@ class CloudService:
         self._updater.start()
         self._announcer.start()
         self.webhooks.start()
+        if self.sparkplug_host is not None and self.sparkplug_node is not None:
+            self.sparkplug_host.start()
+            self.sparkplug_node.start()
         log.info(
             "cloud service for %s started (%d locomotives restored)",
             self.facility.site,
@@ -210,6 +239,9 @@ class CloudService:
         """Stop and join every thread started, writing what the ingest took first; then close the
         database."""
         self._stop.set()
+        if self.sparkplug_host is not None and self.sparkplug_node is not None:
+            self.sparkplug_node.stop()  # the facility's NDEATH
+            self.sparkplug_host.stop()  # then the host's offline STATE: edge nodes hold their spools
         self.webhooks.stop()
         if self.opcua is not None:
             self.opcua.stop()
@@ -261,6 +293,12 @@ class CloudService:
             problems.append("estimator: the update loop has stopped")
         elif silent > stall:
             problems.append(f"estimator: no update for {silent:.0f} s")
+        if (
+            self.sparkplug_node is not None
+            and self.sparkplug_node.thread.ident
+            and not self.sparkplug_node.alive
+        ):
+            problems.append("Sparkplug: the facility node's thread has stopped")
         if self.opcua is not None and not self.opcua.alive:
             problems.append("OPC UA: its server has stopped")
         stopped = [w.name for w in self.webhooks.senders if not w.alive]

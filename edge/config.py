@@ -105,6 +105,24 @@ class MetricsConfig(StrictModel):
     port: int = Field(9108, ge=0, le=65535, description="0 disables the HTTP endpoint.")
 
 
+class SparkplugConfig(StrictModel):
+    """The node and its cameras as a Sparkplug B 3.0 edge node with devices, for the plant's SCADA
+    (docs/integrations.md), on the same broker beside the system's own JSON contract."""
+
+    enabled: bool = Field(False, description="Publish NBIRTH/NDATA/DBIRTH/DDATA/NDEATH under spBv1.0/.")
+    group_id: Identifier | None = Field(None, description="Sparkplug group id; the layout's site if unset.")
+    primary_host_id: Identifier | None = Field(
+        None,
+        description="The primary host application's id; the cloud's default (depotwatch-<site>) if unset.",
+    )
+    wait_for_primary_host: bool = Field(
+        True,
+        description="Births wait for the primary host's STATE to say online, and the spool is held (store "
+        "and forward) while it says offline; false: publish whatever the host does.",
+    )
+    interval_s: float = Field(1.0, gt=0, le=60, description="How often changes are looked for and sent.")
+
+
 class EdgeConfig(FileSettings):
     """Everything an edge node needs, validated before anything starts."""
 
@@ -126,6 +144,7 @@ class EdgeConfig(FileSettings):
     sim: SimConfig = Field(default_factory=SimConfig)
     thumbnails: ThumbnailConfig = Field(default_factory=ThumbnailConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    sparkplug: SparkplugConfig = Field(default_factory=SparkplugConfig)
     status_interval_s: float = Field(10.0, gt=0, description="How often node and camera status is sent.")
 
     @model_validator(mode="after")

@@ -20,6 +20,7 @@ from edge.publisher import SpoolPublisher
 from edge.recalibration import recalibrated, write_calibration
 from edge.session import NodeSession
 from edge.sources import VIDEO_SOURCES, SourceRegistry, camera_openers
+from edge.sparkplug import camera_node
 from edge.spool import Spool
 from edge.thumbnails import ThumbnailMaker
 from shared.layout import Facility
@@ -89,6 +90,22 @@ class EdgeNode:
             status_interval_s=config.status_interval_s,
             recalibrate=self.recalibrate,
         )
+        # Sparkplug B beside the JSON contract: a session of its own (its Will is the NDEATH).
+        self.sparkplug = (
+            camera_node(
+                config.sparkplug,
+                site=facility.site,
+                node_id=self.node_id,
+                broker=config.broker,
+                workers=self.workers,
+                spool=spool,
+                on_host=self._primary_host,
+            )
+            if config.sparkplug.enabled
+            else None
+        )
+        if self.sparkplug is not None and self.sparkplug.primary_host_id is not None:
+            self.publisher.hold()  # until the primary host's STATE says online
         self.inference = InferenceLoop(
             site=facility.site,
             node_id=self.node_id,
@@ -144,6 +161,8 @@ class EdgeNode:
             self.http.start()
         self.session.start()  # draws the birth sequence and arms the Will before the first connect
         self.link.start()
+        if self.sparkplug is not None:
+            self.sparkplug.start()
         self.publisher.start()
         self.inference.start()
         for worker in self.workers.values():
@@ -158,6 +177,8 @@ class EdgeNode:
         self.inference.stop()
         self.publisher.stop()
         self.session.stop()  # the death goes out while the link is still up
+        if self.sparkplug is not None:
+            self.sparkplug.stop()  # its NDEATH, then its own disconnect
         self.link.stop()
         close = getattr(self.estimator, "close", None)
         if close is not None:
@@ -199,7 +220,9 @@ class EdgeNode:
 
     def health(self) -> dict[str, object]:
         """What /healthz reports; `problems` says why it is unhealthy (503)."""
-        threads = (self.inference.thread, self.publisher.thread, self.session.thread)
+        threads = [self.inference.thread, self.publisher.thread, self.session.thread]
+        if self.sparkplug is not None:
+            threads.append(self.sparkplug.thread)
         stopped = [t.name for t in threads if t.ident and not t.is_alive()]  # started, then died
         problems = [] if self._stopping.is_set() else [f"thread {name} has stopped" for name in stopped]
         link = self.link.state()
@@ -219,6 +242,8 @@ class EdgeNode:
                 "down_for_s": None if link.down_for_s is None else round(link.down_for_s, 1),
             },
             "spool_depth": self.spool.depth(),
+            "spool_held": self.publisher.held,
+            "sparkplug": None if self.sparkplug is None else self.sparkplug.status().as_dict(),
             "cameras": {cid: w.health().state.value for cid, w in self.workers.items()},
             "shadow": {flow: "running" if run.alive() else "stopped" for flow, run in shadows.items()}
             | {flow: f"failed: {error}" for flow, error in self.shadow_errors.items()},
@@ -229,6 +254,19 @@ class EdgeNode:
         self.publisher.connected()
         self.session.connected()
         self.publisher.wake()
+
+    def _primary_host(self, online: bool) -> None:
+        """Sparkplug's store and forward: hold the spool while the primary host is offline."""
+        if online:
+            log.info(
+                "edge node %s: primary host online, sending the spool (%d held)",
+                self.node_id,
+                self.spool.depth(),
+            )
+            self.publisher.release()
+        else:
+            log.warning("edge node %s: primary host offline, holding the spool", self.node_id)
+            self.publisher.hold()
 
     def _on_frame_dropped(self, camera_id: str) -> None:
         self.workers[camera_id].frames_dropped_total += 1

@@ -1,6 +1,8 @@
 """Store-and-forward, the sending half: the spool's messages go to the broker on a thread of their own.
 Live messages go out as they come; the backlog from before the current connection follows in order,
-marked historical, at a bounded rate; a row leaves the spool only on the broker's acknowledgement."""
+marked historical, at a bounded rate; a row leaves the spool only on the broker's acknowledgement.
+While held (Sparkplug's primary host is offline) nothing is sent; on release what was held is the
+backlog, as after an outage."""
 
 from __future__ import annotations
 
@@ -43,6 +45,8 @@ class SpoolPublisher:
         self._stop = threading.Event()
         self._backlog_boundary = 0
         self._reset_cursors = threading.Event()
+        self._held = threading.Event()
+        self._released = threading.Event()
         self.thread = logged_thread("edge-publish", self._loop, node_id)
 
     def start(self) -> None:
@@ -70,6 +74,22 @@ class SpoolPublisher:
         self._backlog_boundary = self.spool.last_id()
         self._reset_cursors.set()
 
+    def hold(self) -> None:
+        """Send nothing until `release()`; what is in flight still gets its acknowledgement."""
+        self._held.set()
+
+    def release(self) -> None:
+        """Send again: what the spool holds now goes as backlog (historical, at the bounded rate)."""
+        self._backlog_boundary = self.spool.last_id()
+        self._released.set()
+        self._held.clear()
+        self._wake.set()
+
+    @property
+    def held(self) -> bool:
+        """Whether sending is held."""
+        return self._held.is_set()
+
     def _loop(self) -> None:
         in_flight: dict[int, Spooled] = {}
         live_cursor = backlog_cursor = 0
@@ -88,8 +108,12 @@ class SpoolPublisher:
                     self.spool.ack(row.id)
                     self.metrics.published_bytes.labels(row.kind.value).inc(len(row.payload))
                     self.metrics.publish_seconds.observe(max(time.time() - row.created, 0.0))
-            if not self.link.connected.is_set():
+            if not self.link.connected.is_set() or self._held.is_set():
                 continue
+            if self._released.is_set():  # release() sets it before it lifts the hold
+                self._released.clear()
+                # In flight stays in flight: the backlog pass skips those rows, so none is sent twice.
+                live_cursor, backlog_cursor = max(live_cursor, self._backlog_boundary), 0
             room = MAX_IN_FLIGHT - len(in_flight)
             for row in (
                 self.spool.pending(after_id=live_cursor, limit=min(room, LIVE_BATCH)) if room > 0 else []
@@ -105,7 +129,11 @@ class SpoolPublisher:
                 rows = self.spool.pending(
                     after_id=backlog_cursor, up_to_id=self._backlog_boundary, limit=min(int(tokens), room)
                 )
+                sending = {r.id for r in in_flight.values()}
                 for row in rows:
+                    if row.id in sending:
+                        backlog_cursor = row.id
+                        continue
                     if not self._send(row, as_historical(row), in_flight):
                         break
                     backlog_cursor = row.id

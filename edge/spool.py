@@ -159,6 +159,12 @@ class Spool:
         (value,) = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
         return int(value)
 
+    def depth_by_topic(self) -> dict[str, int]:
+        """Messages waiting, per topic."""
+        with self._lock:
+            rows = self._db.execute("SELECT topic, COUNT(*) FROM outbox GROUP BY topic").fetchall()
+        return {str(topic): int(count) for topic, count in rows}
+
     @property
     def bytes(self) -> int:
         """Payload bytes waiting."""

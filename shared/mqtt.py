@@ -233,6 +233,7 @@ class MqttConnection:
         self._unacked: set[int] = set()
         self._acked_early: set[int] = set()
         self._unacked_lock = threading.Lock()
+        self._reconnecting = False  # reconnect() is ending the session on purpose
         self.handler_errors = 0
         self.receive_full_waits = 0
         self.connects = 0
@@ -292,6 +293,9 @@ class MqttConnection:
         with self._state_lock:
             self._down_since = time.monotonic()
         self._worker.start()
+        self._connect_async()
+
+    def _connect_async(self) -> None:
         properties = None
         clean_start: bool | Literal[3] = mqtt.MQTT_CLEAN_START_FIRST_ONLY
         if self.config.protocol == "5":
@@ -368,13 +372,32 @@ class MqttConnection:
                 self._unacked.add(mid)
         return mid
 
+    def reconnect(self, timeout: float = 5.0) -> None:
+        """End this session cleanly and open a new one at once, for a protocol that tells a client to
+        start over (Sparkplug, when its primary host goes offline): let queued publishes reach the
+        broker (up to `timeout`), disconnect (the broker drops the Will; `on_disconnect` runs, and may
+        set the next one), connect again. Never from paho's thread (one of this connection's callbacks):
+        it joins that thread."""
+        self._wait_published(timeout)
+        self._reconnecting = True
+        try:
+            self._client.disconnect()
+            self._client.loop_stop()
+        finally:
+            self._reconnecting = False
+        if not self._stop.is_set():
+            self._connect_async()
+
+    def _wait_published(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self._unacked and self.connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def stop(self, timeout: float = 5.0, drain: Callable[[], object] | None = None) -> None:
         """Let queued publishes reach the broker (while connected, up to `timeout`), stop handling, run
         `drain` (the consumer commits and acknowledges what it took), then disconnect cleanly (no Will).
         Messages still unacknowledged stay with the broker for the next session."""
-        deadline = time.monotonic() + timeout
-        while self._unacked and self.connected.is_set() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        self._wait_published(timeout)
         self._stop.set()
         self._worker.join(timeout)
         if drain is not None:
@@ -470,7 +493,9 @@ class MqttConnection:
             self._early_subacks.clear()
             self._unacked.clear()  # paho resends or the caller's spool does; nothing to wait for
             self._acked_early.clear()
-        if was_connected and not self._stop.is_set():
+        if self._reconnecting:
+            log.info("MQTT %s: ended the session with %s, connecting again", self.client_id, self.config.url)
+        elif was_connected and not self._stop.is_set():
             log.warning("MQTT %s: lost the connection to %s: %s", self.client_id, self.config.url, reason)
         if self._user_on_disconnect is not None:
             self._safely(self._user_on_disconnect, "on_disconnect")

@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 
 from depotwatch.embedded_broker import EmbeddedBroker
 from shared.layout import Facility, load_facility
+from tests.sparkplug import SparkplugRecorder, TahuCodec
 
 pytest_plugins = ["tests.expected_skips"]
 
@@ -177,3 +178,19 @@ def database_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Datab
 def database_url(database_factory: DatabaseFactory) -> str:
     """URL of an empty database for this test session."""
     return database_factory()
+
+
+@pytest.fixture(scope="session")
+def sparkplug_codec() -> Iterator[TahuCodec]:
+    """Eclipse Tahu's Sparkplug B codec, in one Node.js process for the session."""
+    codec = TahuCodec()
+    yield codec
+    codec.close()
+
+
+@pytest.fixture
+def sparkplug_recorder(mqtt_url: str, sparkplug_codec: TahuCodec) -> Iterator[SparkplugRecorder]:
+    """Everything published under spBv1.0/ on the test broker, from now on."""
+    recorder = SparkplugRecorder(mqtt_url, sparkplug_codec)
+    yield recorder
+    recorder.stop()

@@ -23,7 +23,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, dict[str, str]]]:
     out = tmp_path_factory.mktemp("mosquitto")
-    users = ["cloud", "recognition", "replay"] + [f"edge-bay{n}" for n in range(1, 5)]
+    users = ["cloud", "recognition", "replay", "scada"] + [f"edge-bay{n}" for n in range(1, 5)]
     passwords = {user: uuid.uuid4().hex for user in users}
     first = write_mosquitto_users(out, passwords)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -41,14 +41,22 @@ def _client(port: int, user: str, password: str) -> mqtt.Client:
     return client
 
 
-def _published_as(port: int, passwords: dict[str, str], user: str, denied: str, allowed: str) -> list[str]:
-    """Topics the cloud receives when `user` publishes to `denied`, then to `allowed`."""
+def _published_as(
+    port: int,
+    passwords: dict[str, str],
+    user: str,
+    denied: str,
+    allowed: str,
+    reader: tuple[str, str] = ("cloud", "depotwatch/v1/depot-north/#"),
+) -> list[str]:
+    """Topics the reader (the cloud unless told) receives when `user` publishes to `denied`, then to
+    `allowed`."""
     received: queue.Queue[str] = queue.Queue()
-    cloud = _client(port, "cloud", passwords["cloud"])
+    cloud = _client(port, reader[0], passwords[reader[0]])
     cloud.on_message = lambda _c, _u, message: received.put(message.topic)
     subscribed = queue.Queue[int]()
     cloud.on_subscribe = lambda *_: subscribed.put(1)
-    cloud.subscribe("depotwatch/v1/depot-north/#", qos=1)
+    cloud.subscribe(reader[1], qos=1)
     subscribed.get(timeout=5)
     publisher = _client(port, user, passwords[user])
     try:
@@ -69,6 +77,15 @@ def test_a_node_publishes_under_its_own_topics_only(site: tuple[int, dict[str, s
     other = "depotwatch/v1/depot-north/flow/prod/det/edge-bay2/T2-C1"
     # The other node's topic never reaches the cloud.
     assert _published_as(*site, "edge-bay1", denied=other, allowed=own) == [own]
+
+
+def test_a_node_publishes_sparkplug_as_its_own_node_only(site: tuple[int, dict[str, str]]) -> None:
+    own = "spBv1.0/depot-north/NBIRTH/edge-bay1"
+    other = "spBv1.0/depot-north/NBIRTH/edge-bay2"
+    scada = ("scada", "spBv1.0/depot-north/#")
+    assert _published_as(*site, "edge-bay1", denied=other, allowed=own, reader=scada) == [own]
+    facility = "spBv1.0/depot-north/DBIRTH/facility/track-T1"
+    assert _published_as(*site, "cloud", denied=other, allowed=facility, reader=scada) == [facility]
 
 
 def test_replays_go_into_the_replay_flows_never_prod(site: tuple[int, dict[str, str]]) -> None:

@@ -157,6 +157,15 @@ class WebhookCursorRow(SQLModel, table=True):
     updated_at: datetime = _utc(nullable=False)
 
 
+class CounterRow(SQLModel, table=True):
+    """A counter that must survive restarts (the Sparkplug facility node's birth sequence)."""
+
+    __tablename__ = "counters"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 class SnapshotRow(SQLModel, table=True):
     """The whole facility state at one moment, for "what was where at time t"."""
 

@@ -19,8 +19,9 @@ from pydantic import ValidationError
 
 from cloud.auth import Role, create_key
 from cloud.config import CloudConfig, OpcUaConfig, load_cloud_config
+from cloud.depot_view import DepotView
 from cloud.opcua_certificates import write_certificate
-from cloud.opcua_server import DepotView, OpcUaServer, namespace_uri
+from cloud.opcua_server import OpcUaServer, namespace_uri
 from depotwatch.embedded_broker import free_port
 from shared.errors import ConfigError, Unavailable
 from shared.layout import Facility

@@ -1,0 +1,175 @@
+"""The cloud as Sparkplug B 3.0's primary host and the facility as a Sparkplug edge node, checked on a
+real broker with Eclipse Tahu's decoder: the retained STATE (online, and offline by its Will when the
+cloud's connection dies), the facility's births and report by exception from the live state, Rebirth,
+and the bdSeq/seq rules."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from cloud.auth import Role, create_key
+from cloud.config import SparkplugConfig
+from cloud.sparkplug_facility import station_device, track_device
+from shared.layout import Facility
+from tests.cloud.test_api import Server, _publish_locomotive
+from tests.conftest import DatabaseFactory
+from tests.edge.test_sparkplug import _seqs_are_consecutive
+from tests.sparkplug import (
+    SparkplugRecorder,
+    TahuCodec,
+    metric_types,
+    metric_values,
+    now_ms,
+    publish_raw,
+    retained,
+)
+from tests.tcp_proxy import TcpProxy
+from tests.waiting import wait_until
+
+
+@pytest.fixture
+def codec(sparkplug_codec: TahuCodec) -> TahuCodec:
+    return sparkplug_codec
+
+
+@pytest.fixture
+def recorder(sparkplug_recorder: SparkplugRecorder) -> SparkplugRecorder:
+    return sparkplug_recorder
+
+
+def _ids() -> tuple[str, str]:
+    tag = uuid.uuid4().hex[:6]
+    return f"host-{tag}", f"facility-{tag}"
+
+
+def _state(url: str, host: str) -> dict[str, Any] | None:
+    payload = retained(url, f"spBv1.0/STATE/{host}")
+    return None if payload is None else json.loads(payload)
+
+
+def _device(recorder: SparkplugRecorder, node: str, kind: str, device: str) -> list[dict[str, Any]]:
+    return [
+        recorder.codec.decode(m.payload) for m in recorder.of(kind, node) if m.topic.endswith(f"/{device}")
+    ]
+
+
+def test_the_facility_is_born_reported_by_exception_and_the_state_goes_offline_on_stop(
+    database_factory: DatabaseFactory,
+    mqtt_url: str,
+    facility: Facility,
+    recorder: SparkplugRecorder,
+    codec: TahuCodec,
+) -> None:
+    host, node = _ids()
+    started = now_ms()
+    sparkplug = SparkplugConfig(enabled=True, host_id=host, node_id=node, interval_s=0.3)
+    server = Server(database_factory(), mqtt_url, facility, sparkplug=sparkplug)
+    try:
+        online = wait_until(lambda: (s := _state(mqtt_url, host)) and s["online"] and s, 10, "STATE online")
+        devices = len(facility.tracks) + len(facility.stations)
+        wait_until(lambda: len(recorder.of("DBIRTH", node)) >= devices, 10, "a DBIRTH per track and station")
+        _publish_locomotive(mqtt_url, facility)
+        viewer = create_key(server.service.engine, Role.VIEWER, "scada test")
+
+        def settled() -> dict[str, Any] | None:
+            locos = server.call("/api/state", viewer)[1]["tracks"][0]["locos"]
+            return locos[0] if locos and locos[0]["end_seen"] and locos[0]["start_seen"] else None
+
+        loco = wait_until(settled, 10, "the locomotive fused")
+        head = f"Locomotives/{loco['loco_id']}/Head m"
+
+        def reported() -> dict[str, Any] | None:
+            births = _device(recorder, node, "DBIRTH", track_device("T1"))
+            values = metric_values(births[-1]) if births else {}
+            return values if values.get(head) == pytest.approx(loco["end_m"], abs=0.01) else None
+
+        track = wait_until(reported, 10, "T1 born again with the locomotive")
+        station = loco["station"]
+        assert station, "the staged locomotive stands at no station"
+        wait_until(
+            lambda: any(
+                metric_values(d).get("Occupied By") == loco["loco_id"]
+                for d in _device(recorder, node, "DDATA", station_device(station))
+            ),
+            10,
+            f"a DDATA of {station} occupied by the locomotive",
+        )
+        rebirth = codec.encode(
+            {
+                "timestamp": now_ms(),
+                "metrics": [{"name": "Node Control/Rebirth", "type": "Boolean", "value": True}],
+            }
+        )
+        publish_raw(mqtt_url, f"spBv1.0/{facility.site}/NCMD/{node}", rebirth)
+        wait_until(lambda: len(recorder.of("NBIRTH", node)) >= 2, 10, "the rebirth")
+    finally:
+        server.stop()
+    offline = wait_until(lambda: (s := _state(mqtt_url, host)) and not s["online"] and s, 10, "STATE offline")
+    wait_until(lambda: recorder.of("NDEATH", node), 5, "the facility's NDEATH")
+
+    assert online["timestamp"] >= started and offline["timestamp"] == online["timestamp"]
+    assert track["Occupied"] is True and track["Locomotive Count"] == 1
+    assert track[f"Locomotives/{loco['loco_id']}/Tail m"] == pytest.approx(loco["start_m"], abs=0.01)
+    assert track[f"Locomotives/{loco['loco_id']}/Station"] == station
+    assert track[f"Locomotives/{loco['loco_id']}/Number"] is None  # not read yet: a null metric
+    types = metric_types(_device(recorder, node, "DBIRTH", track_device("T1"))[-1])
+    assert types[head] == "Double" and types[f"Locomotives/{loco['loco_id']}/Since"] == "DateTime"
+    births = [codec.decode(m.payload) for m in recorder.of("NBIRTH", node)]
+    death = codec.decode(recorder.of("NDEATH", node)[-1].payload)
+    assert (
+        metric_values(births[0])["bdSeq"]
+        == metric_values(births[1])["bdSeq"]
+        == metric_values(death)["bdSeq"]
+    )
+    assert metric_values(births[0])["Properties/Site"] == facility.site
+    assert not _seqs_are_consecutive(recorder.sequence(node))
+    assert not [d for d in _device(recorder, node, "DDATA", track_device("T2")) if d["metrics"]], (
+        "DDATA for a track where nothing changed"
+    )
+
+
+def test_the_host_s_will_says_offline_when_its_connection_dies_and_it_comes_back_newer(
+    database_factory: DatabaseFactory,
+    mqtt_url: str,
+    facility: Facility,
+    recorder: SparkplugRecorder,
+    codec: TahuCodec,
+) -> None:
+    parts = urlsplit(mqtt_url)
+    proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 1883)).start()
+    host, node = _ids()
+    sparkplug = SparkplugConfig(enabled=True, host_id=host, node_id=node)
+    server = Server(database_factory(), f"mqtt://127.0.0.1:{proxy.port}", facility, sparkplug=sparkplug)
+    try:
+        first = wait_until(lambda: (s := _state(mqtt_url, host)) and s["online"] and s, 10, "STATE online")
+        wait_until(lambda: recorder.of("NBIRTH", node), 10, "the facility's NBIRTH")
+        proxy.set_mode("reset")  # the cloud's connections die without a DISCONNECT
+        will = wait_until(lambda: (s := _state(mqtt_url, host)) and not s["online"] and s, 15, "the Will")
+        wait_until(lambda: recorder.of("NDEATH", node), 15, "the facility's Will, an NDEATH")
+        proxy.set_mode("forward")
+        again = wait_until(
+            lambda: (
+                (s := _state(mqtt_url, host)) and s["online"] and s["timestamp"] > first["timestamp"] and s
+            ),
+            40,
+            "STATE online again, of a newer session",
+        )
+        wait_until(lambda: len(recorder.of("NBIRTH", node)) >= 2, 40, "the facility born again")
+    finally:
+        server.stop()
+        proxy.stop()
+    # The Will of the session that said online; a reconnect attempt whose CONNECT reached the broker
+    # before the proxy reset it may leave a later one retained.
+    offline = [json.loads(m.payload) for m in recorder.of("STATE") if m.topic.endswith(f"/{host}")]
+    assert {"online": False, "timestamp": first["timestamp"]} in offline
+    assert first["timestamp"] <= will["timestamp"] < again["timestamp"]
+    births = [codec.decode(m.payload) for m in recorder.of("NBIRTH", node)]
+    death = codec.decode(recorder.of("NDEATH", node)[0].payload)
+    assert metric_values(death)["bdSeq"] == metric_values(births[0])["bdSeq"]
+    # One more per CONNECT sent: reconnect attempts the proxy reset count too.
+    assert metric_values(births[1])["bdSeq"] > metric_values(births[0])["bdSeq"]
