@@ -394,6 +394,11 @@ class CloudConfig(FileSettings):
         for name, hook in self.webhooks.items():
             if hook.flow not in self.flows:
                 raise ValueError(f"webhooks.{name}.flow: {hook.flow!r} is not one of the flows")
+        if self.sparkplug.enabled and self.ingest.shared_group:
+            # Replicas would each be the primary host and the facility node, contradicting each other.
+            raise ValueError(
+                "sparkplug.enabled: not with ingest.shared_group (replicas); run Sparkplug from one cloud"
+            )
         return self
 
     def reading_flows(self, flow: str) -> list[str]:

@@ -169,7 +169,9 @@ class StateStore:
             rows = session.exec(
                 select(ObservationRow).order_by(col(ObservationRow.id).desc()).limit(limit)
             ).all()
-        return [(r.flow, r.node_id, r.seq, UUID(r.observation_id), _observation(r)) for r in reversed(rows)]
+        return [
+            (r.flow, r.node_id, r.seq, UUID(r.observation_id), stored_observation(r)) for r in reversed(rows)
+        ]
 
     def identities(self) -> list[IdentityRow]:
         """Every settled identity (for the vote counts to resume after a restart)."""
@@ -307,11 +309,11 @@ class StateStore:
         return PastInputs(
             at=at,
             locos=[moved_to(loco, positions.get(loco.loco_id, [])) for loco in locos.values()],
-            observations=[_observation(row) for row in rows],
+            observations=[stored_observation(row) for row in rows],
         )
 
 
-def _observation(row: ObservationRow) -> Observation:
+def stored_observation(row: ObservationRow) -> Observation:
     """A stored detection as the estimator takes it; an extent that is not finite numbers (stored
     before the contract refused them) is left out rather than break every recomputation."""
     extents = (SeenExtent(**extent) for extent in row.extents)

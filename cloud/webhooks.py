@@ -38,6 +38,7 @@ from shared.errors import ConfigIssue
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Depotwatch-Signature"
+TIMESTAMP_HEADER = "X-Depotwatch-Timestamp"
 EVENT_HEADER = "X-Depotwatch-Event-Id"
 ATTEMPT_HEADER = "X-Depotwatch-Attempt"
 USER_AGENT = "depotwatch-webhooks/1"
@@ -62,9 +63,12 @@ class WebhookEvent(EventPublic):
     number: str | None = None
 
 
-def signature(secret: str, body: bytes) -> str:
-    """The X-Depotwatch-Signature of a body: `sha256=` and the hex HMAC-SHA256 of the body's bytes."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The X-Depotwatch-Signature of a POST: `sha256=` and the hex HMAC-SHA256 of its timestamp (the
+    X-Depotwatch-Timestamp, UNIX seconds), a dot and the body's bytes. Signing the time too lets a
+    receiver refuse a captured request replayed later."""
+    signed = f"{timestamp}.".encode() + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
 def wanted(hook: WebhookConfig, row: EventRow) -> bool:
@@ -285,7 +289,8 @@ class WebhookSender:
             headers={
                 "Content-Type": "application/json",
                 "User-Agent": USER_AGENT,
-                SIGNATURE_HEADER: signature(self._secret, body),
+                TIMESTAMP_HEADER: str(now := int(time.time())),
+                SIGNATURE_HEADER: signature(self._secret, now, body),
                 EVENT_HEADER: str(event_id),
                 ATTEMPT_HEADER: str(attempt),
             },

@@ -118,7 +118,7 @@ class SpoolPublisher:
             for row in (
                 self.spool.pending(after_id=live_cursor, limit=min(room, LIVE_BATCH)) if room > 0 else []
             ):
-                if not self._send(row, row.payload, in_flight):
+                if self._held.is_set() or not self._send(row, row.payload, in_flight):
                     break
                 live_cursor = row.id
             now = time.monotonic()
@@ -134,7 +134,7 @@ class SpoolPublisher:
                     if row.id in sending:
                         backlog_cursor = row.id
                         continue
-                    if not self._send(row, as_historical(row), in_flight):
+                    if self._held.is_set() or not self._send(row, as_historical(row), in_flight):
                         break
                     backlog_cursor = row.id
                     tokens -= 1

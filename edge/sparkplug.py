@@ -5,6 +5,8 @@ the JSON detections back, as Sparkplug's store and forward asks."""
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Callable, Mapping
 
 from edge.capture import CameraWorker
@@ -21,6 +23,32 @@ from shared.topics import parse_topic
 
 # Frame rates are reported to this step, so that jitter is not a DDATA every second.
 FPS_STEP = 0.5
+# The spool is counted per camera at most this often: the count scans it under the lock that the
+# inference loop's writes take too, and while the primary host is offline it grows on purpose.
+SPOOL_COUNT_EVERY_S = 10.0
+
+
+class SpoolCounts:
+    """What the spool holds per camera, counted again once the last count is `max_age_s` old."""
+
+    def __init__(self, spool: Spool, max_age_s: float = SPOOL_COUNT_EVERY_S) -> None:
+        self.spool = spool
+        self.max_age_s = max_age_s
+        self._counted: tuple[float, dict[str, int]] | None = None
+
+    def per_camera(self) -> dict[str, int]:
+        """Messages waiting per camera id ("" for those of no camera)."""
+        now = time.monotonic()
+        if self._counted is None or now - self._counted[0] >= self.max_age_s:
+            waiting: dict[str, int] = {}
+            for topic, count in self.spool.depth_by_topic().items():
+                try:
+                    camera = parse_topic(topic).camera or ""
+                except ContractError:
+                    camera = ""
+                waiting[camera] = waiting.get(camera, 0) + count
+            self._counted = (now, waiting)
+        return self._counted[1]
 
 
 def camera_node(
@@ -40,7 +68,7 @@ def camera_node(
         client_id=f"depotwatch-edge-{node_id}-sparkplug",
         group_id=config.group_id or site,
         node_id=node_id,
-        report=lambda: camera_report(workers, spool),
+        report=functools.partial(camera_report, workers, spool, SpoolCounts(spool)),
         next_bd_seq=lambda: spool.next_counter("sparkplug_bd_seq"),
         primary_host_id=host,
         interval_s=config.interval_s,
@@ -48,9 +76,9 @@ def camera_node(
     )
 
 
-def camera_report(workers: Mapping[str, CameraWorker], spool: Spool) -> NodeReport:
+def camera_report(workers: Mapping[str, CameraWorker], spool: Spool, counts: SpoolCounts) -> NodeReport:
     """The node's and its cameras' metrics now."""
-    waiting = _waiting_per_camera(spool)
+    waiting = counts.per_camera()
     devices = {}
     online = 0
     for camera_id, worker in sorted(workers.items()):
@@ -67,23 +95,12 @@ def camera_report(workers: Mapping[str, CameraWorker], spool: Spool) -> NodeRepo
         )
     node = metrics(
         Metric("Properties/Software Version", DataType.STRING, __version__),
-        Metric("Spool Depth", DataType.UINT64, sum(waiting.values())),
+        Metric("Spool Depth", DataType.UINT64, spool.depth()),
         Metric("Spool Dropped", DataType.UINT64, sum(spool.dropped.values())),
         Metric("Cameras Online", DataType.INT32, online),
         Metric("Cameras Total", DataType.INT32, len(workers)),
     )
     return NodeReport(node, devices)
-
-
-def _waiting_per_camera(spool: Spool) -> dict[str, int]:
-    waiting: dict[str, int] = {}
-    for topic, count in spool.depth_by_topic().items():
-        try:
-            camera = parse_topic(topic).camera or ""
-        except ContractError:
-            camera = ""
-        waiting[camera] = waiting.get(camera, 0) + count
-    return waiting
 
 
 def _step(fps: float) -> float:

@@ -297,7 +297,9 @@ class MqttConnection:
 
     def _connect_async(self) -> None:
         properties = None
-        clean_start: bool | Literal[3] = mqtt.MQTT_CLEAN_START_FIRST_ONLY
+        # MQTT 5 only (3.1.1 takes clean_session from the client): a session that is not kept starts
+        # clean on every connect, reconnects included (as Sparkplug asks of its clients).
+        clean_start: bool | Literal[3] = True
         if self.config.protocol == "5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.ReceiveMaximum = RECEIVE_MAXIMUM
@@ -372,12 +374,13 @@ class MqttConnection:
                 self._unacked.add(mid)
         return mid
 
-    def reconnect(self, timeout: float = 5.0) -> None:
+    def reconnect(self, timeout: float = 5.0, connect_again: Callable[[], bool] = lambda: True) -> None:
         """End this session cleanly and open a new one at once, for a protocol that tells a client to
         start over (Sparkplug, when its primary host goes offline): let queued publishes reach the
         broker (up to `timeout`), disconnect (the broker drops the Will; `on_disconnect` runs, and may
-        set the next one), connect again. Never from paho's thread (one of this connection's callbacks):
-        it joins that thread."""
+        set the next one), connect again unless stopped meanwhile or `connect_again()` says no (its
+        owner is stopping). Never from paho's thread (one of this connection's callbacks): it joins that
+        thread."""
         self._wait_published(timeout)
         self._reconnecting = True
         try:
@@ -385,7 +388,7 @@ class MqttConnection:
             self._client.loop_stop()
         finally:
             self._reconnecting = False
-        if not self._stop.is_set():
+        if not self._stop.is_set() and connect_again():
             self._connect_async()
 
     def _wait_published(self, timeout: float) -> None:

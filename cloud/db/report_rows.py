@@ -4,14 +4,17 @@ in the facility during a period, and their settled identities."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from cloud.db.models import EventRow, IdentityRow, LocomotiveRow, PositionRow
-from cloud.fse import EventKind
+from cloud.backlog_replay import HANDOVER, backlog_windows, corrected, replay
+from cloud.db.models import EventRow, IdentityRow, LocomotiveRow, ObservationRow, PositionRow
+from cloud.fse import EventKind, FseSettings, Observation
 from cloud.reports import Stood
+from cloud.state_store import StateStore, stored_observation
+from shared.layout import Facility
 
 
 @dataclass(frozen=True)
@@ -56,3 +59,61 @@ def report_inputs(engine: Engine, flow: str, start: datetime, end: datetime) -> 
             for row in session.exec(select(IdentityRow).where(col(IdentityRow.loco_id).in_(chunk))):
                 identities[row.loco_id] = (row.series, row.plate)
         return ReportInputs(stood, departures, identities)
+
+
+def historical_times(engine: Engine, flow: str, start: datetime, end: datetime) -> list[tuple[str, datetime]]:
+    """(track, capture time) of the flow's detections that arrived as backlog, captured in [start, end)."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(ObservationRow.track_id, ObservationRow.captured_at).where(
+                ObservationRow.flow == flow,
+                col(ObservationRow.historical).is_(True),
+                col(ObservationRow.captured_at) >= start,
+                col(ObservationRow.captured_at) < end,
+            )
+        ).all()
+    return [(track_id, at) for track_id, at in rows]
+
+
+def observations_of(
+    engine: Engine, flow: str, camera_ids: list[str], after: datetime, up_to: datetime
+) -> list[Observation]:
+    """The flow's stored observations of the cameras captured in (after, up_to], oldest first."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(ObservationRow)
+            .where(
+                ObservationRow.flow == flow,
+                col(ObservationRow.camera_id).in_(camera_ids),
+                col(ObservationRow.captured_at) > after,
+                col(ObservationRow.captured_at) <= up_to,
+            )
+            .order_by(col(ObservationRow.captured_at))
+        ).all()
+    return [stored_observation(row) for row in rows]
+
+
+def replayed_inputs(
+    engine: Engine,
+    flow: str,
+    start: datetime,
+    end: datetime,
+    facility: Facility,
+    settings: FseSettings,
+    step: timedelta,
+) -> ReportInputs:
+    """`report_inputs` with every window the flow knows only from backlog replayed from the stored
+    observations (cloud.backlog_replay), stepping by `step`."""
+    inputs = report_inputs(engine, flow, start, end)
+    windows = backlog_windows(historical_times(engine, flow, start - HANDOVER, end))
+    if not windows:
+        return inputs
+    store = StateStore(engine, flow)
+    replays = []
+    for window in windows:
+        past = store.past(window.start, settings.max_age)
+        cameras = list(facility.cameras_on_track(window.track_id))
+        seen = observations_of(engine, flow, cameras, window.start - settings.max_age, window.handover)
+        replays.append(replay(facility, window, past.locos if past else [], seen, step, settings))
+    stood, departures = corrected(inputs.stood, inputs.departures, replays)
+    return ReportInputs(stood, departures, inputs.identities)

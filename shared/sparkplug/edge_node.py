@@ -112,6 +112,8 @@ class SparkplugEdgeNode:
         self._seq = 0
         self._born: NodeReport | None = None  # what the subscribers know, since the last birth
         self._host: HostState | None = None  # the newest STATE seen
+        self._session_up = False  # this thread handled the connect of the current session
+        self._host_heard = False  # a STATE arrived in the current session
         self._events: queue.SimpleQueue[tuple[_Event, object]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self.link = MqttConnection(
@@ -218,17 +220,23 @@ class SparkplugEdgeNode:
                 continue
             if time.monotonic() >= next_poll:
                 next_poll = time.monotonic() + self.interval_s
-                if self._born is not None and self.link.connected.is_set():
+                if not self.link.connected.is_set():
+                    continue
+                if self._born is not None:
                     self._safely(self._report_changes)
+                elif self._may_birth():  # a birth that failed (a report that raised) is tried again
+                    self._safely(self._birth)
 
     def _handle(self, kind: _Event, value: object) -> None:
         match kind:
             case _Event.CONNECTED:
-                if self.primary_host_id is None:
+                self._session_up = True
+                if self._may_birth():
                     self._safely(self._birth)
                 # else: the STATE, retained, arrives with the renewed subscription
             case _Event.DISCONNECTED:
-                self._born = None  # only this thread writes it, so a pass under way cannot undo this
+                # Only this thread writes these, so a pass under way cannot undo it.
+                self._born, self._session_up, self._host_heard = None, False, False
             case _Event.HOST if isinstance(value, HostState):
                 self._host_state(value)
             case _Event.REBIRTH:
@@ -242,6 +250,7 @@ class SparkplugEdgeNode:
             return
         was_online = self.host_online
         self._host = state
+        self._host_heard = True
         if was_online != state.online:
             log.info(
                 "Sparkplug node %s: primary host %s is %s",
@@ -252,13 +261,21 @@ class SparkplugEdgeNode:
             callback = self._on_host
             if callback is not None:
                 self._safely(lambda: callback(state.online))
-        if state.online and self._born is None and self.link.connected.is_set():
+        if self._born is None and self._may_birth():
             self._safely(self._birth)
         elif not state.online and self._born is not None:
             # The specification: publish the NDEATH, disconnect, and start over (waiting for the host).
             self._publish_death()
             self._born = None
-            self.link.reconnect(DEATH_TIMEOUT_S)  # queues DISCONNECTED, then CONNECTED
+            # Queues DISCONNECTED, then CONNECTED; no new session once stopping (its Will is not armed).
+            self.link.reconnect(DEATH_TIMEOUT_S, connect_again=lambda: not self._stop.is_set())
+
+    def _may_birth(self) -> bool:
+        """Whether this session may be born: it is up and, with a primary host, a STATE heard in it
+        says the host is online."""
+        if not self._session_up or not self.link.connected.is_set():
+            return False
+        return self.primary_host_id is None or (self._host_heard and self.host_online)
 
     def _birth(self) -> None:
         report = self._report()

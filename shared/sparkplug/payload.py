@@ -114,11 +114,26 @@ def decode_payload(data: bytes) -> Payload:
     )
 
 
+# The datatype a metric's value field implies, for a metric sent without one: the specification asks
+# hosts not to repeat datatypes in NCMD and DCMD (the birth declared them).
+_BY_FIELD = {
+    "boolean_value": DataType.BOOLEAN,
+    "string_value": DataType.STRING,
+    "double_value": DataType.DOUBLE,
+    "float_value": DataType.DOUBLE,
+    "int_value": DataType.INT32,
+    "long_value": DataType.INT64,
+}
+
+
 def _decode_metric(metric: pb.Payload.Metric) -> Metric:
     try:
         datatype = DataType(metric.datatype)
     except ValueError:
-        return Metric(metric.name, DataType.STRING, None)
+        implied = _BY_FIELD.get(metric.WhichOneof("value") or "")
+        if implied is None or metric.datatype != pb.Unknown:
+            return Metric(metric.name, DataType.STRING, None)
+        datatype = implied
     if metric.is_null:
         return Metric(metric.name, datatype, None)
     value: MetricValue
@@ -128,7 +143,7 @@ def _decode_metric(metric: pb.Payload.Metric) -> Metric:
         case DataType.STRING:
             value = metric.string_value
         case DataType.DOUBLE:
-            value = metric.double_value
+            value = metric.float_value if metric.WhichOneof("value") == "float_value" else metric.double_value
         case DataType.INT32:
             value = metric.int_value - (1 << 32) if metric.int_value >> 31 else metric.int_value
         case DataType.INT64:

@@ -116,3 +116,16 @@ def test_the_workbenchs_lpe_folder_fails_at_start_when_missing_or_its_envelope_m
         load_cloud_config(REPO / "examples" / "cloud.yaml")
     [issue] = info.value.issues
     assert issue.key == "calibration.lpe_model_dir" and "height_m" in issue.message, issue
+
+
+def test_sparkplug_is_refused_beside_replicas_naming_the_key(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO / "examples" / "cloud.yaml").read_text())
+    data["sparkplug"] = {"enabled": True}
+    path = tmp_path / "cloud.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert load_cloud_config(path).sparkplug.enabled
+    data["ingest"] = {"shared_group": "cloud"}
+    data["broker"] = {"protocol": "5"}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=re.escape("sparkplug.enabled: not with ingest.shared_group")):
+        load_cloud_config(path)

@@ -6,8 +6,11 @@ the simulator had each locomotive."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import json
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,14 +21,16 @@ import pytest
 from sqlalchemy import Engine, text
 
 from cloud.auth import Role, create_key
+from cloud.db.bulk import insert_observations
 from cloud.db.engine import open_database
 from cloud.db.report_rows import report_inputs
-from cloud.fse import FacilityStateEstimator, FseSettings
+from cloud.fse import FacilityStateEstimator, FseSettings, Observation
 from cloud.grafana.dashboards import STATIONS_SQL, VISITS_SQL
+from cloud.reports import visits
 from cloud.state_store import StateStore, Update
 from shared.layout import Facility
 from sim.scenario import Scenario
-from sim.world import World
+from sim.world import LocoState, World
 from tests import factories
 from tests.cloud.test_api import Server
 from tests.cloud.test_fse import START, STEP_S, observations, visible_truth
@@ -47,58 +52,120 @@ class TrueVisit:
     left: datetime | None
 
 
-def _fuse_a_day(facility: Facility, engine: Engine) -> list[TrueVisit]:
+@dataclass(frozen=True)
+class Outage:
+    """A span in which a node's detections reach the cloud only later, as its backlog."""
+
+    node_id: str
+    start: datetime
+    end: datetime
+
+
+def _fuse_a_day(
+    facility: Facility,
+    engine: Engine,
+    hours: float = HOURS,
+    restart: bool = True,
+    outage: Outage | None = None,
+) -> list[TrueVisit]:
     """Fuse and store a simulated day (restarting the estimator from the database at noon); returns
-    the simulator's visits of the stations (where each visible locomotive's true extent put it)."""
-    world = World(facility, Scenario(seed=12, horizon_h=HOURS))
+    the simulator's visits of the stations (where each visible locomotive's true extent put it).
+
+    With an outage, the estimator fuses nothing of the node's cameras during it (the live estimator
+    does not, and ignores the backlog when it comes), while the database stores those observations as
+    the ingest does: marked historical, with the live ones of the node's cameras around the outage."""
+    world = World(facility, Scenario(seed=12, horizon_h=hours))
     rng = np.random.default_rng(3)
     store = StateStore(engine)
     fse = FacilityStateEstimator(facility, store.id_factory())
-    open_runs: dict[str, TrueVisit] = {}
-    done: list[TrueVisit] = []
+    truth = Truth(facility)
     batch: list[Update] = []
-    steps = int(HOURS * 3600 / STEP_S)
+    stored: list[dict[str, Any]] = []
+    cut = set(facility.cameras_of_node(outage.node_id)) if outage else set()
+    around = timedelta(minutes=5)
+    steps = int(hours * 3600 / STEP_S)
     for k in range(steps):
         at = START + timedelta(seconds=k * STEP_S)
-        if k == steps // 2:  # a restart: what was saved is all the new estimator knows
+        if restart and k == steps // 2:  # a restart: what was saved is all the new estimator knows
             store.save_updates(batch)
             batch = []
             store = StateStore(engine)
             fse = FacilityStateEstimator(facility, store.id_factory())
             fse.restore(store.present())
         locos = world.locos_at(k * STEP_S)
+        down = outage is not None and outage.start <= at < outage.end
         for observation in observations(facility, locos, at, rng):
-            fse.observe(observation)
+            if observation.camera_id in cut and outage and outage.start - around <= at < outage.end + around:
+                stored.append(_stored(facility, observation, k, historical=down))
+            if not (down and observation.camera_id in cut):
+                fse.observe(observation)
         batch.append(Update(at, fse.locos(), fse.update(at)))
         if len(batch) >= 500:
             store.save_updates(batch)
             batch = []
+        truth.step(at, locos)
+    store.save_updates(batch)
+    if stored:
+        with engine.begin() as connection:
+            insert_observations(connection, stored)
+    return truth.visits(START + timedelta(hours=hours))
+
+
+class Truth:
+    """The simulator's visits of the stations: where each visible locomotive's true extent put it."""
+
+    def __init__(self, facility: Facility) -> None:
+        self.facility = facility
+        self.open_runs: dict[str, TrueVisit] = {}
+        self.done: list[TrueVisit] = []
+
+    def step(self, at: datetime, locos: list[LocoState]) -> None:
         now_at: dict[str, str] = {}
-        for state in visible_truth(facility, locos):
+        for state in visible_truth(self.facility, locos):
             # The estimator's rule on the true extent: a station kept until another overlaps it more.
-            kept = open_runs[state.loco.plate].station if state.loco.plate in open_runs else None
-            station = facility.station_at(state.track_id, state.start_m, state.end_m, kept, MARGIN_M)
+            kept = self.open_runs[state.loco.plate].station if state.loco.plate in self.open_runs else None
+            station = self.facility.station_at(state.track_id, state.start_m, state.end_m, kept, MARGIN_M)
             if station is not None:
                 now_at[state.loco.plate] = station
-        for plate, run in list(open_runs.items()):
+        for plate, run in list(self.open_runs.items()):
             if now_at.get(plate) != run.station:
                 run.left = at
-                done.append(open_runs.pop(plate))
+                self.done.append(self.open_runs.pop(plate))
         for plate, station in now_at.items():
-            open_runs.setdefault(plate, TrueVisit(plate, station, at, None))
-    store.save_updates(batch)
-    end = START + timedelta(hours=HOURS)
-    visits = done + list(open_runs.values())
-    return [v for v in visits if ((v.left or end) - v.arrived).total_seconds() >= MIN_DWELL_S]
+            self.open_runs.setdefault(plate, TrueVisit(plate, station, at, None))
+
+    def visits(self, end: datetime) -> list[TrueVisit]:
+        visits = self.done + list(self.open_runs.values())
+        return [v for v in visits if ((v.left or end) - v.arrived).total_seconds() >= MIN_DWELL_S]
 
 
-@pytest.fixture(scope="module")
-def reported_day(
-    database_factory: DatabaseFactory, mqtt_url: str, facility: Facility
+def _stored(facility: Facility, observation: Observation, k: int, *, historical: bool) -> dict[str, Any]:
+    """An observation as the ingest stores its detection."""
+    camera = facility.cameras[observation.camera_id]
+    return {
+        "observation_id": str(uuid.uuid4()),
+        "node_id": camera.node,
+        "camera_id": observation.camera_id,
+        "track_id": camera.track,
+        "flow": "prod",
+        "seq": k * 100 + sorted(facility.cameras).index(observation.camera_id),
+        "model": "lpe:2.0.0",
+        "captured_at": observation.at,
+        "received_at": observation.at,
+        "historical": historical,
+        "camera_state": "online",
+        "view_start_m": camera.view.start_m,
+        "view_end_m": camera.view.end_m,
+        "extents": json.dumps([dataclasses.asdict(e) for e in observation.extents]),
+    }
+
+
+def _serve_a_day(
+    database_factory: DatabaseFactory, mqtt_url: str, facility: Facility, **day: Any
 ) -> Iterator[tuple[Server, str, list[TrueVisit]]]:
     url = database_factory()
     engine = open_database(url)
-    truth = _fuse_a_day(facility, engine)
+    truth = _fuse_a_day(facility, engine, **day)
     engine.dispose()
     # The simulated day is months ago: kept, not purged as older than the retention.
     server = Server(url, mqtt_url, facility, retention_days=3650)
@@ -108,15 +175,81 @@ def reported_day(
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def reported_day(
+    database_factory: DatabaseFactory, mqtt_url: str, facility: Facility
+) -> Iterator[tuple[Server, str, list[TrueVisit]]]:
+    yield from _serve_a_day(database_factory, mqtt_url, facility)
+
+
+OUTAGE = Outage("edge-bay4", START + timedelta(hours=1.3), START + timedelta(hours=2.5))
+OUTAGE_HOURS = 4.0
+
+
+@pytest.fixture(scope="module")
+def outage_day(
+    database_factory: DatabaseFactory, mqtt_url: str, facility: Facility
+) -> Iterator[tuple[Server, str, list[TrueVisit]]]:
+    """A shorter day in which edge-bay4 (track T4) lost its link for 72 minutes: a locomotive left
+    T4-A and another arrived there in the meantime, both known to the cloud only from the backlog."""
+    yield from _serve_a_day(
+        database_factory, mqtt_url, facility, hours=OUTAGE_HOURS, restart=False, outage=OUTAGE
+    )
+
+
+def test_a_period_known_only_from_an_edges_backlog_is_reported_as_it_was(
+    outage_day: tuple[Server, str, list[TrueVisit]], facility: Facility
+) -> None:
+    server, key, truth = outage_day
+    t4 = set(facility.stations_on_track("T4"))
+    true = sorted((v for v in truth if v.station in t4), key=lambda v: (v.station, v.arrived))
+    within = [
+        v
+        for v in true
+        if OUTAGE.start < v.arrived < OUTAGE.end
+        or OUTAGE.start < (v.left or START + timedelta(hours=OUTAGE_HOURS)) < OUTAGE.end
+    ]
+    assert len(within) >= 2, "the outage holds an arrival and a departure at T4's stations"
+
+    status, report = server.call(f"/api/reports/dwell?{_period(OUTAGE_HOURS)}", key)
+    assert status == 200
+    mine = sorted(
+        (v for v in report["visits"] if v["station"] in t4), key=lambda v: (v["station"], v["arrived"])
+    )
+    assert len(mine) == len(true), (mine, true)
+    for got, want in zip(mine, true, strict=True):
+        for end in ("arrived", "left"):
+            got_s = _seconds(got, end, OUTAGE_HOURS)
+            assert abs(got_s - _seconds(want, end, OUTAGE_HOURS)) <= DWELL_TOLERANCE_S, (got, want)
+    # The live estimator, blind meanwhile, took the newcomer for the one that had left: two visits
+    # under two ids, not one.
+    assert len({v["loco_id"] for v in mine if v["station"] == "T4-A"}) == 2
+
+    # What the live estimator recorded puts those ends where the cameras were heard again.
+    engine = server.service.engine
+    end = START + timedelta(hours=OUTAGE_HOURS)
+    inputs = report_inputs(engine, "prod", START, end)
+    live = [
+        v
+        for v in visits(inputs.stood, inputs.departures, START, end, timedelta(seconds=MIN_DWELL_S))
+        if v.station in t4
+    ]
+    worst = max(
+        min(abs(((v.left or end) - (w.left or end)).total_seconds()) for v in live if v.station == w.station)
+        for w in within
+    )
+    assert worst > 30 * 60, "the live positions alone already had the backlog period right"
+
+
 def _period(hours: float = HOURS) -> str:
     end = START + timedelta(hours=hours)
     return f"from={START.isoformat().replace('+00:00', 'Z')}&to={end.isoformat().replace('+00:00', 'Z')}"
 
 
-def _seconds(visit: dict[str, Any] | TrueVisit, key: str) -> float:
+def _seconds(visit: dict[str, Any] | TrueVisit, key: str, hours: float = HOURS) -> float:
     value = getattr(visit, key) if isinstance(visit, TrueVisit) else visit[key]
     if value is None:
-        return (START + timedelta(hours=HOURS)).timestamp()
+        return (START + timedelta(hours=hours)).timestamp()
     return (value if isinstance(value, datetime) else datetime.fromisoformat(value)).timestamp()
 
 

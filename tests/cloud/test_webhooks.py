@@ -32,6 +32,7 @@ from cloud.webhooks import (
     ATTEMPT_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
     WebhookSender,
     shown_url,
     unknown_tracks,
@@ -183,8 +184,10 @@ def test_events_arrive_signed_in_order_through_refusals_an_outage_and_a_restart(
     )
     assert bodies[4]["node_id"] == "edge-bay3" and "power cut" in bodies[4]["detail"]
     for headers, body in receiver.taken:
-        expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        stamp = headers[TIMESTAMP_HEADER]
+        expected = hmac.new(SECRET.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(headers[SIGNATURE_HEADER], f"sha256={expected}")
+        assert abs(time.time() - int(stamp)) < 300, "signed at another time than sent"
         assert headers[EVENT_HEADER] == str(json.loads(body)["id"])
         assert headers["Content-Type"] == "application/json"
     assert receiver.taken[0][0][ATTEMPT_HEADER] == "3"  # after the two refusals

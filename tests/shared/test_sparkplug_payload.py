@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.errors import MalformedPayload
+from shared.sparkplug import sparkplug_b_pb2 as pb
 from shared.sparkplug.host_state import HostState
 from shared.sparkplug.payload import DataType, Metric, decode_payload, encode_payload
 from shared.sparkplug.topics import MessageType, node_topic, state_topic
@@ -106,3 +107,14 @@ def test_topics_follow_the_namespace() -> None:
     ):
         with pytest.raises(ValueError):
             bad()
+
+
+def test_a_command_without_datatypes_is_read_by_its_value_field() -> None:
+    # Hosts need not repeat datatypes in NCMD (the birth declared them): a Rebirth may come as a bare
+    # boolean. Built field by field here, as such a host would send it.
+    command = pb.Payload(timestamp=1)
+    command.metrics.add(name="Node Control/Rebirth", boolean_value=True)
+    command.metrics.add(name="Some Count", long_value=5)
+    payload = decode_payload(command.SerializeToString())
+    assert payload.value("Node Control/Rebirth") is True
+    assert payload.value("Some Count") == 5

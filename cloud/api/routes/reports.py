@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from cloud.api.deps import FlowDep, ServiceDep, ViewerKey
 from cloud.api.params import ApiTime
 from cloud.api.schemas import DwellReport, StationFiguresPublic, StationReport, VisitPublic
-from cloud.db.report_rows import report_inputs
+from cloud.db.report_rows import replayed_inputs
 from cloud.flows import FlowRuntime
 from cloud.reports import Visit, station_figures, visits
 from cloud.service import CloudService
@@ -26,6 +26,9 @@ router = APIRouter(prefix="/api/reports", tags=["reports"])
 
 # Longer periods than this are refused: a report reads every position of the period.
 MAX_PERIOD = timedelta(days=366)
+# Backlog windows are replayed at the flow's update interval, but no finer than this (a report is asked
+# for now, not kept up live).
+MIN_REPLAY_STEP = timedelta(seconds=1)
 CSV = {"text/csv": {"schema": {"type": "string"}, "example": "station_id,name,..."}}
 
 From = Annotated[ApiTime, Query(alias="from", description="Start of the period (with a time zone).")]
@@ -114,7 +117,15 @@ def dwell_report(
 def _visits(
     service: CloudService, flow: FlowRuntime, period: Period
 ) -> tuple[list[Visit], dict[str, tuple[str | None, str | None]]]:
-    inputs = report_inputs(service.engine, flow.name, period.start, period.end)
+    inputs = replayed_inputs(
+        service.engine,
+        flow.name,
+        period.start,
+        period.end,
+        flow.fse.facility,
+        flow.fse.settings,
+        max(flow.interval, MIN_REPLAY_STEP),
+    )
     found = visits(inputs.stood, inputs.departures, period.start, period.end, period.min_dwell)
     return found, inputs.identities
 
