@@ -28,9 +28,9 @@ from shared.mqtt import BrokerConfig
 from shared.topics import TopicKind
 from sim.edge_source import with_sim
 from sim.scenario import Scenario
-from tests.cloud.test_api import Server
+from tests.cloud.servers import Server
 from tests.conftest import EXAMPLE_LAYOUT, DatabaseFactory
-from tests.edge.test_node import facility_data
+from tests.edge.nodes import facility_data
 from tests.waiting import wait_until
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from shared.mqtt import BrokerConfig, MqttConnection
 from shared.topics import Topic, TopicKind
 from tests import factories
 from tests.brokers import PrivateMosquitto
-from tests.cloud.test_api import Server
+from tests.cloud.servers import Server
 from tests.cloud.test_reliability import OUTAGES, Outage, outage  # noqa: F401 - `outage` is a fixture
 from tests.waiting import wait_until
 

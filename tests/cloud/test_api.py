@@ -7,7 +7,6 @@ import copy
 import json
 import shutil
 import socket
-import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -19,77 +18,16 @@ from typing import Any
 import pytest
 
 from cloud.api import server as http_server
-from cloud.api.app import create_app
-from cloud.api.server import make_server
 from cloud.auth import Role, create_key
-from cloud.config import ApiConfig, CloudConfig, FlowConfig, IngestConfig
-from cloud.service import CloudService
-from depotwatch.embedded_broker import free_port
 from shared.codec import encode
 from shared.layout import Facility, load_facility
-from shared.messages import CommandRequest, Detection, LocoExtent, TrackSpan
+from shared.messages import CommandRequest
 from shared.mqtt import BrokerConfig, MqttConnection
 from shared.seen import seen_stretches
 from shared.topics import Topic, TopicKind
-from tests import factories
+from tests.cloud.servers import Server, publish_locomotive
 from tests.conftest import EXAMPLE_LAYOUT, DatabaseFactory
 from tests.waiting import wait_until
-
-
-class Server:
-    """The service and its API on a free port, in this process."""
-
-    def __init__(
-        self,
-        database_url: str,
-        mqtt_url: str,
-        facility: Facility,
-        layout: Path = EXAMPLE_LAYOUT,
-        flows: dict[str, FlowConfig] | None = None,
-        watermark_s: float = 0.1,
-        ingest: dict[str, Any] | None = None,
-        **settings: Any,
-    ) -> None:
-        self.port = free_port()
-        config = CloudConfig(
-            layout=layout,
-            database_url=database_url,
-            broker=BrokerConfig(url=mqtt_url),
-            ingest=IngestConfig(client_id=f"cloud-{uuid.uuid4().hex[:8]}", **(ingest or {})),
-            api=ApiConfig(port=self.port),
-            update_interval_s=0.2,
-            watermark_s=watermark_s,
-            **({"flows": flows} if flows else {}),
-            **settings,
-        )
-        self.service = CloudService.open(config, facility)
-        self.server = make_server(create_app(self.service), "127.0.0.1", self.port, log_level="warning")
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        wait_until(lambda: self.server.started, 10, "the API to start")
-        assert self.service.link.wait_connected(5)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-    def call(
-        self, path: str, key: str | None = None, method: str = "GET", body: Any = None
-    ) -> tuple[int, Any]:
-        headers = {"X-API-Key": key} if key else {}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data, headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                raw = response.read()
-                return response.status, json.loads(raw) if raw and "json" in response.headers[
-                    "Content-Type"
-                ] else raw
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
 
 
 @pytest.fixture
@@ -104,55 +42,13 @@ def server(database: str, mqtt_url: str, facility: Facility) -> Iterator[Server]
     s.stop()
 
 
-def _publish_locomotive(mqtt_url: str, facility: Facility) -> list[Detection]:
-    """One locomotive across T1-C2 and T1-C3, its node born and its cameras online; returns the
-    detections."""
-    link = MqttConnection(BrokerConfig(url=mqtt_url), f"edge-{uuid.uuid4().hex[:6]}")
-    link.start()
-    assert link.wait_connected(5)
-    now = datetime.now(UTC)
-    seq = int(now.timestamp() * 1000)
-    sent = []
-    link.publish(
-        str(Topic(TopicKind.NODE_STATE, facility.site, "edge-bay1")), encode(factories.node_birth(at=now))
-    )
-    for k in range(3):
-        at = now + timedelta(milliseconds=100 * k)
-        for cid, extent in (("T1-C2", (18.0, 27.3, False, True)), ("T1-C3", (25.4, 36.0, True, False))):
-            view = facility.cameras[cid].view
-            d = factories.detection(
-                node_id="edge-bay1",
-                camera_id=cid,
-                seq=seq,
-                captured_at=at,
-                view=TrackSpan(start_m=view.start_m, end_m=view.end_m),
-                extents=[
-                    LocoExtent(
-                        start_m=extent[0],
-                        end_m=extent[1],
-                        start_beyond_view=extent[2],
-                        end_beyond_view=extent[3],
-                        confidence=0.9,
-                    )
-                ],
-            )
-            seq += 1
-            link.publish(
-                str(Topic(TopicKind.DETECTION, facility.site, "edge-bay1", flow="prod", camera=cid)),
-                encode(d),
-            )
-            sent.append(d)
-    link.stop()
-    return sent
-
-
 def test_state_locomotives_events_and_roles_over_http(
     server: Server, mqtt_url: str, facility: Facility
 ) -> None:
     viewer = create_key(server.service.engine, Role.VIEWER, "map")
     operator = create_key(server.service.engine, Role.OPERATOR, "shift lead")
     admin = create_key(server.service.engine, Role.ADMIN, "it")
-    _publish_locomotive(mqtt_url, facility)
+    publish_locomotive(mqtt_url, facility)
 
     assert server.call("/api/state")[0] == 401
     assert server.call("/api/state", "dw_not-a-key")[0] == 401
@@ -234,7 +130,7 @@ def test_state_survives_a_restart(database: str, mqtt_url: str, facility: Facili
     first = Server(database, mqtt_url, facility)
     key = create_key(first.service.engine, Role.VIEWER)
     try:
-        sent = _publish_locomotive(mqtt_url, facility)
+        sent = publish_locomotive(mqtt_url, facility)
         before = wait_until(
             lambda: (r := first.call("/api/locomotives", key)[1]) and r[0]["end_seen"] and r,
             10,
@@ -279,7 +175,7 @@ def test_admins_replace_the_layout_and_the_state_follows(
     viewer = create_key(server.service.engine, Role.VIEWER)
     admin = create_key(server.service.engine, Role.ADMIN)
     try:
-        _publish_locomotive(mqtt_url, facility)
+        publish_locomotive(mqtt_url, facility)
         [loco] = wait_until(lambda: server.call("/api/locomotives", viewer)[1], 10, "the locomotive")
         status, document = server.call("/api/layout", viewer)
         assert status == 200 and set(document["cameras"]) == set(facility.cameras)
@@ -311,7 +207,7 @@ def test_admins_replace_the_layout_and_the_state_follows(
 def test_retention_deletes_only_what_is_older_than_the_cutoff(
     server: Server, mqtt_url: str, facility: Facility
 ) -> None:
-    _publish_locomotive(mqtt_url, facility)
+    publish_locomotive(mqtt_url, facility)
     store = server.service.store
     wait_until(lambda: server.service.ingest.counts.stored >= 6, 10, "stored detections")
     now = datetime.now(UTC)
@@ -330,7 +226,7 @@ def test_live_events_stream_as_server_sent_events(server: Server, mqtt_url: str,
     with urllib.request.urlopen(request, timeout=10) as stream:
         assert stream.headers["Content-Type"].startswith("text/event-stream")
         assert stream.readline().startswith(b": connected")
-        _publish_locomotive(mqtt_url, facility)
+        publish_locomotive(mqtt_url, facility)
         while not any(line.startswith("data:") and "arrived" in line for line in lines):
             lines.append(stream.readline().decode())
     event = json.loads(next(line for line in lines if "arrived" in line).removeprefix("data: "))
@@ -357,7 +253,7 @@ def test_the_live_stream_sends_the_state_on_every_change_and_the_events(
                 messages.append((kind, json.loads(line.removeprefix("data:"))))
                 if not published:  # the state right away, before anything happened
                     assert messages[0][0] == "state" and messages[0][1]["tracks"][0]["locos"] == []
-                    _publish_locomotive(mqtt_url, facility)
+                    publish_locomotive(mqtt_url, facility)
                     published = True
     [loco] = next(d for k, d in messages if k == "state" and d["tracks"][0]["locos"])["tracks"][0]["locos"]
     assert loco["track_id"] == "T1" and loco["start_m"] == pytest.approx(18.0, abs=0.2)

@@ -11,7 +11,7 @@ from playwright.sync_api import Page, Route
 
 from shared.layout import Facility
 from tests.browser import browser_page, needs_chromium
-from tests.cloud.test_api import Server
+from tests.cloud.servers import Server
 from tests.conftest import DatabaseFactory
 from tests.waiting import wait_until
 

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from cloud.auth import PREFIX_LEN, DatabaseUnavailable, Role, create_key, revoke_key
 from shared.layout import Facility
-from tests.cloud.test_api import Server
+from tests.cloud.servers import Server
 from tests.conftest import DatabaseFactory
 
 # The least role each route of the app admits; None: public (no key asked). A route missing here, or

@@ -38,7 +38,7 @@ from sim.scenario import Scenario
 from sim.source import SimCamera, SimUrl
 from sim.world import World
 from tests.browser import browser_page, needs_chromium
-from tests.cloud.test_api import Server
+from tests.cloud.servers import Server
 from tests.conftest import EXAMPLE_LAYOUT, DatabaseFactory
 from tests.waiting import wait_until
 

@@ -19,7 +19,7 @@ from shared.messages import CommandRequest, SetCalibration
 from shared.mqtt import BrokerConfig, MqttConnection
 from shared.topics import Topic, TopicKind
 from tests.brokers import RestartableBroker
-from tests.cloud.test_api import Server
+from tests.cloud.servers import Server
 from tests.conftest import DatabaseFactory
 from tests.waiting import wait_until
 

@@ -33,7 +33,7 @@ from sim.scenario import Scenario
 from sim.source import SimCamera, SimUrl
 from sim.world import World
 from tests import factories
-from tests.cloud.test_api import Server
+from tests.cloud.servers import Server
 from tests.conftest import REPO, DatabaseFactory
 from tests.waiting import wait_until
 

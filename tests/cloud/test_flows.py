@@ -22,7 +22,7 @@ from shared.seen import seen_stretches
 from shared.topics import Topic, TopicKind
 from tests import factories
 from tests.browser import browser_page, needs_chromium
-from tests.cloud.test_api import Server
+from tests.cloud.servers import Server
 from tests.conftest import DatabaseFactory
 from tests.waiting import wait_until
 

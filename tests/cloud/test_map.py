@@ -30,7 +30,7 @@ from shared.mqtt import BrokerConfig, MqttConnection
 from shared.topics import Topic, TopicKind
 from tests import factories
 from tests.browser import browser_page, needs_chromium
-from tests.cloud.test_api import Server
+from tests.cloud.servers import Server
 from tests.conftest import DatabaseFactory
 from tests.waiting import wait_until
 
@@ -242,6 +242,7 @@ MEASURE = """() => {
       uncovered: p.classList.contains("uncovered"), track: p.dataset.track || "",
       start: parseFloat(p.dataset.start), end: parseFloat(p.dataset.end),
       paint: getComputedStyle(p).fill + " " + getComputedStyle(p).stroke, box: box(p),
+      why: p.querySelector("title")?.textContent || "",
     })),
   };
 }""".replace("LABEL", LABEL)
@@ -354,6 +355,9 @@ def test_the_map_is_readable_at_every_width(
     assert any(s["track"] == "T4" and not s["uncovered"] for s in spans), f"{SILENT_CAMERA}'s stretch"
     for s in spans:
         assert "url(" in s["paint"] and "hatch" in s["paint"], f"{s} is not hatched"
+        # Hovering says why: outside every view, or not seen now.
+        reason = "no camera of the layout looks here" if s["uncovered"] else "no camera sees this now"
+        assert s["why"].startswith(f"{s['track']} ") and reason in s["why"], s
         drawn_px = s["box"][2] - s["box"][0]
         assert drawn_px == pytest.approx((s["end"] - s["start"]) * m["metre_px"], abs=1.5), s
     assert details_title == f"TEM2-7410 ({short['loco_id']})", "the details name it once"

@@ -25,7 +25,7 @@ from cloud.opcua_server import OpcUaServer, namespace_uri
 from depotwatch.embedded_broker import free_port
 from shared.errors import ConfigError, Unavailable
 from shared.layout import Facility
-from tests.cloud.test_api import Server
+from tests.cloud.servers import Server
 from tests.cloud.test_reliability import Edge
 from tests.conftest import EXAMPLE_LAYOUT, DatabaseFactory
 from tests.waiting import wait_until

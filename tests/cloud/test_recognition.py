@@ -44,7 +44,7 @@ from sim.scenario import Scenario
 from sim.source import SimCamera, SimUrl
 from sim.world import World
 from tests import factories
-from tests.cloud.test_api import Server
+from tests.cloud.servers import Server
 from tests.collector import Collector
 from tests.conftest import EXAMPLE_LAYOUT, REPO, DatabaseFactory
 from tests.waiting import wait_until

@@ -32,7 +32,7 @@ from shared.layout import Facility
 from sim.scenario import Scenario
 from sim.world import LocoState, World
 from tests import factories
-from tests.cloud.test_api import Server
+from tests.cloud.servers import Server
 from tests.cloud.test_fse import START, STEP_S, observations, visible_truth
 from tests.cloud.test_grafana import _expand
 from tests.conftest import DatabaseFactory

@@ -21,7 +21,7 @@ from shared.messages import CommandRequest, RequestSnapshot, Snapshot
 from shared.mqtt import BrokerConfig, MqttConnection
 from shared.topics import Topic, TopicKind
 from tests import factories
-from tests.cloud.test_api import Server
+from tests.cloud.servers import Server
 from tests.conftest import DatabaseFactory
 from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_until

@@ -7,17 +7,24 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from sqlmodel import Session, select
 
 from cloud.auth import Role, create_key
 from cloud.config import SparkplugConfig
+from cloud.db.models import ObservationRow
 from cloud.sparkplug_facility import station_device, track_device
+from edge.config import SparkplugConfig as EdgeSparkplug
+from edge.node import EdgeNode
 from shared.layout import Facility
-from tests.cloud.test_api import Server, _publish_locomotive
+from sim.edge_source import with_sim
+from tests.cloud.servers import Server, publish_locomotive
 from tests.conftest import DatabaseFactory
+from tests.edge.nodes import NODE, node_config
 from tests.edge.test_sparkplug import _seqs_are_consecutive
 from tests.sparkplug import (
     Received,
@@ -79,7 +86,7 @@ def test_the_facility_is_born_reported_by_exception_and_the_state_goes_offline_o
         online = wait_until(lambda: (s := _state(mqtt_url, host)) and s["online"] and s, 20, "STATE online")
         devices = len(facility.tracks) + len(facility.stations)
         wait_until(lambda: len(recorder.of("DBIRTH", node)) >= devices, 20, "a DBIRTH per track and station")
-        _publish_locomotive(mqtt_url, facility)
+        publish_locomotive(mqtt_url, facility)
         viewer = create_key(server.service.engine, Role.VIEWER, "scada test")
 
         def settled() -> dict[str, Any] | None:
@@ -185,3 +192,45 @@ def test_the_host_s_will_says_offline_when_its_connection_dies_and_it_comes_back
     reborn = [codec.decode(m.payload) for m in after if m.topic.endswith(f"/NBIRTH/{node}")]
     assert metric_values(deaths[0])["bdSeq"] >= metric_values(birth)["bdSeq"]
     assert metric_values(reborn[0])["bdSeq"] > metric_values(deaths[0])["bdSeq"]
+
+
+def test_an_edge_node_holds_its_spool_while_the_cloud_is_away_and_loses_nothing(
+    tmp_path: Path, database_factory: DatabaseFactory, mqtt_url: str, facility: Facility
+) -> None:
+    """The cloud as primary host and a real edge node waiting for it: while the cloud is stopped the
+    node holds its detections; when a cloud is back on the same database, they all arrive."""
+    host, node = _ids()
+    url = database_factory()
+    cloud = SparkplugConfig(enabled=True, host_id=host, node_id=node)
+    edge_config = node_config(tmp_path, mqtt_url, sparkplug=EdgeSparkplug(enabled=True, primary_host_id=host))
+    server = Server(url, mqtt_url, facility, sparkplug=cloud)
+    edge = EdgeNode.open(edge_config, facility, with_sim())
+    edge.start()
+    try:
+        wait_until(lambda: len(_stored_seqs(server)) >= 8, 30, "detections stored by the first cloud")
+        server.stop()
+        wait_until(lambda: edge.health()["spool_held"], 10, "the node to hold its spool")
+        wait_until(lambda: edge.spool.depth() >= 12, 30, "detections held on the node")
+        server = Server(url, mqtt_url, facility, sparkplug=cloud)
+        wait_until(lambda: not edge.health()["spool_held"], 20, "the node to send again")
+        wait_until(lambda: edge.spool.depth() <= 4, 30, "the held spool to drain")
+        stored = wait_until(
+            lambda: (s := _stored_seqs(server)) and set(range(max(s) + 1)) <= s.keys() and s,
+            30,
+            "every detection stored, none missing",
+        )
+    finally:
+        edge.stop()
+        server.stop()
+    assert any(stored.values()), "what the node held came as live, not as backlog"
+
+
+def _stored_seqs(server: Server) -> dict[int, bool]:
+    """The sequence numbers of edge-bay1's prod detections stored, and whether each came as backlog."""
+    with Session(server.service.engine) as session:
+        rows = session.exec(
+            select(ObservationRow.seq, ObservationRow.historical).where(
+                ObservationRow.node_id == NODE, ObservationRow.flow == "prod"
+            )
+        ).all()
+    return dict(rows)

@@ -18,7 +18,7 @@ from shared.messages import CommandRequest, RequestThumbnail
 from shared.mqtt import BrokerConfig, MqttConnection
 from shared.topics import Topic, TopicKind
 from tests import factories
-from tests.cloud.test_api import Server, _publish_locomotive
+from tests.cloud.servers import Server, publish_locomotive
 from tests.conftest import DatabaseFactory
 from tests.waiting import wait_until
 
@@ -102,7 +102,7 @@ def test_the_cloud_asks_the_node_for_a_thumbnail_of_a_locomotive_it_cannot_name(
 
     monkeypatch.setattr(server.service.thumbnail_asks, "due", recorded)
     try:
-        _publish_locomotive(mqtt_url, facility)
+        publish_locomotive(mqtt_url, facility)
         wait_until(lambda: len(received) >= 4, 15, "two rounds of asks, both cameras each")
     finally:
         server.stop()

@@ -41,7 +41,7 @@ from depotwatch.embedded_broker import free_port
 from shared.layout import Facility
 from shared.messages import NodeState
 from tests import factories
-from tests.cloud.test_api import Server, _publish_locomotive
+from tests.cloud.servers import Server, publish_locomotive
 from tests.conftest import DATABASE_ENV, EXAMPLE_LAYOUT, DatabaseFactory
 from tests.waiting import wait_until
 
@@ -241,7 +241,7 @@ def test_the_service_sends_its_events_and_shows_each_webhook(
         wait_until(
             lambda: all(s.cursor is not None for s in server.service.webhooks.statuses()), 10, "cursors"
         )
-        _publish_locomotive(mqtt_url, facility)
+        publish_locomotive(mqtt_url, facility)
         [arrived] = wait_until(receiver.bodies, 10, "the arrival")
         assert arrived["kind"] == "arrived" and arrived["track_id"] == "T1"
 

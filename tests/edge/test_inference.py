@@ -25,7 +25,7 @@ from shared.layout import Camera, Facility
 from shared.messages import Detection, LocoExtent, ModelRef
 from shared.strip import FrameError
 from shared.topics import Topic, TopicKind
-from tests.edge.test_node import NODE
+from tests.edge.nodes import NODE
 from tests.factories import extent
 from tests.waiting import wait_until
 

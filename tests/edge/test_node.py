@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -22,7 +21,7 @@ import pytest
 import yaml
 
 from depotwatch.embedded_broker import free_port
-from edge.config import CameraSettings, CaptureConfig, EdgeConfig, MetricsConfig, SpoolConfig
+from edge.config import MetricsConfig
 from edge.node import EdgeNode
 from shared.codec import encode
 from shared.layout import Facility, parse_facility
@@ -39,43 +38,17 @@ from shared.messages import (
     SetSampleRate,
     Thumbnail,
 )
-from shared.mqtt import BrokerConfig, MqttConnection
-from shared.topics import Topic, TopicKind
 from sim.edge_source import with_sim
 from tests.brokers import RestartableBroker
 from tests.collector import Collector
-from tests.conftest import EXAMPLE_LAYOUT
+from tests.edge.nodes import NODE, facility_data, node_config, send_command
 from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_until
-
-NODE = "edge-bay1"
-
-
-def facility_data(site: str) -> dict[str, Any]:
-    """The example depot under a site id of its own, cameras at 4 frames per second."""
-    data = copy.deepcopy(yaml.safe_load(EXAMPLE_LAYOUT.read_text()))
-    data["site"] = site
-    for cid, cam in data["cameras"].items():
-        cam["source"] = f"sim://{cid}?fps=4"
-    return data
 
 
 @pytest.fixture
 def facility(site: str) -> Facility:
     return parse_facility(facility_data(site))
-
-
-def node_config(tmp_path: Path, url: str, **changes: Any) -> EdgeConfig:
-    fields: dict[str, Any] = {
-        "node_id": NODE,
-        "layout": EXAMPLE_LAYOUT,
-        "broker": BrokerConfig(url=url, keepalive_s=5),
-        "spool": SpoolConfig(path=tmp_path / "spool.sqlite", backlog_rate_per_s=400),
-        "capture": CaptureConfig(defaults=CameraSettings(sample_fps=4, motion_gating=False)),
-        "metrics": MetricsConfig(port=0),
-        "status_interval_s": 1.0,
-    }
-    return EdgeConfig(**(fields | changes))
 
 
 def test_detections_thumbnails_and_birth_arrive_and_decode(
@@ -249,14 +222,6 @@ def _quiet(collector: Collector, at_least: int) -> bool:
     return count >= at_least and len(collector.of(Detection)) == count
 
 
-def _command(site: str, payload: bytes, url: str) -> None:
-    link = MqttConnection(BrokerConfig(url=url), f"cloud-{uuid.uuid4().hex[:6]}")
-    link.start()
-    assert link.wait_connected(5)
-    link.publish(str(Topic(TopicKind.COMMAND, site, NODE)), payload)
-    link.stop()  # once the broker has acknowledged the command
-
-
 def test_commands_are_validated_acknowledged_and_applied(
     tmp_path: Path, mqtt_url: str, site: str, facility: Facility, collector: Collector
 ) -> None:
@@ -265,19 +230,19 @@ def test_commands_are_validated_acknowledged_and_applied(
     try:
         wait_until(lambda: node.link.connected.is_set(), 5, "the node to connect")
         assert node.link.wait_subscribed(5)
-        _command(site, b"{not json", mqtt_url)
+        send_command(site, b"{not json", mqtt_url)
         bad_camera = CommandRequest(
             command_id=uuid.uuid4(),
             issued_at=datetime.now(UTC),
             command=SetSampleRate(camera_id="T3-C1", fps=1),
         )
-        _command(site, encode(bad_camera), mqtt_url)
+        send_command(site, encode(bad_camera), mqtt_url)
         disable = CommandRequest(
             command_id=uuid.uuid4(),
             issued_at=datetime.now(UTC),
             command=SetCameraEnabled(camera_id="T1-C2", enabled=False),
         )
-        _command(site, encode(disable), mqtt_url)
+        send_command(site, encode(disable), mqtt_url)
         acks = wait_until(lambda: len(a := collector.of(CommandAck)) >= 3 and a, 10, "three acks")
         wait_until(
             lambda: any(

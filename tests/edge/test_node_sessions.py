@@ -29,7 +29,7 @@ from shared.mqtt import BrokerConfig, MqttConnection, Will
 from shared.topics import Topic, TopicKind
 from sim.edge_source import with_sim
 from tests.collector import Collector
-from tests.edge.test_node import NODE, facility_data, node_config
+from tests.edge.nodes import NODE, facility_data, node_config
 from tests.factories import node_birth
 from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_until

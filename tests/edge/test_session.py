@@ -19,7 +19,7 @@ from shared.messages import CommandAck, CommandRequest, NodeLifecycle, NodeState
 from shared.mqtt import BrokerConfig, MqttConnection
 from shared.topics import Topic, TopicKind
 from tests.collector import Collector
-from tests.edge.test_node import NODE
+from tests.edge.nodes import NODE
 from tests.waiting import wait_until
 
 

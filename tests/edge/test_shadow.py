@@ -22,8 +22,8 @@ from shared.layout import Camera, Facility, parse_facility
 from shared.messages import Detection, LocoExtent, Thumbnail
 from sim.edge_source import with_sim
 from tests.collector import Collector
+from tests.edge.nodes import facility_data, node_config
 from tests.edge.test_lpe import MODEL_DIR, PREVIOUS_DIR
-from tests.edge.test_node import facility_data, node_config
 from tests.waiting import wait_until
 
 

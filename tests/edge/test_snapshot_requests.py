@@ -18,7 +18,7 @@ from shared.mqtt import BrokerConfig, MqttConnection
 from shared.topics import Topic, TopicKind
 from sim.edge_source import with_sim
 from tests.collector import Collector
-from tests.edge.test_node import NODE, facility_data, node_config
+from tests.edge.nodes import NODE, facility_data, node_config
 from tests.waiting import wait_until
 
 

@@ -21,7 +21,7 @@ from shared.layout import Facility, parse_facility
 from sim.edge_source import with_sim
 from sim.source import SimCamera
 from tests.conftest import EXAMPLE_LAYOUT
-from tests.edge.test_node import NODE, facility_data
+from tests.edge.nodes import NODE, facility_data
 
 
 def _config(tmp_path: Path, **changes: Any) -> EdgeConfig:

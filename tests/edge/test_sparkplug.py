@@ -22,7 +22,7 @@ from shared.layout import Facility, parse_facility
 from shared.messages import Detection
 from sim.edge_source import with_sim
 from tests.collector import Collector
-from tests.edge.test_node import NODE, facility_data, node_config
+from tests.edge.nodes import NODE, facility_data, node_config
 from tests.sparkplug import (
     SparkplugRecorder,
     TahuCodec,

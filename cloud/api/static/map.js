@@ -123,11 +123,16 @@ function uncovered(trackId, track) {
   return gaps;
 }
 
+// Why a stretch is hatched, told on hover: outside every view, or unseen now (a camera down, or the
+// edge of a view where the camera sees its own frame but not the track).
 function unknownSpan(parent, trackId, track, a, b, extra = "") {
-  el("path", {
+  const span = el("path", {
     class: `unknown-span${extra}`, d: band(track, a, b, TRACK_GAUGE_M / 2), fill: "url(#hatch)",
     "data-track": trackId, "data-start": a, "data-end": b,
   }, parent);
+  const why = extra ? "no camera of the layout looks here"
+    : "no camera sees this now: its camera is down, or it lies at the edge of a view, where the camera cannot see the track";
+  el("title", {}, span).textContent = `${trackId} ${a.toFixed(1)}–${b.toFixed(1)} m: ${why}`;
 }
 
 function drawPlan() {

@@ -1,0 +1,47 @@
+"""The edge node under test: the example depot under a site of its own, a node config, a command."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edge.config import CameraSettings, CaptureConfig, EdgeConfig, MetricsConfig, SpoolConfig
+from shared.mqtt import BrokerConfig, MqttConnection
+from shared.topics import Topic, TopicKind
+from tests.conftest import EXAMPLE_LAYOUT
+
+NODE = "edge-bay1"
+
+
+def facility_data(site: str) -> dict[str, Any]:
+    """The example depot under a site id of its own, cameras at 4 frames per second."""
+    data = copy.deepcopy(yaml.safe_load(EXAMPLE_LAYOUT.read_text()))
+    data["site"] = site
+    for cid, cam in data["cameras"].items():
+        cam["source"] = f"sim://{cid}?fps=4"
+    return data
+
+
+def node_config(tmp_path: Path, url: str, **changes: Any) -> EdgeConfig:
+    fields: dict[str, Any] = {
+        "node_id": NODE,
+        "layout": EXAMPLE_LAYOUT,
+        "broker": BrokerConfig(url=url, keepalive_s=5),
+        "spool": SpoolConfig(path=tmp_path / "spool.sqlite", backlog_rate_per_s=400),
+        "capture": CaptureConfig(defaults=CameraSettings(sample_fps=4, motion_gating=False)),
+        "metrics": MetricsConfig(port=0),
+        "status_interval_s": 1.0,
+    }
+    return EdgeConfig(**(fields | changes))
+
+
+def send_command(site: str, payload: bytes, url: str) -> None:
+    link = MqttConnection(BrokerConfig(url=url), f"cloud-{uuid.uuid4().hex[:6]}")
+    link.start()
+    assert link.wait_connected(5)
+    link.publish(str(Topic(TopicKind.COMMAND, site, NODE)), payload)
+    link.stop()  # once the broker has acknowledged the command
