@@ -30,6 +30,9 @@ WINDOW_GAP = timedelta(minutes=1)
 # How long after a window the replay goes on into the live data before handing over to the live
 # estimator's ids: long enough for both to have caught up with what the cameras show.
 HANDOVER = timedelta(minutes=2)
+# Windows are replayed at the flow's update interval, but no finer than this (a report is asked for
+# now, not kept up live).
+MIN_REPLAY_STEP = timedelta(seconds=1)
 # The id prefix of a locomotive the replay found and the live estimator never tracked.
 UNRECORDED = "unrecorded-"
 

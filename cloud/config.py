@@ -367,6 +367,12 @@ class CloudConfig(FileSettings):
         "the state lags by this much.",
     )
     snapshot_interval_s: float = Field(60.0, gt=0, description="How often the whole state is kept.")
+    visits_refresh_s: float = Field(
+        60.0,
+        gt=0,
+        description="How often the station visits the Grafana panels read are brought up to date (the "
+        "reports API computes its own at each request).",
+    )
     retention_days: float = Field(
         90.0, gt=0, description="Observations, positions and snapshots older than this are deleted."
     )

@@ -36,6 +36,7 @@ from cloud.sparkplug_host import PrimaryHost
 from cloud.state_store import StateStore, Update
 from cloud.state_writer import StateWriter
 from cloud.thumbnail_asks import ThumbnailAsks
+from cloud.visits_keeper import VisitsKeeper
 from cloud.webhooks import Webhooks
 from shared.codec import encode
 from shared.layout import Facility
@@ -119,6 +120,7 @@ class CloudService:
             if sparkplug.enabled
             else None
         )
+        self.visits = VisitsKeeper(engine, flows, config.visits_refresh_s)
         self.metrics = CloudMetrics(self.ingest, self.webhooks)
         self._connected_at: float | None = None
         self.link = MqttConnection(
@@ -226,6 +228,7 @@ class CloudService:
         self._updater.start()
         self._announcer.start()
         self.webhooks.start()
+        self.visits.start()
         if self.sparkplug_host is not None and self.sparkplug_node is not None:
             self.sparkplug_host.start()
             self.sparkplug_node.start()
@@ -243,6 +246,7 @@ class CloudService:
             self.sparkplug_node.stop()  # the facility's NDEATH
             self.sparkplug_host.stop()  # then the host's offline STATE: edge nodes hold their spools
         self.webhooks.stop()
+        self.visits.stop()
         if self.opcua is not None:
             self.opcua.stop()
         self._updater.join(10)
@@ -299,6 +303,8 @@ class CloudService:
             and not self.sparkplug_node.alive
         ):
             problems.append("Sparkplug: the facility node's thread has stopped")
+        if self.visits.thread.ident and not self.visits.alive:
+            problems.append("station visits: their thread has stopped")
         if self.opcua is not None and not self.opcua.alive:
             problems.append("OPC UA: its server has stopped")
         stopped = [w.name for w in self.webhooks.senders if not w.alive]

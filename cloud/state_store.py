@@ -21,6 +21,7 @@ from cloud.db.models import (
     ObservationRow,
     PositionRow,
     SnapshotRow,
+    StationVisitRow,
     ThumbnailRow,
     VoteRow,
 )
@@ -239,7 +240,8 @@ class StateStore:
             return int(result.rowcount or 0)
 
     def purge(self, before: datetime) -> int:
-        """Delete observations, positions, snapshots and votes older than `before`; returns rows deleted."""
+        """Delete observations, positions, snapshots, votes and kept station visits older than `before`;
+        returns rows deleted."""
         deleted = 0
         with Session(self.engine) as session:
             for table, column in (
@@ -247,6 +249,7 @@ class StateStore:
                 (PositionRow, col(PositionRow.at)),
                 (SnapshotRow, col(SnapshotRow.at)),
                 (VoteRow, col(VoteRow.at)),
+                (StationVisitRow, col(StationVisitRow.left)),
             ):
                 result = session.exec(delete(table).where(column < before))
                 deleted += int(result.rowcount or 0)

@@ -157,6 +157,22 @@ class WebhookCursorRow(SQLModel, table=True):
     updated_at: datetime = _utc(nullable=False)
 
 
+class StationVisitRow(SQLModel, table=True):
+    """A visit to a station as the reports API has it (cloud.reports, backlog replayed), kept by the
+    cloud for the Grafana panels; `left` is null while the locomotive is still there."""
+
+    __tablename__ = "station_visits"
+    __table_args__ = (Index("ix_station_visits_flow_arrived", "flow", "arrived"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    flow: str = Field(max_length=64)
+    station: str = Field(max_length=64)
+    track_id: str = Field(max_length=64)
+    loco_id: str = Field(max_length=64)
+    arrived: datetime = _utc(nullable=False)
+    left: datetime | None = _utc(nullable=True)
+
+
 class CounterRow(SQLModel, table=True):
     """A counter that must survive restarts (the Sparkplug facility node's birth sequence)."""
 

@@ -54,33 +54,20 @@ LOCOMOTIVE_COLUMNS = (
     "first_seen",
 )
 
-# A locomotive's visits to the stations in the dashboard's time range, as GET /api/reports/dwell has them
-# (cloud.reports): runs of its recorded positions at one station, each to the position that took it
-# elsewhere or its departure; stays under a minute are passing through. `left` is null, and the dwell
-# runs to the range's end, while it is still there.
+# The visits to the stations in the dashboard's time range, as GET /api/reports/dwell has them: the
+# cloud keeps them in station_visits (cloud.visits_keeper: from the recorded positions and departures,
+# with periods known only from an edge's backlog replayed), up to `visits_refresh_s` behind; stays under
+# a minute are passing through. `left` is null, and the dwell runs to the range's end, while the
+# locomotive is still there at that end.
 _VISITS = """
 WITH period AS (SELECT $__timeFrom()::timestamptz AS t0, $__timeTo()::timestamptz AS t1),
-marked AS (
-  SELECT loco_id, track_id, station, at, ROW_NUMBER() OVER (PARTITION BY loco_id ORDER BY at, id) AS n,
-         LAG(station) OVER (PARTITION BY loco_id ORDER BY at, id) AS before
-  FROM positions, period WHERE flow = '${flow}' AND at < period.t1
-), runs AS (
-  SELECT loco_id, track_id, station, at, LEAD(at) OVER (PARTITION BY loco_id ORDER BY at, n) AS next_at
-  FROM marked WHERE n = 1 OR station IS DISTINCT FROM before
-), gone AS (
-  SELECT loco_id, MIN(at) AS at FROM events, period
-  WHERE flow = '${flow}' AND kind = 'departed' AND at < period.t1 GROUP BY loco_id
-), visits AS (
-  SELECT r.station, r.track_id, r.loco_id, r.at AS arrived,
-         CASE WHEN g.at IS NULL OR r.next_at < g.at THEN r.next_at ELSE g.at END AS left_at
-  FROM runs r LEFT JOIN gone g ON g.loco_id = r.loco_id
-  WHERE r.station IS NOT NULL AND (g.at IS NULL OR r.at < g.at)
-), v AS (
-  SELECT v.station, v.track_id, v.loco_id, i.series, i.plate AS number, v.arrived, v.left_at AS "left",
-         EXTRACT(EPOCH FROM COALESCE(v.left_at, period.t1) - v.arrived) AS dwell_s
-  FROM visits v CROSS JOIN period LEFT JOIN identities i ON i.loco_id = v.loco_id
-  WHERE v.arrived < period.t1 AND (v.left_at IS NULL OR v.left_at > period.t0)
-    AND COALESCE(v.left_at, period.t1) - v.arrived >= INTERVAL '60 seconds'
+v AS (
+  SELECT s.station, s.track_id, s.loco_id, i.series, i.plate AS number, s.arrived,
+         CASE WHEN s."left" < period.t1 THEN s."left" END AS "left",
+         EXTRACT(EPOCH FROM LEAST(COALESCE(s."left", period.t1), period.t1) - s.arrived) AS dwell_s
+  FROM station_visits s CROSS JOIN period LEFT JOIN identities i ON i.loco_id = s.loco_id
+  WHERE s.flow = '${flow}' AND s.arrived < period.t1 AND (s."left" IS NULL OR s."left" > period.t0)
+    AND LEAST(COALESCE(s."left", period.t1), period.t1) - s.arrived >= INTERVAL '60 seconds'
 )
 """.strip()
 VISITS_SQL = _VISITS + "\nSELECT * FROM v ORDER BY arrived, station, loco_id"

@@ -22,13 +22,16 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from cloud.config import FlowConfig
 from cloud.db.engine import make_engine, upgrade
+from cloud.flows import FlowRuntime
 from cloud.fse import FacilityStateEstimator, Observation, SeenExtent
 from cloud.grafana.dashboards import DASHBOARDS, FLOW_VARIABLE_SQL, Panel, all_dashboards
 from cloud.grafana.push import GrafanaError, export, push
 from cloud.identities import Identities
 from cloud.ingest import Ingest
 from cloud.state_store import StateStore
+from cloud.visits_keeper import VisitsKeeper
 from depotwatch.embedded_broker import free_port
 from shared.codec import encode
 from shared.layout import Facility
@@ -108,6 +111,17 @@ def filled(database_factory: DatabaseFactory, facility: Facility) -> Iterator[En
             lambda: None,
         )
     ingest.stop()
+    # The station visits the report panels read, kept as the service keeps them.
+    runtime = FlowRuntime(
+        name="prod",
+        config=FlowConfig(),
+        fse=fse,
+        store=store,
+        identities=identities,
+        interval=timedelta(seconds=1),
+        watermark=timedelta(0),
+    )
+    VisitsKeeper(engine, {"prod": runtime}, refresh_s=60).refresh(datetime.now(UTC))
     yield engine
     engine.dispose()
 

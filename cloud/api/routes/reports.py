@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from cloud.api.deps import FlowDep, ServiceDep, ViewerKey
 from cloud.api.params import ApiTime
 from cloud.api.schemas import DwellReport, StationFiguresPublic, StationReport, VisitPublic
+from cloud.backlog_replay import MIN_REPLAY_STEP
 from cloud.db.report_rows import replayed_inputs
 from cloud.flows import FlowRuntime
 from cloud.reports import Visit, station_figures, visits
@@ -26,9 +27,6 @@ router = APIRouter(prefix="/api/reports", tags=["reports"])
 
 # Longer periods than this are refused: a report reads every position of the period.
 MAX_PERIOD = timedelta(days=366)
-# Backlog windows are replayed at the flow's update interval, but no finer than this (a report is asked
-# for now, not kept up live).
-MIN_REPLAY_STEP = timedelta(seconds=1)
 CSV = {"text/csv": {"schema": {"type": "string"}, "example": "station_id,name,..."}}
 
 From = Annotated[ApiTime, Query(alias="from", description="Start of the period (with a time zone).")]
