@@ -181,7 +181,7 @@ def database_url(database_factory: DatabaseFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-def sparkplug_codec() -> Iterator[TahuCodec]:
+def codec() -> Iterator[TahuCodec]:
     """Eclipse Tahu's Sparkplug B codec, in one Node.js process for the session."""
     codec = TahuCodec()
     yield codec
@@ -189,8 +189,8 @@ def sparkplug_codec() -> Iterator[TahuCodec]:
 
 
 @pytest.fixture
-def sparkplug_recorder(mqtt_url: str, sparkplug_codec: TahuCodec) -> Iterator[SparkplugRecorder]:
+def recorder(mqtt_url: str, codec: TahuCodec) -> Iterator[SparkplugRecorder]:
     """Everything published under spBv1.0/ on the test broker, from now on."""
-    recorder = SparkplugRecorder(mqtt_url, sparkplug_codec)
+    recorder = SparkplugRecorder(mqtt_url, codec)
     yield recorder
     recorder.stop()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -45,3 +48,24 @@ def send_command(site: str, payload: bytes, url: str) -> None:
     assert link.wait_connected(5)
     link.publish(str(Topic(TopicKind.COMMAND, site, NODE)), payload)
     link.stop()  # once the broker has acknowledged the command
+
+
+def edge_process(tmp_path: Path, site: str, url: str, **settings: Any) -> subprocess.Popen[bytes]:
+    """`depotwatch edge run` in a process of its own (so that it can be killed with SIGKILL), as node
+    edge-bay1 of the example depot under `site`, with `settings` added to its config."""
+    layout = tmp_path / "facility.yaml"
+    layout.write_text(yaml.safe_dump(facility_data(site)))
+    config = {
+        "node_id": NODE,
+        "layout": str(layout),
+        "broker": {"url": url, "keepalive_s": 5},
+        "spool": {"path": str(tmp_path / "spool.sqlite")},
+        "metrics": {"port": 0},
+    } | settings
+    config_path = tmp_path / "edge.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    return subprocess.Popen(
+        [sys.executable, "-m", "depotwatch.cli", "edge", "run", "--config", str(config_path)],
+        cwd=Path(__file__).resolve().parents[2],
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )

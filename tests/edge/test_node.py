@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from depotwatch.embedded_broker import free_port
 from edge.config import MetricsConfig
@@ -41,7 +37,7 @@ from shared.messages import (
 from sim.edge_source import with_sim
 from tests.brokers import RestartableBroker
 from tests.collector import Collector
-from tests.edge.nodes import NODE, facility_data, node_config, send_command
+from tests.edge.nodes import NODE, edge_process, facility_data, node_config, send_command
 from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_until
 
@@ -267,23 +263,8 @@ def test_commands_are_validated_acknowledged_and_applied(
 def test_sigkill_fires_the_last_will_with_the_birth_sequence(
     tmp_path: Path, mqtt_url: str, site: str, collector: Collector
 ) -> None:
-    layout = tmp_path / "facility.yaml"
-    layout.write_text(yaml.safe_dump(facility_data(site)))
-    config = {
-        "node_id": NODE,
-        "layout": str(layout),
-        "broker": {"url": mqtt_url, "keepalive_s": 5},
-        "spool": {"path": str(tmp_path / "spool.sqlite")},
-        "metrics": {"port": 0},
-    }
-    config_path = tmp_path / "edge.yaml"
-    config_path.write_text(yaml.safe_dump(config))
     started = datetime.now(UTC)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "depotwatch.cli", "edge", "run", "--config", str(config_path)],
-        cwd=Path(__file__).resolve().parents[2],
-        env=os.environ | {"PYTHONUNBUFFERED": "1"},
-    )
+    process = edge_process(tmp_path, site, mqtt_url)
     try:
         birth = wait_until(
             lambda: next(

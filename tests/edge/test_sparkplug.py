@@ -5,16 +5,13 @@ killed node's Will is its NDEATH."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from edge.config import SparkplugConfig
 from edge.node import EdgeNode
@@ -22,7 +19,7 @@ from shared.layout import Facility, parse_facility
 from shared.messages import Detection
 from sim.edge_source import with_sim
 from tests.collector import Collector
-from tests.edge.nodes import NODE, facility_data, node_config
+from tests.edge.nodes import NODE, edge_process, facility_data, node_config
 from tests.sparkplug import (
     SparkplugRecorder,
     TahuCodec,
@@ -43,18 +40,21 @@ def facility(site: str) -> Facility:
     return parse_facility(facility_data(site))
 
 
-@pytest.fixture
-def codec(sparkplug_codec: TahuCodec) -> TahuCodec:
-    return sparkplug_codec
-
-
-@pytest.fixture
-def recorder(sparkplug_recorder: SparkplugRecorder) -> SparkplugRecorder:
-    return sparkplug_recorder
-
-
 def _births(recorder: SparkplugRecorder) -> list[dict[str, Any]]:
     return [recorder.codec.decode(m.payload) for m in recorder.of("NBIRTH", NODE)]
+
+
+def _once_quiet(read: Callable[[], set[int]], quiet_s: float = 1.0, timeout: float = 15.0) -> set[int]:
+    """What `read()` gives once it has not changed for `quiet_s`."""
+    last, since = read(), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        if time.monotonic() - since > timeout:
+            raise AssertionError(f"still changing after {timeout} s")
+        time.sleep(0.1)
+        now = read()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
 
 
 def _seqs_are_consecutive(sequence: list[tuple[Any, dict[str, Any]]]) -> list[str]:
@@ -127,8 +127,8 @@ def test_births_wait_for_the_primary_host_and_the_spool_is_held_while_it_is_offl
         publish_state(mqtt_url, host, False, first_online)
         wait_until(lambda: recorder.of("NDEATH", NODE), 10, "the NDEATH after the host went offline")
         wait_until(lambda: node.health()["spool_held"], 5, "the spool to be held")
-        time.sleep(1.0)  # what was in flight lands
-        sent_before = {d.seq for d in collector.of(Detection)}
+        # What was in flight when the hold began lands: the detections received stop changing.
+        sent_before = _once_quiet(lambda: {d.seq for d in collector.of(Detection)})
         wait_until(lambda: node.spool.depth() >= 8, 20, "detections to pile up again")
         publish_state(mqtt_url, host, True, first_online - 60_000)  # an older session's: ignored
         time.sleep(2.0)
@@ -179,22 +179,8 @@ def test_births_wait_for_the_primary_host_and_the_spool_is_held_while_it_is_offl
 def test_a_killed_node_s_will_is_its_ndeath_with_the_birth_s_bdseq(
     tmp_path: Path, mqtt_url: str, site: str, recorder: SparkplugRecorder, codec: TahuCodec
 ) -> None:
-    layout = tmp_path / "facility.yaml"
-    layout.write_text(yaml.safe_dump(facility_data(site)))
-    config = {
-        "node_id": NODE,
-        "layout": str(layout),
-        "broker": {"url": mqtt_url, "keepalive_s": 5},
-        "spool": {"path": str(tmp_path / "spool.sqlite")},
-        "metrics": {"port": 0},
-        "sparkplug": {"enabled": True, "wait_for_primary_host": False},
-    }
-    config_path = tmp_path / "edge.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "depotwatch.cli", "edge", "run", "--config", str(config_path)],
-        cwd=Path(__file__).resolve().parents[2],
-        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    process = edge_process(
+        tmp_path, site, mqtt_url, sparkplug={"enabled": True, "wait_for_primary_host": False}
     )
     try:
         wait_until(lambda: recorder.of("NBIRTH", NODE), 60, "the node's NBIRTH")

@@ -37,11 +37,6 @@ TAHU_TYPES = {
 }
 
 
-@pytest.fixture
-def codec(sparkplug_codec: TahuCodec) -> TahuCodec:
-    return sparkplug_codec
-
-
 def _as_tahu(value: object) -> object:
     return int(value.timestamp() * 1000) if isinstance(value, datetime) else value
 
